@@ -1,0 +1,66 @@
+"""One entry point to every dataset layout, and a seeded, optionally stratified split of a datalist."""
+
+from __future__ import annotations
+
+import importlib
+from collections import defaultdict
+from typing import Callable, Hashable, Sequence
+
+import numpy as np
+
+__all__ = ["LAYOUTS", "build_datalist", "split_datalist"]
+
+#: layout name -> "module:function" building its datalist; modules are imported on first use.
+LAYOUTS = {
+    "dsb2018": "common.io.segmentation_layouts:dsb2018_datalist",
+    "bbbc039": "common.io.segmentation_layouts:bbbc039_datalist",
+    "neurips": "common.io.segmentation_layouts:neurips_datalist",
+    "livecell": "common.io.challenge_layouts:livecell_datalist",
+    "lmc": "common.io.challenge_layouts:lmc_datalist",
+    "adipocyte": "common.io.challenge_layouts:adipocyte_datalist",
+}
+
+
+def build_datalist(layout: str, root: str, **options) -> list[dict]:
+    """Datalist (list of dicts of file paths and metadata) of a dataset stored in its publisher's ``layout``.
+
+    ``options`` go to the layout's builder (for example ``split="training"`` for BBBC039).
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout: unknown dataset layout {layout!r}, expected one of {sorted(LAYOUTS)}.")
+    module_name, function_name = LAYOUTS[layout].split(":")
+    builder: Callable[..., list] = getattr(importlib.import_module(module_name), function_name)
+    return builder(root, **options)
+
+
+def split_datalist(
+    items: Sequence[dict], fractions: Sequence[float], seed: int = 0, stratify: str | Callable[[dict], Hashable] | None = None
+) -> list[list[dict]]:
+    """Split ``items`` into ``len(fractions)`` disjoint parts, reproducibly for a ``seed``.
+
+    Args:
+        items: the datalist.
+        fractions: share of each part, summing to 1 (e.g. ``(0.9, 0.1)``).
+        seed: seed of the shuffle.
+        stratify: key of each item (or a function of it) whose groups are split separately so that every
+            part keeps their proportions (e.g. the set of organelles an LMC image has).
+
+    Returns:
+        one list per fraction; every item lands in exactly one part, order within a part follows ``items``.
+    """
+    fractions = np.asarray(fractions, dtype=float)
+    if fractions.ndim != 1 or (fractions < 0).any() or not np.isclose(fractions.sum(), 1.0):
+        raise ValueError(f"fractions: expected non-negative shares summing to 1, got {fractions.tolist()}.")
+    group_of = (lambda item: item[stratify]) if isinstance(stratify, str) else (stratify or (lambda item: None))
+    groups: dict = defaultdict(list)
+    for index, item in enumerate(items):
+        key = group_of(item)
+        groups[tuple(sorted(key)) if isinstance(key, (set, frozenset, list)) else key].append(index)
+    rng = np.random.default_rng(seed)
+    part_of = np.empty(len(items), dtype=int)
+    for key in sorted(groups, key=repr):
+        members = np.asarray(groups[key])[rng.permutation(len(groups[key]))]
+        bounds = np.round(np.cumsum(fractions) * len(members)).astype(int)
+        for part, chunk in enumerate(np.split(members, bounds[:-1])):
+            part_of[chunk] = part
+    return [[item for item, p in zip(items, part_of) if p == part] for part in range(len(fractions))]
