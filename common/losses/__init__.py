@@ -1,0 +1,3 @@
+"""Losses the bundles share."""
+
+from .dice_bce import WeightedDiceBCELoss

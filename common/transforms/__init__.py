@@ -1,0 +1,4 @@
+"""MONAI transforms of the collection, each as an array class and a dictionary (``...d``) class."""
+
+from .boundary import InstanceToBoundaryTargets, InstanceToBoundaryTargetsd, instance_to_boundary_targets
+from .channels import AsChannels, AsChannelsd

@@ -1,0 +1,171 @@
+"""Instance labels from nucleus and touching-boundary probabilities by marker-controlled watershed.
+
+The steps are separate functions so that a config or a user can stop after any of them:
+foreground mask -> markers (nucleus minus boundary, one connected component each) -> watershed from the
+markers inside the foreground -> size filter and renumbering. The watershed itself is scikit-image's (CPU);
+tensors come back on the device they came from.
+
+Two flooding landscapes are offered. ``"foreground_distance"`` is the published one: the negative distance to
+the background, so that basins meet on the ridges of the foreground's shape. ``"marker_distance"`` (the
+default) floods by distance to the nearest marker: the boundary band is symmetric about the contact line, so
+each band pixel goes back to the nucleus it came from. On touching ellipses (tests/test_watershed.py) it
+rebuilds the labels with a mean matched IoU of about 0.98 where the published landscape gives about 0.93.
+"""
+
+from __future__ import annotations
+
+from typing import Hashable, Mapping
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Transform
+from monai.utils import convert_to_dst_type
+from scipy import ndimage
+from skimage.segmentation import relabel_sequential, watershed
+
+__all__ = [
+    "foreground_mask",
+    "watershed_markers",
+    "remove_small_instances",
+    "watershed_instances",
+    "BoundaryWatershed",
+    "BoundaryWatershedd",
+]
+
+
+def _as_2d_numpy(image, name: str) -> np.ndarray:
+    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise ValueError(f"{name}: expected an (H, W) or (1, H, W) probability map, got shape {array.shape}.")
+    if np.issubdtype(array.dtype, np.floating) and np.isnan(array).any():
+        raise ValueError(f"{name}: probability map contains NaN.")
+    return array
+
+
+def foreground_mask(nucleus_prob: np.ndarray, threshold: float = 0.5, fill_holes: bool = True) -> np.ndarray:
+    """(H, W) bool mask of pixels whose nucleus probability exceeds ``threshold``, holes filled."""
+    mask = nucleus_prob > threshold
+    return ndimage.binary_fill_holes(mask) if fill_holes else mask
+
+
+def watershed_markers(
+    foreground: np.ndarray, boundary_prob: np.ndarray, threshold: float = 0.5, min_marker_size: int = 1
+) -> np.ndarray:
+    """(H, W) int32 markers: connected components of the foreground minus the touching boundary.
+
+    Components smaller than ``min_marker_size`` pixels are dropped (their pixels are claimed by neighbours).
+    """
+    markers, _ = ndimage.label(foreground & ~(boundary_prob > threshold))
+    if min_marker_size > 1:
+        markers = remove_small_instances(markers, min_marker_size)
+    return markers.astype(np.int32)
+
+
+def remove_small_instances(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Set instances with fewer than ``min_size`` pixels to 0 and renumber the rest 1..N in order of id."""
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_size
+    keep[0] = False
+    return relabel_sequential(np.where(keep[labels], labels, 0))[0]
+
+
+_ENERGIES = {
+    "marker_distance": lambda foreground, markers: ndimage.distance_transform_edt(markers == 0),
+    "foreground_distance": lambda foreground, markers: -ndimage.distance_transform_edt(foreground),
+}
+
+
+def watershed_instances(
+    nucleus_prob,
+    boundary_prob,
+    threshold: float = 0.5,
+    boundary_threshold: float = 0.5,
+    fill_holes: bool = True,
+    min_marker_size: int = 1,
+    min_size: int = 1,
+    energy: str = "marker_distance",
+) -> torch.Tensor | np.ndarray:
+    """Instance labels from the two probability maps of the DSB watershed method.
+
+    Args:
+        nucleus_prob: (H, W) or (1, H, W) probability of being inside a nucleus.
+        boundary_prob: same shape, probability of lying on a boundary between touching nuclei.
+        threshold: nucleus probability above which a pixel is foreground.
+        boundary_threshold: boundary probability above which a pixel separates markers.
+        fill_holes: fill holes of the foreground before the watershed.
+        min_marker_size: markers smaller than this are dropped.
+        min_size: final instances smaller than this are dropped.
+        energy: flooding landscape, ``"marker_distance"`` or ``"foreground_distance"`` (see the module doc).
+
+    Returns:
+        (H, W) int32 labels numbered 1..N, 0 background; a tensor on the input's device when the input is a
+        tensor, else a NumPy array.
+    """
+    nucleus = _as_2d_numpy(nucleus_prob, "nucleus_prob")
+    boundary = _as_2d_numpy(boundary_prob, "boundary_prob")
+    if nucleus.shape != boundary.shape:
+        raise ValueError(f"nucleus_prob and boundary_prob shapes differ: {nucleus.shape} vs {boundary.shape}.")
+    if energy not in _ENERGIES:
+        raise ValueError(f"energy: expected one of {sorted(_ENERGIES)}, got {energy!r}.")
+    foreground = foreground_mask(nucleus, threshold, fill_holes)
+    markers = watershed_markers(foreground, boundary, boundary_threshold, min_marker_size)
+    labels = watershed(_ENERGIES[energy](foreground, markers), markers, mask=foreground)
+    labels = remove_small_instances(labels, min_size).astype(np.int32)
+    if isinstance(nucleus_prob, torch.Tensor):
+        return torch.as_tensor(labels, device=nucleus_prob.device)
+    return labels
+
+
+class BoundaryWatershed(Transform):
+    """Array transform: (2, H, W) [nucleus, boundary] probabilities -> (1, H, W) int32 instance labels.
+
+    Arguments as in :func:`watershed_instances`.
+    """
+
+    backend = [torch.Tensor, np.ndarray]
+
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        boundary_threshold: float = 0.5,
+        fill_holes: bool = True,
+        min_marker_size: int = 1,
+        min_size: int = 1,
+        energy: str = "marker_distance",
+    ) -> None:
+        self.kwargs = dict(
+            threshold=threshold,
+            boundary_threshold=boundary_threshold,
+            fill_holes=fill_holes,
+            min_marker_size=min_marker_size,
+            min_size=min_size,
+            energy=energy,
+        )
+
+    def __call__(self, probabilities):
+        if probabilities.ndim != 3 or probabilities.shape[0] != 2:
+            raise ValueError(
+                f"probabilities: expected (2, H, W) nucleus and boundary maps, got shape {tuple(probabilities.shape)}."
+            )
+        labels = watershed_instances(probabilities[0], probabilities[1], **self.kwargs)
+        return convert_to_dst_type(labels[None], probabilities, dtype=torch.int32)[0]
+
+
+class BoundaryWatershedd(MapTransform):
+    """Dictionary wrapper of :class:`BoundaryWatershed`; ``output_keys`` default to replacing the inputs."""
+
+    backend = BoundaryWatershed.backend
+
+    def __init__(self, keys: KeysCollection, output_keys: KeysCollection | None = None, allow_missing_keys: bool = False, **kwargs):
+        super().__init__(keys, allow_missing_keys)
+        self.converter = BoundaryWatershed(**kwargs)
+        self.output_keys = list(self.keys) if output_keys is None else list(output_keys)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key, output_key in self.key_iterator(d, self.output_keys):
+            d[output_key] = self.converter(d[key])
+        return d

@@ -1,0 +1,54 @@
+"""Bring images with any number of channels to the number a network takes."""
+
+from __future__ import annotations
+
+from typing import Hashable, Mapping
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Transform
+
+__all__ = ["AsChannels", "AsChannelsd"]
+
+
+class AsChannels(Transform):
+    """(C, H, W) -> (n, H, W): a single channel is repeated ``n`` times, extra channels are dropped.
+
+    Grey images become RGB-like inputs for ImageNet-pretrained encoders, and RGBA or multi-channel
+    microscopy images keep their first ``n`` channels. An image with 1 < C < n channels has no faithful
+    conversion and raises.
+    """
+
+    backend = [torch.Tensor, np.ndarray]
+
+    def __init__(self, channels: int = 3) -> None:
+        if channels < 1:
+            raise ValueError(f"channels: expected at least 1, got {channels}.")
+        self.channels = channels
+
+    def __call__(self, image):
+        if image.ndim < 3:
+            raise ValueError(f"image: expected a channel-first (C, H, W) array, got shape {tuple(image.shape)}.")
+        count = image.shape[0]
+        if count == 1:
+            return image[[0] * self.channels]
+        if count >= self.channels:
+            return image[: self.channels]
+        raise ValueError(f"image: cannot make {self.channels} channels from {count}; expected 1 or at least {self.channels}.")
+
+
+class AsChannelsd(MapTransform):
+    """Dictionary wrapper of :class:`AsChannels`."""
+
+    backend = AsChannels.backend
+
+    def __init__(self, keys: KeysCollection, channels: int = 3, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.converter = AsChannels(channels)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.converter(d[key])
+        return d
