@@ -47,6 +47,17 @@ def test_png_16_bit_stays_16_bit(tmp_path):
     assert pixels.dtype == np.uint16 and pixels[4, 6] == 46000
 
 
+def test_16_bit_rgb_png_is_not_cut_to_8_bits(tmp_path):
+    imagecodecs = pytest.importorskip("imagecodecs")
+    deep = ramp(channels=3) * 100
+    data = imagecodecs.png_encode(deep)
+    (tmp_path / "deep.png").write_bytes(data)
+    np.testing.assert_array_equal(read_image(tmp_path / "deep.png"), deep)
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageFileError, match=match(tmp_path / "cut.png")):
+        read_image(tmp_path / "cut.png")
+
+
 def test_palette_png_is_expanded_to_rgb(tmp_path):
     Image.fromarray(ramp(np.uint8) % 4).convert("P").save(tmp_path / "palette.png")
     palette = Image.open(tmp_path / "palette.png")

@@ -292,3 +292,26 @@ def test_neurips_shared_folder_naming_like_cellpose(tmp_path):
         tmp_path, image_dir="train", label_dir="train", image_suffix="_img", label_suffix="_masks", label_ext=".png"
     )
     assert [(item["id"], Path(item["label"]).name) for item in items] == [("000", "000_masks.png"), ("001", "001_masks.png")]
+
+
+# ----------------------------------------------------------------------------------------------- bundle config
+
+
+@pytest.mark.parametrize("reader", ["common.io.images.MicroscopyReader", "$common.io.images.MicroscopyReader()"])
+def test_bundle_config_builds_datalist_and_loads_it(tmp_path, reader):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser({
+        "imports": ["$import common"],  # binds `common`; its submodules are imported by this test module
+        "dataset_dir": str(make_dsb2018(tmp_path)),
+        "datalist": "$common.io.segmentation_layouts.dsb2018_datalist(@dataset_dir)",
+        "preprocessing": {
+            "_target_": "Compose",
+            "transforms": [
+                {"_target_": "LoadImaged", "keys": "image", "reader": reader, "ensure_channel_first": True},
+                {"_target_": "common.io.labels.LoadInstanceLabelsd", "keys": "label"},
+            ],
+        },
+    })  # fmt: skip
+    data = parser.get_parsed_content("preprocessing")(parser.get_parsed_content("datalist")[1])
+    assert data["image"].shape == (4, H, W) and data["label"].shape == (1, H, W) and data["id"] == "b2"

@@ -4,7 +4,9 @@ Axes rule, the same for every format: an image comes back as ``(H, W)`` when it 
 ``(H, W, C)`` otherwise, spatial order y, x, in the file's own dtype (16-bit stays 16-bit).
 
 * Pillow formats: grey modes (``L``, ``I;16``, ``I``, ``F``, ``1``) give ``(H, W)``; ``LA``, ``RGB``, ``RGBA``
-  give ``(H, W, C)``; palette images are expanded to RGB (RGBA when the palette has transparency).
+  give ``(H, W, C)``; palette images are expanded to RGB (RGBA when the palette has transparency), CMYK and
+  other colour spaces converted to RGB. 16-bit colour PNGs, which Pillow would cut to 8 bits, are decoded
+  with ``imagecodecs`` and stay uint16.
 * TIFF / OME-TIFF: the axes come from the file (``tifffile``'s series axes: OME-XML, ImageJ or shaped
   metadata; for plain multi-page files the pages axis comes first and the last two axes are Y, X).
   Singleton axes are dropped; the Y and X axes are the spatial axes, and at most one other axis may remain
@@ -90,12 +92,40 @@ def read_image(path: PathLike) -> np.ndarray:
 
 def _read_pillow(path: Path) -> np.ndarray:
     """``(H, W)`` or ``(H, W, C)`` pixels of a PNG, BMP or JPEG file."""
+    if _is_deep_colour_png(path):
+        return _read_deep_colour_png(path)
     try:
         with Image.open(path) as image:
-            if image.mode == "P":
+            if image.mode in _PILLOW_CONVERSIONS:
+                image = image.convert(_PILLOW_CONVERSIONS[image.mode])
+            elif image.mode == "P":
                 image = image.convert("RGBA" if "transparency" in image.info else "RGB")
             return np.asarray(image).copy()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ImageFileError(f"{path}: cannot read the image, the file is corrupt or truncated ({error}).") from error
+
+
+#: Pillow modes whose pixels are not grey or RGB(A) values, and what they are converted to.
+_PILLOW_CONVERSIONS = {"CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB", "PA": "RGBA", "La": "LA", "RGBa": "RGBA"}
+
+
+def _is_deep_colour_png(path: Path) -> bool:
+    """Whether ``path`` is a 16-bit PNG with colour or alpha, which Pillow would reduce to 8 bits."""
+    with open(path, "rb") as file:
+        header = file.read(26)
+    is_png = header[:8] == b"\x89PNG\r\n\x1a\n" and header[12:16] == b"IHDR"
+    return is_png and len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6)
+
+
+def _read_deep_colour_png(path: Path) -> np.ndarray:
+    """``(H, W, C)`` uint16 pixels of a 16-bit colour PNG, decoded with ``imagecodecs``."""
+    try:
+        import imagecodecs
+    except ImportError as error:
+        raise ImageFileError(f"{path}: 16-bit colour PNG; reading it without loss needs imagecodecs.") from error
+    try:
+        return imagecodecs.png_decode(path.read_bytes())
+    except Exception as error:
         raise ImageFileError(f"{path}: cannot read the image, the file is corrupt or truncated ({error}).") from error
 
 
