@@ -85,6 +85,13 @@ def test_tiff_axes_rule(tmp_path, stored, axes, expected_shape):
         np.testing.assert_array_equal(pixels, np.moveaxis(array, 0, -1))
 
 
+def test_big_endian_tiff_reads_native_values(tmp_path):
+    tifffile.imwrite(tmp_path / "big.tif", ramp(), byteorder=">")
+    pixels = read_image(tmp_path / "big.tif")
+    assert pixels.dtype == np.uint16 and pixels.dtype.isnative
+    np.testing.assert_array_equal(pixels, ramp())
+
+
 def test_tiff_with_two_channel_like_axes_is_refused(tmp_path):
     path = tmp_path / "zc.ome.tif"
     tifffile.imwrite(path, np.zeros((2, 3, H, W), np.uint8), ome=True, metadata={"axes": "ZCYX"})

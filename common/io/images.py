@@ -73,6 +73,8 @@ def is_image_file(path: PathLike) -> bool:
 def read_image(path: PathLike) -> np.ndarray:
     """Pixels of one 2D image file as ``(H, W)`` or ``(H, W, C)`` in the file's dtype (see the module axes rule).
 
+    Big-endian pixels are returned in native byte order (same values), as torch needs.
+
     Raises:
         ImageFileError: the file is missing, of an unsupported suffix, corrupt or truncated, empty, or not 2D.
     """
@@ -87,7 +89,7 @@ def read_image(path: PathLike) -> np.ndarray:
         raise ImageFileError(f"{path}: empty image of shape {pixels.shape}, expected at least one pixel.")
     if pixels.ndim not in (2, 3):
         raise ImageFileError(f"{path}: image of shape {pixels.shape}, expected (H, W) or (H, W, C).")
-    return pixels
+    return pixels if pixels.dtype.isnative else pixels.astype(pixels.dtype.newbyteorder("="))
 
 
 def _read_pillow(path: Path) -> np.ndarray:
