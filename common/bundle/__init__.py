@@ -1,0 +1,3 @@
+"""Bundle tooling: checkpoints for resuming, offline verification, self-contained export."""
+
+from .checkpoints import latest_checkpoint

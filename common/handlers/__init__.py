@@ -1,0 +1,3 @@
+"""Ignite handlers of the collection."""
+
+from .instance_report import InstanceSegmentationReport

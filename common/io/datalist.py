@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from collections import defaultdict
 from typing import Callable, Hashable, Sequence
 
 import numpy as np
 
-__all__ = ["LAYOUTS", "build_datalist", "split_datalist"]
+from .errors import LayoutError
+
+__all__ = ["LAYOUTS", "SPLITS", "build_datalist", "dataset_split", "image_folder_datalist", "split_datalist"]
 
 #: layout name -> "module:function" building its datalist; modules are imported on first use.
 LAYOUTS = {
@@ -31,6 +34,42 @@ def build_datalist(layout: str, root: str, **options) -> list[dict]:
     module_name, function_name = LAYOUTS[layout].split(":")
     builder: Callable[..., list] = getattr(importlib.import_module(module_name), function_name)
     return builder(root, **options)
+
+
+#: split names of :func:`dataset_split`, in the order of its ``fractions``.
+SPLITS = ("training", "validation", "test")
+
+#: layouts whose publisher ships a split, read by their builder's ``split`` option.
+LAYOUTS_WITH_SPLITS = ("bbbc039",)
+
+
+def dataset_split(
+    layout: str, root: str, split: str, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0, **options
+) -> list[dict]:
+    """The ``split`` part (``"training"``, ``"validation"`` or ``"test"``) of a dataset.
+
+    Layouts that ship their own split (BBBC039's ``metadata/*.txt``) use it; for the others the whole dataset
+    is split reproducibly with ``fractions`` (training, validation, test) and ``seed``.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {SPLITS}, got {split!r}.")
+    if layout in LAYOUTS_WITH_SPLITS:
+        return build_datalist(layout, root, split=split, **options)
+    parts = split_datalist(build_datalist(layout, root, **options), fractions, seed)
+    return parts[SPLITS.index(split)]
+
+
+def image_folder_datalist(folder: str, key: str = "image") -> list[dict]:
+    """``[{key: path}, ...]`` of every image file directly in ``folder``, sorted by name (for inference)."""
+    from .images import is_image_file  # the readers are only needed here
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise LayoutError(f"{folder}: input folder not found.")
+    items = [{key: str(file)} for file in sorted(path.iterdir()) if file.is_file() and is_image_file(file)]
+    if not items:
+        raise LayoutError(f"{folder}: no image files (PNG, TIFF, OME-TIFF, BMP, JPEG) in this folder.")
+    return items
 
 
 def split_datalist(
