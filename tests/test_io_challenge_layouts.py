@@ -365,3 +365,70 @@ def test_adipocyte_split_sizes_determinism_and_independence_of_magnifications():
     assert adipocyte_split(items) == (train, validation, test)
     only_40 = adipocyte_split([item for item in items if item["magnification"] == 40])
     assert only_40 == tuple([item for item in chosen if item["magnification"] == 40] for chosen in parts.values())
+
+
+# ----------------------------------------------------------------------------- on the synthetic generator's output
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """Write a dataset with ``common.data.synthetic`` (small images) and return its folder."""
+    module = pytest.importorskip("common.data.synthetic")
+
+    def write(layout: str, n: int, **options) -> Path:
+        folder = tmp_path_factory.mktemp(layout)
+        return module.write_dataset(layout, folder / "data", n=n, size=32, seed=5, **options)
+
+    return write
+
+
+def test_synthetic_livecell_annotation_forms_and_nesting_agree(synthetic):
+    keyed = synthetic("livecell", 12, annotations="dict")
+    listed = synthetic("livecell", 12, annotations="list", nested_test=True)
+    for split in ("train", "val", "test"):
+        from_keyed, from_listed = quiet_livecell(keyed, split=split), quiet_livecell(listed, split=split)
+        assert from_keyed, split
+        assert [{**item, "image": Path(item["image"]).name} for item in from_keyed] == [
+            {**item, "image": Path(item["image"]).name} for item in from_listed
+        ]
+    nested = quiet_livecell(listed, split="test")
+    assert all(Path(item["image"]).parent.name == item["cell_type"] for item in nested)
+
+
+def test_synthetic_livecell_masks_match_the_images(synthetic):
+    from common.io.images import read_image
+
+    for item in quiet_livecell(synthetic("livecell", 12), split="train"):
+        image = read_image(item["image"])
+        mask = CocoPolygonsToMaskd(keys="polygons", mask_keys="label")(item)["label"]
+        assert mask.shape == (1, *image.shape) == (1, item["height"], item["width"])
+        assert 0 < mask.mean() < 1 and len(item["polygons"]) > 0
+
+
+def test_synthetic_lmc_items_cover_every_file(synthetic):
+    root = synthetic("lmc", 8)
+    items = lmc_datalist(root)
+    listed = {path for item in items for path in item["inputs"] + list(item["targets"].values())}
+    assert listed == {str(path) for path in root.rglob("*.ome.tiff")}
+    for item in items:
+        assert all(Path(path).name.startswith(f"image_{item['id'].split('_')[-1]}_{item['modality']}_z")
+                   for path in item["inputs"])  # fmt: skip
+        named = {Path(path).name.split("_")[2].split(".")[0] for path in item["targets"].values()}
+        assert set(item["organelles"]) == named
+        assert ("Tubulin" in item["organelles"]) == (item["study"] == 4)
+    train, validation = lmc_split(items, val_fraction=0.25)
+    assert sorted(item["id"] for item in train + validation) == sorted(item["id"] for item in items)
+
+
+def test_synthetic_adipocyte_samples_complete_and_a_missing_plane_is_named(synthetic):
+    root = synthetic("adipocyte", 6)
+    items = adipocyte_datalist(root)
+    assert [item["magnification"] for item in items] == [20, 20, 40, 40, 60, 60]
+    assert {str(path) for path in root.rglob("*.tif")} == {
+        path for item in items for path in item["brightfield"] + [item[name] for name in ("C01", "C02", "C03")]
+    }
+    assert len(adipocyte_datalist(root, magnification=60)) == 2
+    plane = Path(items[3]["brightfield"][4])
+    plane.unlink()
+    with pytest.raises(LayoutError, match=f"40x_images/{items[3]['id']}: brightfield planes Z05 missing"):
+        adipocyte_datalist(root)
