@@ -138,7 +138,7 @@ def test_livecell_layout_errors(tmp_path):
     with pytest.raises(LayoutError, match="LIVECell dataset folder not found"):
         livecell_datalist(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="split"):
-        livecell_datalist(tmp_path, split="training")
+        livecell_datalist(tmp_path, split="all")
     root = livecell_root(tmp_path / "data")
     content = livecell_coco(keyed=True)
     content["images"][1]["file_name"] = "a172_image_1.tif"
@@ -154,6 +154,7 @@ def test_livecell_layout_errors(tmp_path):
 def test_livecell_items_through_the_dispatcher_and_mask_transform(tmp_path):
     items = quiet_livecell(livecell_root(tmp_path))
     assert quiet_livecell_build(tmp_path) == items
+    assert quiet_livecell(tmp_path, split="training") == items  # the project's split names work too
     masked = CocoPolygonsToMaskd(keys="polygons", mask_keys="label")(items[0])
     assert masked["label"].shape == (1, 24, 32) and masked["label"].sum() == 16 + 60
 

@@ -65,6 +65,8 @@ def _is_tiff(path: Path) -> bool:
 # ----------------------------------------------------------------------------------------------- LIVECell
 
 LIVECELL_SPLITS = ("train", "val", "test")
+#: the project's split names (:data:`common.io.datalist.SPLITS`) -> LIVECell's.
+_LIVECELL_SPLIT_ALIASES = {"training": "train", "validation": "val"}
 _LIVECELL_IMAGE_FOLDERS = {
     "train": "livecell_train_val_images",
     "val": "livecell_train_val_images",
@@ -85,7 +87,7 @@ def livecell_datalist(
 
     Args:
         root: the dataset folder.
-        split: ``"train"``, ``"val"`` or ``"test"``.
+        split: ``"train"``, ``"val"`` or ``"test"`` (``"training"`` and ``"validation"`` are accepted too).
         exclude: text file of image names to drop (duplicates, images shared by train and val), one per line,
             with or without ``.tif``; ``#`` starts a comment.
         annotation_file: the COCO file, absolute or relative to ``root``; default
@@ -101,6 +103,7 @@ def livecell_datalist(
         LayoutError: missing folder or annotation file, an annotated image missing on disk or stored twice,
             a file name not following the LIVECell pattern, or no annotated image at all.
     """
+    split = _LIVECELL_SPLIT_ALIASES.get(split, split)
     if split not in LIVECELL_SPLITS:
         raise ValueError(f"split: expected one of {LIVECELL_SPLITS}, got {split!r}.")
     root = _existing_folder(Path(root), "LIVECell dataset folder")
