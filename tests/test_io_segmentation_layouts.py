@@ -14,7 +14,7 @@ from PIL import Image
 
 from common.io.datalist import build_datalist
 from common.io.errors import ImageFileError, LayoutError
-from common.io.images import MicroscopyReader, write_image
+from common.io.images import MicroscopyReader, read_image, write_image
 from common.io.labels import LoadInstanceLabels, LoadInstanceLabelsd, read_instance_labels
 from common.io.segmentation_layouts import bbbc039_datalist, dsb2018_datalist, neurips_datalist
 
@@ -315,3 +315,74 @@ def test_bundle_config_builds_datalist_and_loads_it(tmp_path, reader):
     })  # fmt: skip
     data = parser.get_parsed_content("preprocessing")(parser.get_parsed_content("datalist")[1])
     assert data["image"].shape == (4, H, W) and data["label"].shape == (1, H, W) and data["id"] == "b2"
+
+
+# ----------------------------------------------------------------------------------------------- synthetic data
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    """DSB 2018, BBBC039 and NeurIPS datasets written by ``common.data.synthetic`` (small images)."""
+    synthetic = pytest.importorskip("common.data.synthetic")
+    root = tmp_path_factory.mktemp("synthetic")
+    for layout, n in (("dsb2018", 3), ("bbbc039", 4), ("neurips", 6)):
+        synthetic.write_dataset(layout, root / layout, n=n, size=128, seed=3)
+    return root
+
+
+def load_item(item: dict) -> dict:
+    return Compose([
+        LoadImaged(keys="image", reader=MicroscopyReader(), ensure_channel_first=True, dtype=None),
+        LoadInstanceLabelsd(keys="label"),
+    ])(item)  # fmt: skip
+
+
+def touching_pairs(labels: np.ndarray) -> int:
+    """Number of 4-adjacent pixel pairs with two different non-zero ids."""
+    pairs = 0
+    for a, b in ((labels[1:], labels[:-1]), (labels[:, 1:], labels[:, :-1])):
+        pairs += int(((a != b) & (a > 0) & (b > 0)).sum())
+    return pairs
+
+
+def test_synthetic_dsb2018_every_item_loads_one_id_per_mask_file(synthetic_root):
+    items = dsb2018_datalist(synthetic_root / "dsb2018")
+    assert len(items) == 3
+    for item in items:
+        data = load_item(item)
+        labels = data["label"][0].numpy()
+        assert data["image"].shape[0] == 4 and data["image"].shape[1:] == data["label"].shape[1:]
+        assert labels.max() == len(item["label"])
+        for index, mask_file in enumerate(item["label"], start=1):
+            np.testing.assert_array_equal(labels == index, read_image(mask_file) > 0)
+
+
+def test_synthetic_bbbc039_splits_partition_and_touching_nuclei_split(synthetic_root):
+    from skimage.measure import label as connected
+
+    root = synthetic_root / "bbbc039"
+    splits = {split: bbbc039_datalist(root, split) for split in ("training", "validation", "test")}
+    ids = sorted(item["id"] for items in splits.values() for item in items)
+    assert ids == [item["id"] for item in bbbc039_datalist(root, None)] and len(ids) == 4
+    pairs = 0
+    for item in bbbc039_datalist(root, None):
+        data = load_item(item)
+        labels = data["label"][0].numpy()
+        assert data["image"].shape == (1, 128, round(128 * 696 / 520)) and data["image"].shape == data["label"].shape
+        colours = read_image(item["label"]).astype(np.int64)
+        codes = (colours[..., 0] << 16) | (colours[..., 1] << 8) | colours[..., 2]
+        assert labels.max() == connected(codes, background=0, connectivity=2).max()  # no object cut by 4-connectivity
+        pairs += touching_pairs(labels)
+    assert pairs > 0  # the data has touching nuclei, and they came out as different ids
+
+
+def test_synthetic_neurips_every_modality_loads(synthetic_root):
+    items = neurips_datalist(synthetic_root / "neurips")
+    assert len(items) == 6 and {Path(item["image"]).suffix for item in items} == {".png", ".bmp", ".tif"}
+    channels = []
+    for item in items:
+        data = load_item(item)
+        assert data["image"].shape[1:] == data["label"].shape[1:] == (128, 128)
+        np.testing.assert_array_equal(data["label"][0].numpy(), read_image(item["label"]).astype(np.int32))
+        channels.append(data["image"].shape[0])
+    assert channels == [1, 3, 1, 4, 3, 1]
