@@ -183,7 +183,8 @@ def test_write_refuses_to_overwrite(tmp_path):
 
 
 def load(path, **options):
-    return LoadImaged(keys="image", reader=MicroscopyReader(), ensure_channel_first=True, **options)({"image": path})["image"]
+    loader = LoadImaged(keys="image", reader=MicroscopyReader(), ensure_channel_first=True, **options)
+    return loader({"image": path})["image"]
 
 
 def test_loadimaged_grey_png_is_channel_first_y_x(tmp_path):

@@ -108,7 +108,9 @@ def _read_pillow(path: Path) -> np.ndarray:
 
 
 #: Pillow modes whose pixels are not grey or RGB(A) values, and what they are converted to.
-_PILLOW_CONVERSIONS = {"CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB", "PA": "RGBA", "La": "LA", "RGBa": "RGBA"}
+_PILLOW_CONVERSIONS = {
+    "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB", "PA": "RGBA", "La": "LA", "RGBa": "RGBA",
+}  # fmt: skip
 
 
 def _is_deep_colour_png(path: Path) -> bool:
@@ -189,7 +191,7 @@ def _ome_pixel_size(ome_xml: str | None) -> tuple[float, float] | None:
     if not ome_xml:
         return None
     root = ElementTree.fromstring(ome_xml)
-    pixels = next((element for element in root.iter() if element.tag.endswith("}Pixels") or element.tag == "Pixels"), None)
+    pixels = next((element for element in root.iter() if element.tag.split("}")[-1] == "Pixels"), None)
     if pixels is None:
         return None
     sizes = []
