@@ -8,8 +8,9 @@ tensors come back on the device they came from.
 Two flooding landscapes are offered. ``"foreground_distance"`` is the published one: the negative distance to
 the background, so that basins meet on the ridges of the foreground's shape. ``"marker_distance"`` (the
 default) floods by distance to the nearest marker: the boundary band is symmetric about the contact line, so
-each band pixel goes back to the nucleus it came from. On touching ellipses (tests/test_watershed.py) it
-rebuilds the labels with a mean matched IoU of about 0.98 where the published landscape gives about 0.93.
+each band pixel goes back to the nucleus it came from. On touching ellipses (tests/test_boundary_watershed.py) it
+rebuilds the labels with a mean matched IoU of 0.993 where the published landscape gives 0.961 (mean over
+12 scenes of 40 touching ellipses, boundary widths 1 to 3).
 """
 
 from __future__ import annotations
@@ -110,9 +111,11 @@ def watershed_instances(
         raise ValueError(f"nucleus_prob and boundary_prob shapes differ: {nucleus.shape} vs {boundary.shape}.")
     if energy not in _ENERGIES:
         raise ValueError(f"energy: expected one of {sorted(_ENERGIES)}, got {energy!r}.")
-    foreground = foreground_mask(nucleus, threshold, fill_holes)
+    foreground = foreground_mask(nucleus, threshold, fill_holes=False)
+    # markers come from the unfilled mask: a filled pocket between touching nuclei would bridge their markers
     markers = watershed_markers(foreground, boundary, boundary_threshold, min_marker_size)
-    labels = watershed(_ENERGIES[energy](foreground, markers), markers, mask=foreground)
+    region = ndimage.binary_fill_holes(foreground) if fill_holes else foreground
+    labels = watershed(_ENERGIES[energy](region, markers), markers, mask=region)
     labels = remove_small_instances(labels, min_size).astype(np.int32)
     if isinstance(nucleus_prob, torch.Tensor):
         return torch.as_tensor(labels, device=nucleus_prob.device)

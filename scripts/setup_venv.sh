@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Create the virtual environment VENV (default .venv) and install the project into it with EXTRAS.
+#
+# PyTorch is taken, in this order, from: a torch the system Python already has (the venv then sees the
+# system site-packages), a local wheel pip can install without an index (find-links such as /opt/wheels,
+# or PIP_FIND_LINKS), or PyTorch's CPU-only index. It never falls through to the default CUDA build.
+set -euo pipefail
+VENV=${VENV:-.venv}
+EXTRAS=${EXTRAS:-test}
+SYSTEM_PYTHON=${PYTHON:-python3}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    if "$SYSTEM_PYTHON" -c "import torch" 2>/dev/null; then
+        echo "setup: using the system's torch $("$SYSTEM_PYTHON" -c 'import torch; print(torch.__version__)')"
+        "$SYSTEM_PYTHON" -m venv --system-site-packages "$VENV"
+    else
+        "$SYSTEM_PYTHON" -m venv "$VENV"
+    fi
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+    if "${PIP[@]}" install --no-index torch 2>/dev/null; then
+        echo "setup: installed torch from a local wheel"
+    else
+        echo "setup: no local torch wheel; installing the CPU build from PyTorch's index"
+        "${PIP[@]}" install torch --index-url https://download.pytorch.org/whl/cpu
+    fi
+fi
+# torch is now satisfied, so resolving the project's requirements installs no other build of it
+"${PIP[@]}" install -e ".[${EXTRAS}]"
