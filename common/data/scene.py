@@ -52,7 +52,7 @@ class Morphology:
     coverage: float = 0.45
     touching: float = 0.6
     elongation: tuple[float, float] = (1.0, 1.6)
-    irregularity: float = 0.12
+    irregularity: float = 0.2
     nucleus_size: tuple[float, float] | None = (0.4, 0.6)
     lipid_droplets: float = 2.0
     droplet_radius: tuple[float, float] = (0.08, 0.2)
@@ -320,7 +320,7 @@ def _draw_geometry(shape: tuple[int, int], morphology: Morphology, rng: np.rando
     elongations = rng.uniform(*morphology.elongation, n)
     angles = rng.uniform(0, np.pi, n)
     lobes = np.stack(
-        [morphology.irregularity * rng.uniform(0.3, 1.0, (n, 3)) * [0.6, 1.0, 0.5], rng.uniform(0, 2 * np.pi, (n, 3))],
+        [morphology.irregularity * rng.uniform(0.3, 1.0, (n, 3)) * [0.6, 1.0, 0.8], rng.uniform(0, 2 * np.pi, (n, 3))],
         axis=-1,
     )
     labels, rho = _partition(shape, centres, radii, elongations, angles, lobes)
@@ -528,9 +528,9 @@ def _check_names(requested: Sequence[str], known: Sequence[str], argument: str) 
 
 def render_scene(
     shape: tuple[int, int],
+    *,
     morphology: Morphology = Morphology(),
     optics: Optics = Optics(),
-    *,
     seed: Seed = 0,
     fluorescence: Sequence[str] = FLUORESCENCE_CHANNELS,
     label_free: Sequence[str] = (),

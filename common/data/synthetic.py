@@ -116,11 +116,6 @@ def _touching_pairs(labels: np.ndarray) -> np.ndarray:
 # 2018 Data Science Bowl
 
 
-def _nuclear_stain_image(scene: CellScene, white: float) -> np.ndarray:
-    """(H, W) uint8 of the scene's nucleus channel."""
-    return _digitise(scene.fluorescence["nucleus"], np.uint8, white)
-
-
 def write_dsb2018(out, n: int = 8, size: int = 256, seed: int = 0) -> Path:
     """2018 Data Science Bowl stage 1 training set: fluorescent nuclei, one binary PNG per nucleus.
 
@@ -138,9 +133,12 @@ def write_dsb2018(out, n: int = 8, size: int = 256, seed: int = 0) -> Path:
     )  # fmt: skip
     for index, (image_id, magnification) in enumerate(zip(image_ids, magnifications)):
         scene = render_scene(
-            _frame(size), nuclei.scaled(magnification), seed=_scene_seed("dsb2018", seed, index), fluorescence=("nucleus",)
+            _frame(size),
+            morphology=nuclei.scaled(magnification),
+            seed=_scene_seed("dsb2018", seed, index),
+            fluorescence=("nucleus",),
         )
-        grey = _nuclear_stain_image(scene, white=180)
+        grey = _digitise(scene.fluorescence["nucleus"], np.uint8, white=180)
         rgba = np.dstack([grey, grey, grey, np.full_like(grey, 255)])
         folder.write_image(f"stage1_train/{image_id}/images/{image_id}.png", rgba)
         for label in range(1, int(scene.labels.max()) + 1):
@@ -215,7 +213,10 @@ def write_bbbc039(out, n: int = 8, size: int = 256, seed: int = 0) -> Path:
     )  # fmt: skip
     for index, name in enumerate(names):
         scene = render_scene(
-            _frame(size, 696 / 520), nuclei, seed=_scene_seed("bbbc039", seed, index), fluorescence=("nucleus",)
+            _frame(size, 696 / 520),
+            morphology=nuclei,
+            seed=_scene_seed("bbbc039", seed, index),
+            fluorescence=("nucleus",),
         )
         folder.write_tiff(f"images/{name}.tif", _digitise(scene.fluorescence["nucleus"], np.uint16, white=4000))
         folder.write_image(f"masks/{name}.png", _colour_instances(scene.labels))
@@ -285,7 +286,7 @@ def write_neurips(out, n: int = 8, size: int = 256, seed: int = 0) -> Path:
     for index, (stem, image, modality) in enumerate(zip(stems, images, modalities)):
         scene = render_scene(
             _frame(size),
-            Morphology().scaled(magnifications[index]),
+            morphology=Morphology().scaled(magnifications[index]),
             seed=_scene_seed("neurips", seed, index),
             fluorescence=modality.fluorescence,
             label_free=modality.label_free,
@@ -421,8 +422,8 @@ def write_livecell(
         shape = _frame(size, 704 / 520)
         scene = render_scene(
             shape,
-            LIVECELL_CELL_TYPES[cell_type],
-            Optics(psf_sigma=1.2),
+            morphology=LIVECELL_CELL_TYPES[cell_type],
+            optics=Optics(psf_sigma=1.2),
             seed=_scene_seed("livecell", seed, index),
             fluorescence=(),
             label_free=("phase_contrast",),
@@ -496,8 +497,8 @@ def write_lmc(out, n: int = 8, size: int = 256, seed: int = 0, *, studies: int =
         morphology = Morphology(cell_radius=tuple(r / study.pixel_size_um for r in cell_radius_um))
         scene = render_scene(
             _frame(size),
-            morphology,
-            Optics(defocus=tuple(np.linspace(-2.5, 2.5, study.planes))),
+            morphology=morphology,
+            optics=Optics(defocus=tuple(np.linspace(-2.5, 2.5, study.planes))),
             seed=_scene_seed("lmc", seed, image),
             fluorescence=tuple(_LMC_ORGANELLES[organelle] for organelle in study.organelles),
             label_free=(_LMC_MODALITIES[study.modality],),
@@ -565,8 +566,8 @@ def write_adipocyte(out, n: int = 8, size: int = 256, seed: int = 0) -> Path:
     for index, (magnification, prefix) in enumerate(fields):
         scene = render_scene(
             _frame(size, 2554 / 2154),
-            _ADIPOCYTES.scaled(_ADIPOCYTE_MAGNIFICATIONS[magnification]),
-            Optics(defocus=tuple(np.linspace(-3, 3, len(planes)))),
+            morphology=_ADIPOCYTES.scaled(_ADIPOCYTE_MAGNIFICATIONS[magnification]),
+            optics=Optics(defocus=tuple(np.linspace(-3, 3, len(planes)))),
             seed=_scene_seed("adipocyte", seed, index),
             fluorescence=tuple(_ADIPOCYTE_TARGETS.values()),
             label_free=("brightfield",),
