@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
@@ -16,6 +17,14 @@ from PIL import Image
 __all__ = ["DatasetFolder"]
 
 logger = logging.getLogger(__name__)
+
+
+def _encode_tiff(array: np.ndarray, handle: BinaryIO) -> None:
+    tifffile.imwrite(handle, array, photometric="minisblack", planarconfig="contig" if array.ndim == 3 else None)
+
+
+def _encode_pillow(array: np.ndarray, image_format: str, handle: BinaryIO) -> None:
+    Image.fromarray(array).save(handle, format=image_format)
 
 
 def _exists_message(path: Path) -> str:
@@ -55,16 +64,15 @@ class DatasetFolder:
         return path
 
     def write_image(self, relative: str, array: np.ndarray) -> Path:
-        """PNG or BMP (by the suffix of ``relative``) of an (H, W) grey or (H, W, 3|4) RGB(A) uint8 array."""
-        image_format = {".png": "PNG", ".bmp": "BMP"}[Path(relative).suffix.lower()]
-        return self._write(relative, lambda handle: Image.fromarray(array).save(handle, format=image_format))
+        """Image file in the format of the suffix of ``relative``.
 
-    def write_tiff(self, relative: str, array: np.ndarray) -> Path:
-        """Uncompressed TIFF of an (H, W) grey or (H, W, C) multi-channel array (one page, samples interleaved)."""
-        planar = "contig" if array.ndim == 3 else None
-        return self._write(
-            relative, lambda handle: tifffile.imwrite(handle, array, photometric="minisblack", planarconfig=planar)
-        )
+        ``.png`` / ``.bmp``: (H, W) grey or (H, W, 3|4) RGB(A) uint8 through Pillow. ``.tif`` / ``.tiff``:
+        uncompressed (H, W) grey or (H, W, C) multi-channel TIFF, one page with interleaved samples.
+        """
+        suffix = Path(relative).suffix.lower()
+        if suffix in (".tif", ".tiff"):
+            return self._write(relative, partial(_encode_tiff, array))
+        return self._write(relative, partial(_encode_pillow, array, {".png": "PNG", ".bmp": "BMP"}[suffix]))
 
     def write_ome_tiff(self, relative: str, array: np.ndarray, pixel_size_um: float, uuid: str) -> Path:
         """OME-TIFF of an (H, W) array with its pixel size (µm) in the OME metadata.
@@ -80,7 +88,7 @@ class DatasetFolder:
             "PhysicalSizeY": pixel_size_um,
             "PhysicalSizeYUnit": "µm",
         }
-        return self._write(relative, lambda handle: tifffile.imwrite(handle, array, ome=True, metadata=metadata))
+        return self._write(relative, partial(tifffile.imwrite, data=array, ome=True, metadata=metadata))
 
     def write_text(self, relative: str, text: str) -> Path:
         return self._write(relative, lambda handle: handle.write(text.encode("utf-8")))

@@ -272,6 +272,11 @@ def _interior(labels: np.ndarray) -> np.ndarray:
     return (labels > 0) & (ndimage.minimum_filter(labels, 3) == ndimage.maximum_filter(labels, 3))
 
 
+def _per_pixel(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(H, W) float32 value of each pixel's cell, from per-cell ``values`` (N,); 1 on the background."""
+    return np.concatenate([[1.0], values]).astype(np.float32)[labels]
+
+
 def _nuclei(labels, centres, radii, elongations, angles, morphology: Morphology, rng):
     """Nucleus labels (H, W) int32, their radial coordinate (H, W) float32 and centres (N + 1, 2).
 
@@ -283,14 +288,13 @@ def _nuclei(labels, centres, radii, elongations, angles, morphology: Morphology,
     shift = (1 - scale) * radii * rng.uniform(0, 0.35, n)
     nucleus_centres = centres + shift[:, None] * np.stack([np.sin(shift_angle), np.cos(shift_angle)], axis=1)
     nucleus_centres = np.concatenate([np.zeros((1, 2)), nucleus_centres]).astype(np.float32)
-    per_pixel = lambda values: np.concatenate([[1.0], values]).astype(np.float32)[labels]  # noqa: E731
     yy, xx = np.indices(labels.shape, dtype=np.float32)
     rho = _outline_rho(
         yy - nucleus_centres[labels, 0],
         xx - nucleus_centres[labels, 1],
-        per_pixel(scale * radii),
-        per_pixel(np.sqrt(elongations)),
-        per_pixel(angles),
+        _per_pixel(labels, scale * radii),
+        _per_pixel(labels, np.sqrt(elongations)),
+        _per_pixel(labels, angles),
         np.zeros((0, 2)),
     )
     inside = _interior(labels) & (rho < 1)
@@ -356,7 +360,7 @@ def _draw_geometry(shape: tuple[int, int], morphology: Morphology, rng: np.rando
 # fluorescence: the stained structure of each channel, (H, W) float32 before optics
 
 
-def _per_cell(geometry: _Geometry, rng: np.random.Generator, low: float, high: float) -> np.ndarray:
+def _random_per_cell(geometry: _Geometry, rng: np.random.Generator, low: float, high: float) -> np.ndarray:
     """(N + 1,) float32 random value per cell (row 0 for background), e.g. a staining brightness."""
     return rng.uniform(low, high, geometry.n_cells + 1).astype(np.float32)
 
@@ -365,19 +369,19 @@ def _nucleus_stain(g: _Geometry, rng: np.random.Generator) -> np.ndarray:
     """DNA stain: nuclei of varied brightness, domed, with chromatin texture."""
     chromatin = np.clip(1 + 0.3 * _smooth_noise(g.labels.shape, 0.1 * g.mean_radius + 0.5, rng), 0, None)
     profile = 0.6 + 0.4 * _dome(g.nucleus_rho)
-    return _per_cell(g, rng, 0.45, 1.0)[g.nuclei] * profile * chromatin * (g.nuclei > 0)
+    return _random_per_cell(g, rng, 0.45, 1.0)[g.nuclei] * profile * chromatin * (g.nuclei > 0)
 
 
 def _cytoplasm_stain(g: _Geometry, rng: np.random.Generator) -> np.ndarray:
     """Whole-cell stain: brightest where the cell is thickest, excluded from lipid droplets."""
     texture = np.clip(1 + 0.2 * _smooth_noise(g.labels.shape, 0.25 * g.mean_radius, rng), 0, None)
     profile = (0.35 + 0.65 * _dome(g.rho)) * (1 - 0.8 * g.droplets)
-    return _per_cell(g, rng, 0.35, 0.8)[g.labels] * profile * texture * (g.labels > 0)
+    return _random_per_cell(g, rng, 0.35, 0.8)[g.labels] * profile * texture * (g.labels > 0)
 
 
 def _lipid_stain(g: _Geometry, rng: np.random.Generator) -> np.ndarray:
     """Neutral-lipid stain: the droplets, brightness varying between cells."""
-    return _per_cell(g, rng, 0.6, 1.0)[g.labels] * np.sqrt(g.droplets)
+    return _random_per_cell(g, rng, 0.6, 1.0)[g.labels] * np.sqrt(g.droplets)
 
 
 def _mitochondria_stain(g: _Geometry, rng: np.random.Generator) -> np.ndarray:
@@ -388,7 +392,7 @@ def _mitochondria_stain(g: _Geometry, rng: np.random.Generator) -> np.ndarray:
     tubes = np.exp(-((_shaped_noise(shape, rng, band) / 0.35) ** 2))
     fragments = _smooth_noise(shape, 3 * width, rng) > -0.3
     density = np.sqrt(1 - g.rho) * ((g.labels > 0) & (g.nuclei == 0))
-    return _per_cell(g, rng, 0.5, 1.0)[g.labels] * tubes * fragments * density
+    return _random_per_cell(g, rng, 0.5, 1.0)[g.labels] * tubes * fragments * density
 
 
 def _actin_stain(g: _Geometry, rng: np.random.Generator, n_directions: int = 6) -> np.ndarray:
@@ -400,14 +404,14 @@ def _actin_stain(g: _Geometry, rng: np.random.Generator, n_directions: int = 6) 
     fibres = np.take_along_axis(fibres, direction_of_cell[g.labels][None], axis=0)[0]
     rim = np.clip((g.rho - 0.75) / 0.25, 0, 1) ** 2
     structure = 0.8 * rim + 0.6 * np.clip(fibres - 0.7, 0, None) * _dome(g.rho) + 0.1
-    return _per_cell(g, rng, 0.5, 1.0)[g.labels] * structure * (g.labels > 0)
+    return _random_per_cell(g, rng, 0.5, 1.0)[g.labels] * structure * (g.labels > 0)
 
 
 def _tubulin_stain(g: _Geometry, rng: np.random.Generator, n_rays: int = 64) -> np.ndarray:
     """Microtubules: curved filaments radiating from beside the nucleus, fainter towards the cell edge."""
     rays = (rng.random((g.n_cells + 1, n_rays)) < 0.35) * rng.uniform(0.5, 1.0, (g.n_cells + 1, n_rays))
     rays = ndimage.gaussian_filter1d(rays.astype(np.float32), 0.6, axis=1, mode="wrap")
-    bend = _per_cell(g, rng, -1.5, 1.5)
+    bend = _random_per_cell(g, rng, -1.5, 1.5)
     yy, xx = np.indices(g.labels.shape, dtype=np.float32)
     centre = g.nucleus_centres[g.labels]
     angle = np.arctan2(yy - centre[..., 0], xx - centre[..., 1]) + bend[g.labels] * g.rho
@@ -415,7 +419,7 @@ def _tubulin_stain(g: _Geometry, rng: np.random.Generator, n_rays: int = 64) -> 
     ray, fraction = np.floor(position).astype(np.intp) % n_rays, position - np.floor(position)
     filaments = rays[g.labels, ray] * (1 - fraction) + rays[g.labels, (ray + 1) % n_rays] * fraction
     structure = (0.15 + filaments * (0.4 + 0.6 * (1 - g.rho))) * np.where(g.nuclei > 0, 0.3, 1.0)
-    return _per_cell(g, rng, 0.5, 1.0)[g.labels] * structure * (g.labels > 0)
+    return _random_per_cell(g, rng, 0.5, 1.0)[g.labels] * structure * (g.labels > 0)
 
 
 _STAINS: dict[str, Callable[[_Geometry, np.random.Generator], np.ndarray]] = {

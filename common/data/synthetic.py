@@ -218,7 +218,7 @@ def write_bbbc039(out, n: int = 8, size: int = 256, seed: int = 0) -> Path:
             seed=_scene_seed("bbbc039", seed, index),
             fluorescence=("nucleus",),
         )
-        folder.write_tiff(f"images/{name}.tif", _digitise(scene.fluorescence["nucleus"], np.uint16, white=4000))
+        folder.write_image(f"images/{name}.tif", _digitise(scene.fluorescence["nucleus"], np.uint16, white=4000))
         folder.write_image(f"masks/{name}.png", _colour_instances(scene.labels))
     parts = split_datalist([{"name": name} for name in names], list(splits.values()), seed=seed)
     for split, part in zip(splits, parts):
@@ -248,24 +248,36 @@ class _Modality:
     to_pixels: Callable[[CellScene], np.ndarray]
 
 
+def _grey_fluorescence(scene: CellScene) -> np.ndarray:
+    return _digitise(scene.fluorescence["cytoplasm"], np.uint8, 200)
+
+
+def _phase_contrast_16bit(scene: CellScene) -> np.ndarray:
+    return _digitise(scene.label_free["phase_contrast"][0], np.uint16, 40000)
+
+
+def _multiplexed_fluorescence(scene: CellScene) -> np.ndarray:
+    """(H, W, C) uint16, one channel per rendered fluorescence channel."""
+    return _digitise(np.stack(list(scene.fluorescence.values()), axis=-1), np.uint16, 20000)
+
+
+def _two_colour_fluorescence(scene: CellScene) -> np.ndarray:
+    """(H, W, 3) uint8: cytoplasm green, nuclei blue."""
+    green, blue = scene.fluorescence["cytoplasm"], scene.fluorescence["nucleus"]
+    return _digitise(np.stack([np.zeros_like(green), green, blue], axis=-1), np.uint8, 200)
+
+
+def _dic_8bit(scene: CellScene) -> np.ndarray:
+    return _digitise(scene.label_free["dic"][0], np.uint8, 230)
+
+
 _NEURIPS_MODALITIES = (
-    _Modality(".png", ("cytoplasm",), (), lambda s: _digitise(s.fluorescence["cytoplasm"], np.uint8, 200)),
+    _Modality(".png", ("cytoplasm",), (), _grey_fluorescence),
     _Modality(".bmp", ("nucleus", "cytoplasm"), (), _stained_brightfield),
-    _Modality(".tif", (), ("phase_contrast",), lambda s: _digitise(s.label_free["phase_contrast"][0], np.uint16, 40000)),
-    _Modality(
-        ".tif",
-        ("nucleus", "cytoplasm", "actin", "mitochondria"),
-        (),
-        lambda s: _digitise(np.stack(list(s.fluorescence.values()), axis=-1), np.uint16, 20000),
-    ),
-    _Modality(
-        ".png",
-        ("nucleus", "cytoplasm"),
-        (),
-        lambda s: _digitise(np.stack([np.zeros_like(s.fluorescence["nucleus"]), s.fluorescence["cytoplasm"],
-                                      s.fluorescence["nucleus"]], axis=-1), np.uint8, 200),  # fmt: skip
-    ),
-    _Modality(".tif", (), ("dic",), lambda s: _digitise(s.label_free["dic"][0], np.uint8, 230)),
+    _Modality(".tif", (), ("phase_contrast",), _phase_contrast_16bit),
+    _Modality(".tif", ("nucleus", "cytoplasm", "actin", "mitochondria"), (), _multiplexed_fluorescence),
+    _Modality(".png", ("nucleus", "cytoplasm"), (), _two_colour_fluorescence),
+    _Modality(".tif", (), ("dic",), _dic_8bit),
 )
 
 
@@ -292,8 +304,8 @@ def write_neurips(out, n: int = 8, size: int = 256, seed: int = 0) -> Path:
             label_free=modality.label_free,
         )
         pixels = modality.to_pixels(scene)
-        (folder.write_tiff if modality.suffix == ".tif" else folder.write_image)(image, pixels)
-        folder.write_tiff(f"labels/{stem}_label.tiff", scene.labels.astype(np.uint16 if index % 2 == 0 else np.uint32))
+        folder.write_image(image, pixels)
+        folder.write_image(f"labels/{stem}_label.tiff", scene.labels.astype(np.uint16 if index % 2 == 0 else np.uint32))
     return folder.finish("neurips")
 
 
@@ -428,7 +440,7 @@ def write_livecell(
             fluorescence=(),
             label_free=("phase_contrast",),
         )
-        folder.write_tiff(image_path(index), _digitise(scene.label_free["phase_contrast"][0], np.uint8, 280))
+        folder.write_image(image_path(index), _digitise(scene.label_free["phase_contrast"][0], np.uint8, 280))
         split = split_of[index]
         images[split].append({"id": index + 1, "file_name": name, "width": shape[1], "height": shape[0]})
         first_id = 1 + sum(len(found) for found in cells.values())
@@ -444,7 +456,8 @@ def write_livecell(
 
 _LMC_MODALITIES = {"BF": "brightfield", "PC": "phase_contrast", "DIC": "dic"}
 _LMC_ORGANELLES = {"Nucleus": "nucleus", "Mitochondria": "mitochondria", "Actin": "actin", "Tubulin": "tubulin"}
-LMC_TUBULIN_STUDIES = frozenset({4, 7, 17, 20, 21, 24, 29, 30})
+_LMC_TUBULIN_STUDIES = frozenset({4, 7, 17, 20, 21, 24, 29, 30})  # as in the challenge data
+_LMC_CELL_RADIUS_UM = (3.5, 7.0)
 
 
 @dataclass(frozen=True)
@@ -464,7 +477,7 @@ class _LmcStudy:
         return cls(
             number=number,
             modality=tuple(_LMC_MODALITIES)[(number - 1) % 3],
-            organelles=organelles + ("Tubulin",) * (number in LMC_TUBULIN_STUDIES),
+            organelles=organelles + ("Tubulin",) * (number in _LMC_TUBULIN_STUDIES),
             planes=(3, 5, 7)[(number - 1) % 3],
             pixel_size_um=(0.325, 0.65, 0.43, 0.27)[(number - 1) % 4],
             input_dtype=np.uint8 if number % 2 == 0 else np.uint16,
@@ -493,8 +506,7 @@ def write_lmc(out, n: int = 8, size: int = 256, seed: int = 0, *, studies: int =
     reserved = [name for image, study in plan for name in study.input_names(image) + study.target_names(image)]
     folder = DatasetFolder(out, reserved=reserved)
     for image, study in plan:
-        cell_radius_um = (3.5, 7.0)
-        morphology = Morphology(cell_radius=tuple(r / study.pixel_size_um for r in cell_radius_um))
+        morphology = Morphology(cell_radius=tuple(radius / study.pixel_size_um for radius in _LMC_CELL_RADIUS_UM))
         scene = render_scene(
             _frame(size),
             morphology=morphology,
@@ -574,9 +586,9 @@ def write_adipocyte(out, n: int = 8, size: int = 256, seed: int = 0) -> Path:
         )
         inputs, targets = paths(magnification, prefix)
         for path, plane in zip(inputs, scene.label_free["brightfield"]):
-            folder.write_tiff(path, _digitise(plane, np.uint16, 20000))
+            folder.write_image(path, _digitise(plane, np.uint16, 20000))
         for path, channel in zip(targets, _ADIPOCYTE_TARGETS.values()):
-            folder.write_tiff(path, _digitise(scene.fluorescence[channel], np.uint16, 12000))
+            folder.write_image(path, _digitise(scene.fluorescence[channel], np.uint16, 12000))
     return folder.finish("adipocyte")
 
 
