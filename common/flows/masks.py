@@ -1,0 +1,181 @@
+"""Instance labels from flows and cell probability: follow, cluster, check, clean (cellpose ``compute_masks``).
+
+Steps, each its own function: :func:`follow_flows` from every pixel with ``cellprob > cellprob_threshold``;
+:func:`cluster_end_points`; drop masks larger than ``max_size_fraction`` of the image; drop masks whose
+:func:`flow_error` exceeds ``flow_threshold``; drop masks below ``min_size``, :func:`fill_holes`, drop masks
+below ``min_size`` again; renumber 1..N in raster order of the masks' seeds (the bins their end points
+gathered in), so ids do not depend on how the image was tiled.
+
+Images larger than ``tile_size`` are processed in tiles with ``tile_overlap`` pixels of context on each side.
+A mask belongs to the tile whose core holds its seed and is computed entirely within that tile's context, so
+masks crossing tile borders come out whole with one id, and the result equals the untiled one as long as
+cells are smaller than the overlap (a warning names the masks cut by a tile's context). Memory is bounded
+by the tile size; counts and indices are int64 throughout, only the output is int32.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import List, Optional, Tuple
+
+import torch
+
+from ._checks import as_flows, as_image
+from .cleanup import areas, fill_holes, flow_error, keep_labels
+from .cluster import cluster_end_points
+from .follow import follow_flows
+
+__all__ = ["flows_to_labels", "CELLPOSE_FLOW_SCALE", "tile_grid"]
+
+#: Cellpose and MEDIAR networks are trained to predict this multiple of unit flows.
+CELLPOSE_FLOW_SCALE = 5.0
+
+
+def flows_to_labels(
+    flows,
+    cellprob,
+    cellprob_threshold: float = 0.0,
+    flow_threshold: float = 0.4,
+    niter: int = 200,
+    min_size: int = 15,
+    max_size_fraction: float = 0.4,
+    flow_scale: float = 1.0,
+    log_heat: bool = False,
+    tile_size: Optional[int] = 4096,
+    tile_overlap: int = 128,
+) -> torch.Tensor:
+    """Instance labels from flows and cell probability.
+
+    Args:
+        flows: (2, H, W) or (B, 2, H, W) flows (dy, dx); divided by ``flow_scale`` to unit scale.
+        cellprob: (H, W) or (B, H, W) cell probability, as logits (threshold 0.0, cellpose's default) or
+            probabilities (use a threshold such as 0.5).
+        cellprob_threshold: pixels with ``cellprob > cellprob_threshold`` are followed.
+        flow_threshold: masks whose flow error exceeds this are dropped; 0 or None skips the check.
+        niter: Euler steps of :func:`follow_flows`.
+        min_size: masks with fewer pixels are dropped (before and after filling holes).
+        max_size_fraction: masks larger than this fraction of the image are dropped.
+        flow_scale: scale of ``flows``: 1 for unit flows such as :func:`labels_to_flows` returns,
+            ``CELLPOSE_FLOW_SCALE`` (5) for raw outputs of cellpose and MEDIAR networks.
+        log_heat: the heat variant the flows follow (MEDIAR, cellpose 2); used by the flow-error check.
+        tile_size: images with a side longer than this are processed in tiles of this size; None: never.
+        tile_overlap: context added on each side of a tile; should exceed the largest cell's diameter.
+
+    Returns:
+        (H, W) or (B, H, W) int32 labels, 0 background, masks 1..N per image, on the flows' device.
+    """
+    squeeze = getattr(flows, "ndim", 0) == 3
+    flows = as_flows(flows)
+    cellprob = as_image(cellprob, flows, "cellprob")
+    _check_options(niter, min_size, max_size_fraction, flow_scale, tile_size, tile_overlap)
+    options = dict(
+        cellprob_threshold=cellprob_threshold,
+        flow_threshold=flow_threshold or 0.0,
+        niter=int(niter),
+        min_size=int(min_size),
+        max_size=max_size_fraction * flows.shape[-2] * flows.shape[-1],
+        log_heat=log_heat,
+    )
+    labels = []
+    for b in range(flows.shape[0]):
+        unit = flows[b].float() / flow_scale
+        if tile_size is not None and max(unit.shape[-2:]) > tile_size:
+            labels.append(_tiled_labels(unit, cellprob[b], tile_size, tile_overlap, options))
+        else:
+            labels.append(_image_labels(unit, cellprob[b], **options)[0].to(torch.int32))
+    labels = torch.stack(labels)
+    return labels[0] if squeeze else labels
+
+
+def _check_options(niter, min_size, max_size_fraction, flow_scale, tile_size, tile_overlap) -> None:
+    if int(niter) < 0:
+        raise ValueError(f"niter: expected a non-negative number of steps, got {niter}.")
+    if int(min_size) < 0:
+        raise ValueError(f"min_size: expected a non-negative pixel count, got {min_size}.")
+    if not 0 < max_size_fraction <= 1:
+        raise ValueError(f"max_size_fraction: expected a fraction in (0, 1], got {max_size_fraction}.")
+    if not flow_scale > 0:
+        raise ValueError(f"flow_scale: expected a positive scale, got {flow_scale}.")
+    if tile_size is not None and (int(tile_size) < 1 or int(tile_overlap) < 0):
+        raise ValueError(f"tile_size, tile_overlap: expected >= 1 and >= 0, got {tile_size}, {tile_overlap}.")
+
+
+def _image_labels(
+    flows: torch.Tensor,
+    cellprob: torch.Tensor,
+    cellprob_threshold: float,
+    flow_threshold: float,
+    niter: int,
+    min_size: int,
+    max_size: float,
+    log_heat: bool,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One image in one pass: (H, W) int64 labels 1..N in seed raster order and (N, 2) int64 seeds (y, x)."""
+    shape = tuple(flows.shape[-2:])
+    labels = torch.zeros(shape, dtype=torch.int64, device=flows.device)
+    mask = cellprob > cellprob_threshold
+    end_points = follow_flows(flows, mask, niter)
+    clusters, seeds = cluster_end_points(end_points, shape)
+    labels[mask] = clusters
+    n = seeds.shape[0]
+    keep = areas(labels, n) <= max_size
+    if flow_threshold > 0 and n:
+        keep[1:] &= flow_error(labels * keep[labels], flows, log_heat) <= flow_threshold
+    keep &= areas(labels, n) >= min_size
+    labels = fill_holes(labels * keep[labels])
+    keep &= areas(labels, n) >= min_size
+    keep[0] = False
+    # renumber in raster order of the seeds: the same ids whichever tile computed a mask
+    order = torch.argsort(seeds[:, 0] * shape[1] + seeds[:, 1])
+    kept_in_order = keep[1:][order]
+    new_id = torch.zeros(n + 1, dtype=torch.int64, device=flows.device)
+    new_id[1 + order] = torch.cumsum(kept_in_order, 0) * kept_in_order
+    return new_id[labels], seeds[order][kept_in_order]
+
+
+def tile_grid(length: int, tile: int, overlap: int) -> List[Tuple[int, int, int, int]]:
+    """Tiles along one axis: (core start, core stop, context start, context stop), cores covering it once."""
+    return [(s, min(s + tile, length), max(s - overlap, 0), min(s + tile + overlap, length)) for s in range(0, length, tile)]
+
+
+def _tiled_labels(flows: torch.Tensor, cellprob: torch.Tensor, tile: int, overlap: int, options: dict) -> torch.Tensor:
+    """(H, W) int32 labels of one image computed tile by tile; ids 1..N in global seed raster order."""
+    height, width = flows.shape[-2:]
+    out = torch.zeros((height, width), dtype=torch.int32, device=flows.device)
+    seeds, cut, count = [], 0, 0
+    for y0, y1, cy0, cy1 in tile_grid(height, tile, overlap):
+        for x0, x1, cx0, cx1 in tile_grid(width, tile, overlap):
+            labels, local_seeds = _image_labels(flows[:, cy0:cy1, cx0:cx1], cellprob[cy0:cy1, cx0:cx1], **options)
+            seed = local_seeds + torch.tensor([cy0, cx0], device=flows.device)
+            owned = (seed[:, 0] >= y0) & (seed[:, 0] < y1) & (seed[:, 1] >= x0) & (seed[:, 1] < x1)
+            owned = torch.cat([owned.new_zeros(1), owned])
+            cut += _count_cut(labels, owned, (cy0 > 0, cy1 < height, cx0 > 0, cx1 < width))
+            # provisional ids continue the count of earlier tiles; every mask is written by its owner only
+            provisional = (torch.cumsum(owned, 0) + count) * owned
+            count += int(owned.sum())
+            region = out[cy0:cy1, cx0:cx1]
+            region.copy_(torch.where(owned[labels], provisional[labels].to(torch.int32), region))
+            seeds.append(seed[owned[1:]])
+    if cut:
+        warnings.warn(f"flows_to_labels: {cut} masks reach the edge of their tile's context and may be cut; "
+                      f"raise tile_overlap (now {overlap}) above the largest cell diameter.", stacklevel=3)
+    seeds = torch.cat(seeds)
+    if seeds.shape[0] >= 2**31:
+        raise OverflowError(f"flows_to_labels: {seeds.shape[0]} masks do not fit int32 labels.")
+    # final ids: raster order of the seeds over the whole image, as the untiled computation numbers them
+    order = torch.argsort(seeds[:, 0] * width + seeds[:, 1])
+    lookup = torch.zeros(seeds.shape[0] + 1, dtype=torch.int32, device=flows.device)
+    lookup[1 + order] = torch.arange(1, seeds.shape[0] + 1, dtype=torch.int32, device=flows.device)
+    for y0, y1, _, _ in tile_grid(height, tile, 0):
+        out[y0:y1] = lookup[out[y0:y1].long()]
+    return out
+
+
+def _count_cut(labels: torch.Tensor, owned: torch.Tensor, inner_edges: Tuple[bool, bool, bool, bool]) -> int:
+    """Number of owned masks touching an edge of the tile context that is not an image edge."""
+    edges = [e for e, inner in zip((labels[0], labels[-1], labels[:, 0], labels[:, -1]), inner_edges) if inner]
+    if not edges:
+        return 0
+    touching = torch.zeros_like(owned)
+    touching[torch.cat(edges)] = True
+    return int((touching & owned).sum())
