@@ -170,6 +170,9 @@ def test_bbbc039_layout_16bit_images_colour_masks_and_split(written):
         colours = np.asarray(mask).astype(np.int64) @ [65536, 256, 1]
         assert colours.shape == image.shape and (colours == 0).any()
         colour_neighbours += len(adjacent_label_pairs(colours))
+        for colour in np.unique(colours[colours > 0]):  # 4- and 8-connected readers see the same nuclei
+            same = colours == colour
+            assert ndimage.label(same)[1] == ndimage.label(same, structure=np.ones((3, 3)))[1]
         assert image[colours > 0].mean() > 3 * image[colours == 0].mean()
     assert colour_neighbours > 0, "no touching nuclei (in different colours) at all"
 

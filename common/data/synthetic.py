@@ -45,7 +45,7 @@ __all__ = [
     "main",
 ]
 
-ROWS = "ABCDEFGHIJKLMNOP"
+_ROWS = "ABCDEFGHIJKLMNOP"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -115,6 +115,11 @@ def _touching_pairs(labels: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------
 # 2018 Data Science Bowl
 
+_DSB_NUCLEI = Morphology(
+    cell_radius=(6, 11), coverage=0.35, touching=0.75, elongation=(1.0, 1.5), irregularity=0.08,
+    nucleus_size=None, lipid_droplets=0,
+)  # fmt: skip
+
 
 def write_dsb2018(out, n: int = 8, size: int = 256, seed: int = 0) -> Path:
     """2018 Data Science Bowl stage 1 training set: fluorescent nuclei, one binary PNG per nucleus.
@@ -127,14 +132,10 @@ def write_dsb2018(out, n: int = 8, size: int = 256, seed: int = 0) -> Path:
     image_ids = [_hex_id("dsb2018", seed, index) for index in range(n)]
     folder = DatasetFolder(out, reserved=[f"stage1_train/{image_id}" for image_id in image_ids])
     magnifications = _plan_rng("dsb2018", seed).uniform(0.6, 1.6, n)
-    nuclei = Morphology(
-        cell_radius=(6, 11), coverage=0.35, touching=0.75, elongation=(1.0, 1.5), irregularity=0.08,
-        nucleus_size=None, lipid_droplets=0,
-    )  # fmt: skip
     for index, (image_id, magnification) in enumerate(zip(image_ids, magnifications)):
         scene = render_scene(
             _frame(size),
-            morphology=nuclei.scaled(magnification),
+            morphology=_DSB_NUCLEI.scaled(magnification),
             seed=_scene_seed("dsb2018", seed, index),
             fluorescence=("nucleus",),
         )
@@ -150,6 +151,10 @@ def write_dsb2018(out, n: int = 8, size: int = 256, seed: int = 0) -> Path:
 # ---------------------------------------------------------------------------------------------------------------
 # BBBC039
 
+_BBBC039_NUCLEI = Morphology(
+    cell_radius=(8, 14), coverage=0.3, touching=0.6, elongation=(1.0, 1.6), irregularity=0.08,
+    nucleus_size=None, lipid_droplets=0,
+)  # fmt: skip
 
 #: distinct RGB colours of BBBC039-style masks, extended by hashing when a nucleus has more neighbours
 _MASK_PALETTE = (
@@ -185,12 +190,12 @@ def _colour_instances(labels: np.ndarray) -> np.ndarray:
 def _bbbc039_names(n: int, seed: int) -> list[str]:
     """``IXMtest_<well>_s<site>_w1<UUID>`` for distinct wells of a 384-well plate and sites 1..9."""
     sites = 9
-    picks = _distinct_picks(_plan_rng("bbbc039", seed), n, len(ROWS) * 24 * sites, "well/site pairs")
+    picks = _distinct_picks(_plan_rng("bbbc039", seed), n, len(_ROWS) * 24 * sites, "well/site pairs")
     names = []
     for pick in picks:
         well, site = divmod(int(pick), sites)
         row, column = divmod(well, 24)
-        names.append(f"IXMtest_{ROWS[row]}{column + 1:02d}_s{site + 1}_w1{_uuid('bbbc039', seed, pick)}")
+        names.append(f"IXMtest_{_ROWS[row]}{column + 1:02d}_s{site + 1}_w1{_uuid('bbbc039', seed, pick)}")
     return names
 
 
@@ -207,14 +212,10 @@ def write_bbbc039(out, n: int = 8, size: int = 256, seed: int = 0) -> Path:
     splits = {"training": 0.5, "validation": 0.25, "test": 0.25}
     reserved = [f"images/{name}.tif" for name in names] + [f"masks/{name}.png" for name in names]
     folder = DatasetFolder(out, reserved=reserved + [f"metadata/{split}.txt" for split in splits])
-    nuclei = Morphology(
-        cell_radius=(8, 14), coverage=0.3, touching=0.6, elongation=(1.0, 1.6), irregularity=0.08,
-        nucleus_size=None, lipid_droplets=0,
-    )  # fmt: skip
     for index, name in enumerate(names):
         scene = render_scene(
             _frame(size, 696 / 520),
-            morphology=nuclei,
+            morphology=_BBBC039_NUCLEI,
             seed=_scene_seed("bbbc039", seed, index),
             fluorescence=("nucleus",),
         )
@@ -340,7 +341,7 @@ def _livecell_names(n: int, seed: int) -> list[tuple[str, str]]:
         well, location = divmod(rest, locations)
         cell_type = cell_types[(first_type + index) % len(cell_types)]
         days, hours = divmod(4 * time, 24)
-        well_name = f"{ROWS[well // 12]}{well % 12 + 1}"
+        well_name = f"{_ROWS[well // 12]}{well % 12 + 1}"
         names.append((cell_type, f"{cell_type}_Phase_{well_name}_{location + 1}_{days:02d}d{hours:02d}h00m_{crop + 1}.tif"))
     return names
 
@@ -430,8 +431,8 @@ def write_livecell(
     folder = DatasetFolder(out, reserved=[image_path(index) for index in range(n)] + documents)
     images = {split: [] for split in _LIVECELL_SPLITS}
     cells = {split: [] for split in _LIVECELL_SPLITS}
+    shape = _frame(size, 704 / 520)
     for index, (cell_type, name) in enumerate(names):
-        shape = _frame(size, 704 / 520)
         scene = render_scene(
             shape,
             morphology=LIVECELL_CELL_TYPES[cell_type],
@@ -551,7 +552,7 @@ def _adipocyte_fields(n: int) -> list[tuple[str, str]]:
         well, fov = divmod(count[magnification], _ADIPOCYTE_FOVS_PER_WELL)
         count[magnification] += 1
         row, column = divmod(well, 10)
-        prefix = f"AssayPlate_Greiner_#655090_{ROWS[1 + row]}{column + 2:02d}_T0001F{fov + 1:03d}L01"
+        prefix = f"AssayPlate_Greiner_#655090_{_ROWS[1 + row]}{column + 2:02d}_T0001F{fov + 1:03d}L01"
         fields.append((magnification, prefix))
     return fields
 
