@@ -281,7 +281,8 @@ def test_lmc_layout_ome_tiffs_with_pixel_size_and_study_organelles(written):
         entry = studies.setdefault(int(study), {}).setdefault(int(image), {"planes": [], "modality": set(), "organelles": set()})
         pixels = tifffile.imread(root / name)
         assert pixels.shape == (SIZE, SIZE)
-        assert ome_pixel_size(root / name)[0] == ome_pixel_size(root / name)[1] > 0
+        pixel_height, pixel_width = ome_pixel_size(root / name)
+        assert pixel_height == pixel_width > 0
         if organelle:
             entry["organelles"].add(organelle)
             assert pixels.dtype == np.uint16

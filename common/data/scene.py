@@ -207,8 +207,9 @@ def _place_cells(shape: tuple[int, int], morphology: Morphology, rng: np.random.
     return centres[:count], radii[:count]
 
 
-def _outline_rho(dy: np.ndarray, dx: np.ndarray, radius: float, elongation: float, angle: float, lobes: np.ndarray):
-    """Radial coordinate (1 on the outline) of a lobed ellipse at offsets dy, dx from its centre.
+def _outline_rho(dy, dx, radius, elongation, angle, lobes: np.ndarray) -> np.ndarray:
+    """Radial coordinate (1 on the outline) of a lobed ellipse at offsets dy, dx from its centre; the shape
+    parameters (radius, elongation, angle in radians) are numbers or arrays broadcasting with dy, dx.
 
     ``lobes`` (K, 2) holds the amplitude and phase of the harmonics 2..K + 1 of the outline radius.
     """
