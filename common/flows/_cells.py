@@ -47,9 +47,30 @@ class CropBatch:
 
 
 def _cell_ids(image: torch.Tensor, rows: int) -> torch.Tensor:
-    """Sorted non-zero ids of an (H, W) label image, collected band by band."""
+    """Sorted non-zero ids of an (H, W) label image, collected band by band.
+
+    Ids up to a few times the pixel count are marked in a presence table (linear time); larger ids are
+    sorted out with ``torch.unique``.
+    """
+    largest = int(image.max()) if image.numel() else 0
+    if largest <= max(4 * image.numel(), 1 << 16):
+        present = torch.zeros(largest + 1, dtype=torch.bool, device=image.device)
+        for r in range(0, image.shape[0], rows):
+            present[image[r : r + rows].reshape(-1).long()] = True
+        present[0] = False
+        return torch.nonzero(present)[:, 0].to(image.dtype)
     ids = torch.unique(torch.cat([torch.unique(image[r : r + rows]) for r in range(0, image.shape[0], rows)]))
     return ids[ids != 0]
+
+
+def _index_of(ids: torch.Tensor):
+    """Function mapping label values to their position in the sorted ``ids`` (a table lookup when small)."""
+    largest = int(ids[-1]) if ids.numel() else 0
+    if largest <= max(4 * ids.numel(), 1 << 20):
+        table = torch.zeros(largest + 1, dtype=torch.int64, device=ids.device)
+        table[ids.long()] = torch.arange(ids.numel(), device=ids.device)
+        return lambda values: table[values.long()]
+    return lambda values: torch.searchsorted(ids, values)
 
 
 def find_cells(labels: torch.Tensor, band_pixels: int = BAND_PIXELS) -> Cells:
@@ -60,6 +81,7 @@ def find_cells(labels: torch.Tensor, band_pixels: int = BAND_PIXELS) -> Cells:
     parts = []
     for b in range(batch):
         ids = _cell_ids(labels[b], rows)
+        index_of = _index_of(ids)
         n = ids.numel()
         top = torch.full((n,), height, dtype=torch.int64, device=device)
         left = torch.full((n,), width, dtype=torch.int64, device=device)
@@ -68,7 +90,7 @@ def find_cells(labels: torch.Tensor, band_pixels: int = BAND_PIXELS) -> Cells:
         for r in range(0, height, rows):
             band = labels[b, r : r + rows]
             y, x = torch.nonzero(band, as_tuple=True)
-            cell = torch.searchsorted(ids, band[y, x])
+            cell = index_of(band[y, x])
             top.scatter_reduce_(0, cell, y + r, "amin")
             bottom.scatter_reduce_(0, cell, y + r, "amax")
             left.scatter_reduce_(0, cell, x, "amin")

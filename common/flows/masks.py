@@ -3,11 +3,10 @@
 Steps, each its own function: :func:`follow_flows` from every pixel with ``cellprob > cellprob_threshold``;
 :func:`cluster_end_points`; drop masks larger than ``max_size_fraction`` of the image; drop masks whose
 :func:`flow_error` exceeds ``flow_threshold``; drop masks below ``min_size``, :func:`fill_holes`, drop masks
-below ``min_size`` again; renumber 1..N in raster order of the masks' seeds (the bins their end points
-gathered in), so ids do not depend on how the image was tiled.
+below ``min_size`` again; renumber 1..N in raster order of the masks' first pixels, so ids do not depend on how the image was tiled.
 
 Images larger than ``tile_size`` are processed in tiles with ``tile_overlap`` pixels of context on each side.
-A mask belongs to the tile whose core holds its seed and is computed entirely within that tile's context, so
+A mask belongs to the tile whose core holds its first pixel and is computed entirely within that tile's context, so
 masks crossing tile borders come out whole with one id, and the result equals the untiled one as long as
 cells are smaller than the overlap (a warning names the masks cut by a tile's context). Memory is bounded
 by the tile size; counts and indices are int64 throughout, only the output is int32.
@@ -110,7 +109,8 @@ def _image_labels(
     max_size: float,
     log_heat: bool,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """One image in one pass: (H, W) int64 labels 1..N in seed raster order and (N, 2) int64 seeds (y, x)."""
+    """One image in one pass: (H, W) int64 labels 1..N in raster order of their first pixels, and those
+    (N, 2) int64 first pixels (y, x)."""
     shape = tuple(flows.shape[-2:])
     labels = torch.zeros(shape, dtype=torch.int64, device=flows.device)
     mask = cellprob > cellprob_threshold
@@ -125,12 +125,20 @@ def _image_labels(
     labels = fill_holes(labels * keep[labels])
     keep &= areas(labels, n) >= min_size
     keep[0] = False
-    # renumber in raster order of the seeds: the same ids whichever tile computed a mask
-    order = torch.argsort(seeds[:, 0] * shape[1] + seeds[:, 1])
-    kept_in_order = keep[1:][order]
-    new_id = torch.zeros(n + 1, dtype=torch.int64, device=flows.device)
-    new_id[1 + order] = torch.cumsum(kept_in_order, 0) * kept_in_order
-    return new_id[labels], seeds[order][kept_in_order]
+    return _renumber_by_first_pixel(labels * keep[labels], n)
+
+
+def _renumber_by_first_pixel(labels: torch.Tensor, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Ids 1..K in raster order of each mask's first pixel; returns labels and the (K, 2) first pixels."""
+    width = labels.shape[1]
+    first = torch.full((n + 1,), labels.numel(), dtype=torch.int64, device=labels.device)
+    first.scatter_reduce_(0, labels.reshape(-1), torch.arange(labels.numel(), device=labels.device), "amin")
+    present = first[1:] < labels.numel()
+    order = torch.argsort(first[1:])[: int(present.sum())]  # masks without pixels sort last
+    new_id = torch.zeros(n + 1, dtype=torch.int64, device=labels.device)
+    new_id[1 + order] = torch.arange(1, order.numel() + 1, device=labels.device)
+    anchors = first[1 + order]
+    return new_id[labels], torch.stack((anchors // width, anchors % width), 1)
 
 
 def tile_grid(length: int, tile: int, overlap: int) -> List[Tuple[int, int, int, int]]:
@@ -139,33 +147,39 @@ def tile_grid(length: int, tile: int, overlap: int) -> List[Tuple[int, int, int,
 
 
 def _tiled_labels(flows: torch.Tensor, cellprob: torch.Tensor, tile: int, overlap: int, options: dict) -> torch.Tensor:
-    """(H, W) int32 labels of one image computed tile by tile; ids 1..N in global seed raster order."""
+    """(H, W) int32 labels of one image computed tile by tile; ids 1..N in raster order of first pixels."""
     height, width = flows.shape[-2:]
     out = torch.zeros((height, width), dtype=torch.int32, device=flows.device)
-    seeds, cut, count = [], 0, 0
+    anchors, cut, count = [], 0, 0
     for y0, y1, cy0, cy1 in tile_grid(height, tile, overlap):
         for x0, x1, cx0, cx1 in tile_grid(width, tile, overlap):
-            labels, local_seeds = _image_labels(flows[:, cy0:cy1, cx0:cx1], cellprob[cy0:cy1, cx0:cx1], **options)
-            seed = local_seeds + torch.tensor([cy0, cx0], device=flows.device)
-            owned = (seed[:, 0] >= y0) & (seed[:, 0] < y1) & (seed[:, 1] >= x0) & (seed[:, 1] < x1)
+            labels, first = _image_labels(flows[:, cy0:cy1, cx0:cx1], cellprob[cy0:cy1, cx0:cx1], **options)
+            first = first + torch.tensor([cy0, cx0], device=flows.device)
+            # a mask belongs to the tile whose core holds its first pixel; only that tile writes it
+            owned = (first[:, 0] >= y0) & (first[:, 0] < y1) & (first[:, 1] >= x0) & (first[:, 1] < x1)
             owned = torch.cat([owned.new_zeros(1), owned])
             cut += _count_cut(labels, owned, (cy0 > 0, cy1 < height, cx0 > 0, cx1 < width))
-            # provisional ids continue the count of earlier tiles; every mask is written by its owner only
-            provisional = (torch.cumsum(owned, 0) + count) * owned
+            provisional = (torch.cumsum(owned, 0) + count) * owned  # ids continue the count of earlier tiles
             count += int(owned.sum())
             region = out[cy0:cy1, cx0:cx1]
             region.copy_(torch.where(owned[labels], provisional[labels].to(torch.int32), region))
-            seeds.append(seed[owned[1:]])
+            anchors.append(first[owned[1:]])
     if cut:
         warnings.warn(f"flows_to_labels: {cut} masks reach the edge of their tile's context and may be cut; "
                       f"raise tile_overlap (now {overlap}) above the largest cell diameter.", stacklevel=3)
-    seeds = torch.cat(seeds)
-    if seeds.shape[0] >= 2**31:
-        raise OverflowError(f"flows_to_labels: {seeds.shape[0]} masks do not fit int32 labels.")
-    # final ids: raster order of the seeds over the whole image, as the untiled computation numbers them
-    order = torch.argsort(seeds[:, 0] * width + seeds[:, 1])
-    lookup = torch.zeros(seeds.shape[0] + 1, dtype=torch.int32, device=flows.device)
-    lookup[1 + order] = torch.arange(1, seeds.shape[0] + 1, dtype=torch.int32, device=flows.device)
+    if count >= 2**31:
+        raise OverflowError(f"flows_to_labels: {count} masks do not fit int32 labels.")
+    # final ids 1..N in raster order of first pixels, as the untiled computation numbers them; a mask that
+    # two tiles both wrote (they disagreed on its first pixel) keeps the id that survived, gaps close
+    anchors = torch.cat(anchors)
+    present = torch.zeros(count + 1, dtype=torch.bool, device=flows.device)
+    for y0, y1, _, _ in tile_grid(height, tile, 0):
+        present[out[y0:y1].reshape(-1).long()] = True
+    present[0] = False
+    flat = torch.where(present[1:], anchors[:, 0] * width + anchors[:, 1], height * width)
+    order = torch.argsort(flat)[: int(present.sum())]
+    lookup = torch.zeros(count + 1, dtype=torch.int32, device=flows.device)
+    lookup[1 + order] = torch.arange(1, order.numel() + 1, dtype=torch.int32, device=flows.device)
     for y0, y1, _, _ in tile_grid(height, tile, 0):
         out[y0:y1] = lookup[out[y0:y1].long()]
     return out
