@@ -1,7 +1,33 @@
 """Readers and writers of microscopy files, and one datalist builder per published dataset layout."""
 
+from .challenge_layouts import (
+    LMC_ORGANELLES,
+    adipocyte_datalist,
+    adipocyte_split,
+    livecell_datalist,
+    lmc_datalist,
+    lmc_split,
+)
+from .coco import CocoIndex, CocoPolygonsToMask, CocoPolygonsToMaskd, load_coco, polygons_to_labels, polygons_to_mask
 from .datalist import LAYOUTS, SPLITS, build_datalist, dataset_split, image_folder_datalist, split_datalist
 from .errors import DataError, ImageFileError, LayoutError
-from .images import MicroscopyReader, read_image, read_pixel_size, write_image, write_ome_tiff
-from .labels import LoadInstanceLabels, LoadInstanceLabelsd, read_instance_labels
+from .images import (
+    IMAGE_SUFFIXES,
+    MicroscopyReader,
+    image_suffix,
+    is_image_file,
+    read_image,
+    read_pixel_size,
+    write_image,
+    write_ome_tiff,
+)
+from .labels import (
+    LoadInstanceLabels,
+    LoadInstanceLabelsd,
+    labels_from_colour_image,
+    labels_from_grey_image,
+    labels_from_mask_files,
+    read_instance_labels,
+)
+from .segmentation_layouts import BBBC039_SPLITS, bbbc039_datalist, dsb2018_datalist, neurips_datalist
 from .writers import SaveImageFiled, label_dtype

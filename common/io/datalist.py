@@ -40,7 +40,7 @@ def build_datalist(layout: str, root: str, **options) -> list[dict]:
 SPLITS = ("training", "validation", "test")
 
 #: layouts whose publisher ships a split, read by their builder's ``split`` option.
-LAYOUTS_WITH_SPLITS = ("bbbc039",)
+LAYOUTS_WITH_SPLITS = ("bbbc039", "livecell")
 
 
 def dataset_split(
@@ -48,7 +48,7 @@ def dataset_split(
 ) -> list[dict]:
     """The ``split`` part (``"training"``, ``"validation"`` or ``"test"``) of a dataset.
 
-    Layouts that ship their own split (BBBC039's ``metadata/*.txt``) use it; for the others the whole dataset
+    Layouts that ship their own split (BBBC039's ``metadata/*.txt``, LIVECell's COCO files) use it; for the others the whole dataset
     is split reproducibly with ``fractions`` (training, validation, test) and ``seed``.
     """
     if split not in SPLITS:

@@ -1,0 +1,166 @@
+"""The checks every bundle of the collection passes, run for each folder under bundles/.
+
+Static checks (files, metadata schema, config ids, network input/output, TorchScript export) run in-process;
+training, evaluation and inference run through the real ``python -m monai.bundle run`` CLI on synthetic data
+in the bundle's native layout, and multi-GPU training through ``torchrun`` with two CPU (Gloo) processes.
+Runs write under a temporary ``bundle_root``: nothing is written into the repository.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, SCHEMA
+from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
+
+BUNDLE_FILES = [
+    "configs/metadata.json",
+    "configs/train.json",
+    "configs/evaluate.json",
+    "configs/inference.json",
+    "configs/multi_gpu_train.json",
+    "configs/logging.conf",
+    "docs/README.md",
+    "LICENSE",
+]
+SHARED_IDS = ["bundle_root", "device", "dataset_dir", "output_dir", "network_def", "network", "preprocessing",
+              "postprocessing", "inferer", "run"]
+TRAIN_IDS = SHARED_IDS + ["train#trainer", "train#handlers", "train#dataset", "validate#evaluator",
+                          "validate#handlers", "val_interval", "training"]
+
+
+def configs(bundle: Path, *names: str) -> list[str]:
+    return [str(bundle / "configs" / name) for name in names]
+
+
+def parser_for(bundle: Path, *names: str) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(configs(bundle, *names))
+    parser.read_meta(str(bundle / "configs" / "metadata.json"))
+    return parser
+
+
+def cli_value(value) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def run_cli(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.executable, "-m")) -> str:
+    """Run ``monai.bundle run`` as a user would; return its output, failing the test with it on error."""
+    command = [*launcher, "monai.bundle", "run", run_id,
+               "--meta_file", str(bundle / "configs" / "metadata.json"),
+               "--config_file", str(configs(bundle, *config_names)),
+               "--logging_file", str(bundle / "configs" / "logging.conf")]
+    for key, value in overrides.items():
+        command += [f"--{key}", cli_value(value)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    done = subprocess.run(command, cwd=bundle, env=env, capture_output=True, text=True, timeout=900)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(command)}\nexited {done.returncode}:\n{output[-6000:]}"
+    return output
+
+
+def test_bundle_files(bundle):
+    missing = [name for name in BUNDLE_FILES if not (bundle / name).is_file()]
+    assert not missing, f"{bundle.name} lacks {missing}"
+
+
+def test_metadata_validates_against_the_model_zoo_schema(bundle):
+    if not SCHEMA.exists():
+        pytest.skip(f"model-zoo schema not found at {SCHEMA} (it comes with ../shared)")
+    verify_metadata(meta_file=str(bundle / "configs" / "metadata.json"), filepath=str(SCHEMA))
+
+
+def test_version_is_in_changelog(bundle):
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+    assert metadata["version"] in metadata["changelog"]
+
+
+def test_config_ids(bundle):
+    train = parser_for(bundle, "train.json")
+    assert [i for i in TRAIN_IDS if i not in train] == []
+    evaluate = parser_for(bundle, "train.json", "evaluate.json")
+    assert "evaluating" in evaluate and "run" in evaluate
+    inference = parser_for(bundle, "inference.json")
+    assert [i for i in SHARED_IDS + ["inferring"] if i not in inference] == []
+    multi_gpu = parser_for(bundle, "train.json", "multi_gpu_train.json")
+    assert "finalize" in multi_gpu
+
+
+def test_network_input_output_matches_metadata(bundle):
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=configs(bundle, "inference.json"),
+        device="cpu",
+        n=1,
+        bundle_root=str(bundle),
+    )
+
+
+def test_torchscript_export_equals_eager_network(bundle, tmp_path):
+    parser = parser_for(bundle, "inference.json")
+    parser["bundle_root"] = str(tmp_path)
+    network = parser.get_parsed_content("network_def")
+    torch.save(network.state_dict(), tmp_path / "model.pt")
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(tmp_path / "model.ts"),
+        ckpt_file=str(tmp_path / "model.pt"),
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=configs(bundle, "inference.json"),
+        bundle_root=str(tmp_path),
+    )
+    scripted = torch.jit.load(str(tmp_path / "model.ts"))
+    fmt = parser.get("_meta_")["network_data_format"]["inputs"]["image"]
+    x = torch.rand(1, fmt["num_channels"], *fmt["spatial_shape"])
+    network.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), network(x))
+
+
+@pytest.fixture(scope="module")
+def trained(bundle, spec, dataset, tmp_path_factory) -> Path:
+    """bundle_root of one short training run through the CLI."""
+    root = tmp_path_factory.mktemp(f"{bundle.name}_root")
+    output = run_cli(bundle, "training", ["train.json"], {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(root)})
+    assert "train_loss" in output  # progress is shown while training
+    return root
+
+
+def test_training_writes_checkpoints(trained):
+    assert (trained / "models" / "model.pt").is_file()
+    assert list((trained / "models").glob("checkpoint*.pt"))
+
+
+def test_interrupted_training_resumes(bundle, spec, dataset, trained):
+    overrides = {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(trained)}
+    overrides["epochs"] = overrides["epochs"] + 1
+    output = run_cli(bundle, "training", ["train.json"], {**overrides, "resume": True})
+    assert f"epoch {spec['overrides']['epochs']} until {overrides['epochs']} epochs" in output
+
+
+def test_evaluation_writes_metrics(bundle, spec, dataset, trained):
+    run_cli(bundle, "evaluating", ["train.json", "evaluate.json"],
+            {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(trained)})
+    report = json.loads((trained / spec["outputs"]["evaluate"]).read_text())
+    assert report["images"] > 0
+
+
+def test_inference_writes_one_output_per_image(bundle, spec, dataset, trained, tmp_path):
+    inputs = dataset / spec["inference_input"]
+    run_cli(bundle, "inferring", ["inference.json"],
+            {**spec.get("inference_overrides", {}), "dataset_dir": str(inputs), "bundle_root": str(trained),
+             "output_dir": str(tmp_path / "out")})
+    written = sorted((tmp_path / "out").glob(spec["outputs"]["inference_glob"]))
+    assert len(written) == len([p for p in inputs.iterdir() if p.is_file()]) > 0
+
+
+def test_multi_gpu_training_runs_with_two_cpu_processes(bundle, spec, dataset, tmp_path):
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m")
+    run_cli(bundle, "training", ["train.json", "multi_gpu_train.json"],
+            {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(tmp_path)}, launcher=launcher)
+    assert list((tmp_path / "models").glob("checkpoint*.pt"))
