@@ -119,7 +119,7 @@ def heat_to_flows(heat: torch.Tensor, mask: torch.Tensor, log_heat: bool = False
     norm = torch.hypot(dy, dx)  # hypot does not underflow for tiny gradients far from the centre
     keep = mask & (norm > 0)
     norm = torch.where(keep, norm, torch.ones_like(norm))
-    return torch.stack((dy, dx), 1) * (keep / norm)[:, None]
+    return torch.stack((dy, dx), 1) / norm[:, None] * keep[:, None]  # divide: 1 / norm may overflow
 
 
 def _underflow(heat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
