@@ -15,7 +15,7 @@ from typing import Hashable, Mapping, Optional
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
-from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor, ensure_tuple_rep
+from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor, ensure_tuple
 
 from common.flows import CELLPOSE_FLOW_SCALE, flows_to_labels, labels_to_flows
 
@@ -120,9 +120,10 @@ class _Mapd(MapTransform):
     def __init__(self, transform: Transform, keys: KeysCollection, output_keys: Optional[KeysCollection], allow_missing_keys: bool):
         super().__init__(keys, allow_missing_keys)
         self.transform = transform
-        self.output_keys = ensure_tuple_rep(output_keys, len(self.keys)) if output_keys is not None else self.keys
-        if len(self.output_keys) != len(self.keys):
-            raise ValueError(f"output_keys: expected {len(self.keys)} keys to match keys, got {len(self.output_keys)}.")
+        output_keys = self.keys if output_keys is None else ensure_tuple(output_keys)
+        if len(output_keys) != len(self.keys):
+            raise ValueError(f"output_keys: expected {len(self.keys)} keys, one per key, got {len(output_keys)}.")
+        self.output_keys = output_keys
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
