@@ -9,39 +9,45 @@ from common.flows.heat import crop_centres, diffuse_heat, heat_to_flows
 from common.flows.testing import random_cells
 
 
-def reference_flows(labels: np.ndarray, log_heat: bool = False) -> np.ndarray:
+def reference_flows(labels: np.ndarray, log_heat: bool = False, neighbour_heat: bool = False) -> np.ndarray:
     """Cellpose's definition, one cell at a time on the whole image, in float64 (slow, obviously right)."""
-    flows = np.zeros((2,) + labels.shape)
-    for cell in np.unique(labels[labels > 0]):
-        mask = labels == cell
-        ys, xs = np.nonzero(mask)
+    total = np.zeros(labels.shape)
+    cells = np.unique(labels[labels > 0])
+    boxes = [np.nonzero(labels == c) for c in cells]
+    n_iter = 2 * max(np.ptp(ys) + np.ptp(xs) + 4 for ys, xs in boxes)
+    for cell, (ys, xs) in zip(cells, boxes):
         top, left = ys.min(), xs.min()
         cy, cx = np.round((ys - top).mean()), np.round((xs - left).mean())
         nearest = np.argmin((ys - top - cy) ** 2 + (xs - left - cx) ** 2)  # first in raster order on ties
-        n_iter = 2 * (ys.max() - top + 1 + xs.max() - left + 1 + 2)
         heat = np.zeros(labels.shape)
         for _ in range(n_iter):
             heat[ys[nearest], xs[nearest]] += 1
             padded = np.pad(heat, 1)
             box = sum(padded[1 + dy : 1 + dy + labels.shape[0], 1 + dx : 1 + dx + labels.shape[1]]
                       for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-            heat = box / 9 * mask
-        if log_heat:
-            heat = np.log1p(heat)
-        padded = np.pad(heat, 1)
-        dy = padded[2:, 1:-1] - padded[:-2, 1:-1]
-        dx = padded[1:-1, 2:] - padded[1:-1, :-2]
-        norm = np.hypot(dy, dx)
-        ok = mask & (norm > 0)
-        flows[0][ok], flows[1][ok] = dy[ok] / norm[ok], dx[ok] / norm[ok]
+            heat = box / 9 * (labels == cell)
+        total += heat
+    if log_heat:
+        total = np.log1p(total)
+    padded, padded_labels = np.pad(total, 1), np.pad(labels, 1)
+
+    def neighbour(dy, dx):
+        window = (slice(1 + dy, 1 + dy + labels.shape[0]), slice(1 + dx, 1 + dx + labels.shape[1]))
+        return padded[window] * (neighbour_heat | (padded_labels[window] == labels))
+
+    dy, dx = neighbour(1, 0) - neighbour(-1, 0), neighbour(0, 1) - neighbour(0, -1)
+    norm = np.hypot(dy, dx)
+    ok = (labels > 0) & (norm > 0)
+    flows = np.zeros((2,) + labels.shape)
+    flows[0][ok], flows[1][ok] = dy[ok] / norm[ok], dx[ok] / norm[ok]
     return flows
 
 
-@pytest.mark.parametrize("log_heat", [False, True])
-def test_matches_reference_definition(log_heat):
+@pytest.mark.parametrize("log_heat, neighbour_heat", [(False, False), (True, False), (False, True)])
+def test_matches_reference_definition(log_heat, neighbour_heat):
     labels = random_cells((72, 80), 10, seed=4)
-    ours = labels_to_flows(labels, log_heat=log_heat)[0].numpy()
-    np.testing.assert_allclose(ours, reference_flows(labels, log_heat), atol=2e-4)
+    ours = labels_to_flows(labels, log_heat=log_heat, neighbour_heat=neighbour_heat)[0].numpy()
+    np.testing.assert_allclose(ours, reference_flows(labels, log_heat, neighbour_heat), atol=2e-4)
 
 
 def test_unit_on_cells_zero_on_background_and_pointing_inwards():
@@ -68,7 +74,7 @@ def test_centre_lies_inside_a_non_convex_cell():
     assert (y - np.round(ys.mean())) ** 2 + (x - np.round(xs.mean())) ** 2 == d2.min()
 
 
-def test_diffusion_stays_in_its_cell_and_stops_at_its_own_iteration_count():
+def test_diffusion_stays_in_its_cell_and_each_crop_stops_at_its_iteration_count():
     mask = torch.zeros((2, 9, 9), dtype=torch.bool)
     mask[:, 2:7, 2:7] = True
     centres = torch.tensor([40, 40])

@@ -12,7 +12,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-__all__ = ["Cells", "CropBatch", "find_cells", "plan_crops", "crop_index", "gather_crops", "scatter_crops"]
+__all__ = ["Cells", "CropBatch", "find_cells", "plan_crops", "crop_index", "gather_crops", "gather_values", "scatter_crops"]
 
 #: Pixels a band of rows holds while the bounding boxes are collected; bounds the per-pixel index tensors.
 BAND_PIXELS = 1 << 22
@@ -144,29 +144,48 @@ def plan_crops(cells: Cells, max_pixels: int, order: Optional[np.ndarray] = None
     return [CropBatch(device_sequence[a:b], sequence[a:b], gh, gw) for a, b, gh, gw, _ in groups]
 
 
-def crop_index(cells: Cells, batch: CropBatch, image_shape) -> tuple:
-    """Index tensors (b, y, x) broadcasting to (n, height, width) and the (n, height, width) in-box mask."""
+def crop_index(cells: Cells, batch: CropBatch, image_shape, margin: int = 0) -> tuple:
+    """Where the batch's crops, grown by ``margin`` on each side, lie in a (B, H, W) image.
+
+    Returns:
+        index tensors (b, y, x) broadcasting to (n, height + 2 margin, width + 2 margin), clamped to the
+        image, and the bool mask of positions inside the image.
+    """
     c = cells.select(batch.index)
-    device = c.top.device
-    dy = torch.arange(batch.height, device=device)
-    dx = torch.arange(batch.width, device=device)
-    y = (c.top[:, None] + dy).clamp_(max=image_shape[0] - 1)[:, :, None]
-    x = (c.left[:, None] + dx).clamp_(max=image_shape[1] - 1)[:, None, :]
-    inside = (dy < c.height[:, None])[:, :, None] & (dx < c.width[:, None])[:, None, :]
-    return (c.image[:, None, None], y, x), inside
+    dy = torch.arange(-margin, batch.height + margin, device=c.top.device)
+    dx = torch.arange(-margin, batch.width + margin, device=c.top.device)
+    y, x = c.top[:, None] + dy, c.left[:, None] + dx
+    in_image = ((y >= 0) & (y < image_shape[0]))[:, :, None] & ((x >= 0) & (x < image_shape[1]))[:, None, :]
+    y = y.clamp(0, image_shape[0] - 1)[:, :, None]
+    x = x.clamp(0, image_shape[1] - 1)[:, None, :]
+    return (c.image[:, None, None], y, x), in_image
 
 
-def gather_crops(labels: torch.Tensor, cells: Cells, batch: CropBatch) -> torch.Tensor:
-    """(n, height, width) bool masks of the cells of ``batch`` inside their boxes; labels is (B, H, W)."""
-    index, inside = crop_index(cells, batch, labels.shape[-2:])
-    return (labels[index] == cells.label[batch.index][:, None, None]) & inside
+def gather_crops(labels: torch.Tensor, cells: Cells, batch: CropBatch, margin: int = 0) -> torch.Tensor:
+    """(n, height + 2 margin, width + 2 margin) bool masks of the batch's cells; labels is (B, H, W).
+
+    Boxes are tight, so a crop position outside its cell's box never holds the cell's id.
+    """
+    index, in_image = crop_index(cells, batch, labels.shape[-2:], margin)
+    return (labels[index] == cells.label[batch.index][:, None, None]) & in_image
+
+
+def gather_values(image: torch.Tensor, cells: Cells, batch: CropBatch, margin: int = 0) -> torch.Tensor:
+    """(n, height + 2 margin, width + 2 margin) values of a (B, H, W) image at the batch's crops, zero
+    beyond the image."""
+    index, in_image = crop_index(cells, batch, image.shape[-2:], margin)
+    return image[index] * in_image
 
 
 def scatter_crops(out: torch.Tensor, values: torch.Tensor, cells: Cells, batch: CropBatch) -> None:
-    """Add (n, C, height, width) crop values, zero outside each cell, into ``out`` (B, C, H, W) in place.
+    """Add crop values, zero outside each cell, into ``out`` in place: (n, C, height, width) into
+    (B, C, H, W), or (n, height, width) into (B, H, W).
 
     Cells do not overlap, so each pixel receives one value plus zeros: the sum is exact and order-free.
     """
     (b, y, x), _ = crop_index(cells, batch, out.shape[-2:])
+    if out.ndim == 3:
+        out.index_put_((b, y, x), values.to(out.dtype), accumulate=True)
+        return
     channel = torch.arange(out.shape[1], device=out.device)[None, :, None, None]
     out.index_put_((b[:, None], channel, y[:, None], x[:, None]), values.to(out.dtype), accumulate=True)

@@ -36,13 +36,13 @@ def keep_labels(labels: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return lookup[labels]
 
 
-def flow_error(labels: torch.Tensor, flows: torch.Tensor, log_heat: bool = False) -> torch.Tensor:
+def flow_error(labels: torch.Tensor, flows: torch.Tensor, log_heat: bool = False, neighbour_heat: bool = False) -> torch.Tensor:
     """Mean squared difference between the flows of each mask and the given flows (cellpose's flow error).
 
     Args:
         labels: (H, W) int64 labels with ids 1..N.
         flows: (2, H, W) unit-scale flows (dy, dx) the masks were computed from.
-        log_heat: recompute mask flows with the ``log(1 + T)`` variant.
+        log_heat, neighbour_heat: the flow variant to recompute, as in :func:`labels_to_flows`.
 
     Returns:
         (N,) float32: for mask k, the mean over its pixels of ``|mask_flow - flow|**2`` (summed over dy, dx);
@@ -51,7 +51,7 @@ def flow_error(labels: torch.Tensor, flows: torch.Tensor, log_heat: bool = False
     if flows.shape != (2,) + tuple(labels.shape):
         raise ValueError(f"flows: expected shape {(2,) + tuple(labels.shape)}, got {tuple(flows.shape)}.")
     n = int(labels.max()) if labels.numel() else 0
-    squared = ((labels_to_flows(labels, log_heat=log_heat)[0] - flows.float()) ** 2).sum(0)
+    squared = ((labels_to_flows(labels, log_heat=log_heat, neighbour_heat=neighbour_heat)[0] - flows.float()) ** 2).sum(0)
     total = torch.zeros(n + 1, dtype=torch.float32, device=labels.device)
     total.index_add_(0, labels.reshape(-1), squared.reshape(-1))
     return (total / areas(labels, n).clamp(min=1))[1:]
@@ -109,8 +109,8 @@ def fill_holes(labels: torch.Tensor) -> torch.Tensor:
     rank[torch.sort(filled_area, stable=True).indices] = torch.arange(1, len(cells) + 1, device=labels.device)
     winner = torch.zeros(height * width, dtype=torch.int64, device=labels.device)
     for batch, claim in zip(batches, filled):
-        (_, y, x), inside = crop_index(cells, batch, (height, width))
-        value = rank[batch.index][:, None, None] * (claim & inside)
+        (_, y, x), in_image = crop_index(cells, batch, (height, width))
+        value = rank[batch.index][:, None, None] * (claim & in_image)
         winner.scatter_reduce_(0, (y * width + x).expand_as(claim).reshape(-1), value.reshape(-1), "amax")
     label_of_rank = torch.zeros(len(cells) + 1, dtype=labels.dtype, device=labels.device)
     label_of_rank[rank] = cells.label.to(labels.dtype)

@@ -1,19 +1,19 @@
 """Flow fields from instance labels: the gradient of heat diffused from each cell's centre (cellpose).
 
 For each cell: the centre is the cell pixel nearest its rounded centroid (so it lies inside non-convex
-cells); for ``n_iter = 2 (h + w + 2)`` iterations (h, w: the bounding box), one unit of heat is added at the
-centre and every cell pixel takes the sum of its 3x3 neighbourhood divided by 9, pixels outside the cell
-counting as zero (diffusion confined to the cell, heat lost at its edge). The flow is the central-difference
-gradient (dy, dx) of that field (or of ``log(1 + T)``, the variant of cellpose 2 and MEDIAR), scaled to unit
-length, zero on background.
+cells); for ``n_iter`` iterations, one unit of heat is added at the centre and every cell pixel takes the sum
+of its 3x3 neighbourhood divided by 9, pixels outside the cell counting as zero (diffusion confined to the
+cell, heat lost at its edge). As in cellpose, ``n_iter = 2 * max(h + w + 2)`` over the cells of the image
+(h, w: bounding box). The flow is the central-difference gradient (dy, dx) of that field (or of
+``log(1 + T)``, the variant of cellpose 2 and MEDIAR), scaled to unit length, zero on background.
 
-Cellpose diffuses all cells of an image together for the iterations its largest cell needs. Here each cell
-is cropped to its bounding box, crops of equal (rounded) size are batched, and each cell stops after its
-own iteration count: the work is about ``9 * n_iter`` operations per cell pixel, linear in the image for a
-given cell size. Two deliberate differences from cellpose: the iteration count is per cell rather than the
-image maximum, and the gradient at a pixel touching another cell sees that neighbour as zero heat, not the
-neighbour's own heat (cellpose diffuses all cells in one array, so its gradients at touching edges mix in the
-neighbour's field).
+Cellpose diffuses all cells of an image together on the whole image. Here each cell is cropped to its
+bounding box and crops of similar size are diffused together in small batches, so the work is about
+``5 * n_iter`` operations per box pixel: linear in the image for a given cell size. The heat of all cells
+is then gathered into one image and differentiated there. Cellpose's gradient at a pixel touching another
+cell sees that cell's heat, which can turn edge flows towards the neighbour (round trips lose several % of
+IoU on crowded cells); by default a neighbouring cell counts as zero heat here, ``neighbour_heat=True`` gives
+cellpose's flows (equal to cellpose 4's ``masks_to_flows`` to float32 precision).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from typing import Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ._cells import find_cells, gather_crops, plan_crops, scatter_crops
+from ._cells import BAND_PIXELS, Cells, crop_index, find_cells, gather_crops, gather_values, plan_crops, scatter_crops
 from ._checks import as_labels
 
 __all__ = ["labels_to_flows", "crop_centres", "diffuse_heat", "heat_to_flows"]
@@ -101,21 +102,31 @@ def _active_prefixes(n_iter: np.ndarray):
         yield int(np.count_nonzero(n_iter >= stop)), stop
 
 
-def heat_to_flows(heat: torch.Tensor, mask: torch.Tensor, log_heat: bool = False) -> torch.Tensor:
+def heat_to_flows(heat: torch.Tensor, mask: torch.Tensor, log_heat: bool = False, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Unit central-difference gradient of padded heat.
 
     Args:
-        heat: (n, h + 2, w + 2) field, zero outside the cells.
-        mask: (n, h, w) bool cell masks.
+        heat: (n, h + 2, w + 2) field with a one-pixel border.
+        mask: (n, h, w) bool pixels that get flows.
         log_heat: take the gradient of ``log(1 + heat)``.
+        labels: (n, h + 2, w + 2) labels matching ``heat``; if given, a neighbour of another label counts as
+            zero heat (no cell sees its neighbours' heat), else every neighbour's heat counts (cellpose).
 
     Returns:
-        (n, 2, h, w) float flows (dy, dx), unit length on cell pixels with a non-zero gradient, else zero.
+        (n, 2, h, w) float flows (dy, dx), unit length on mask pixels with a non-zero gradient, else zero.
     """
     if log_heat:
         heat = torch.log1p(heat)
-    dy = heat[:, 2:, 1:-1] - heat[:, :-2, 1:-1]
-    dx = heat[:, 1:-1, 2:] - heat[:, 1:-1, :-2]
+    h, w = mask.shape[-2:]
+
+    def neighbour(dy: int, dx: int) -> torch.Tensor:
+        value = heat[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+        if labels is None:
+            return value
+        return value * (labels[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] == labels[:, 1:-1, 1:-1])
+
+    dy = neighbour(1, 0) - neighbour(-1, 0)
+    dx = neighbour(0, 1) - neighbour(0, -1)
     norm = torch.hypot(dy, dx)  # hypot does not underflow for tiny gradients far from the centre
     keep = mask & (norm > 0)
     norm = torch.where(keep, norm, torch.ones_like(norm))
@@ -127,57 +138,89 @@ def _underflow(heat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((heat[:, 1:-1, 1:-1] == 0) & mask).flatten(1).any(1)
 
 
-def labels_to_flows(labels, log_heat: bool = False, niter: Optional[int] = None) -> torch.Tensor:
+def labels_to_flows(labels, log_heat: bool = False, niter: Optional[int] = None, neighbour_heat: bool = False) -> torch.Tensor:
     """Cellpose flow fields of instance labels.
 
     Args:
         labels: (H, W) or (B, H, W) integer instance labels (torch or NumPy; any non-negative ids, 0 is
             background).
         log_heat: gradient of ``log(1 + T)`` instead of ``T`` (cellpose 2 and MEDIAR; cellpose 3/4 use ``T``).
-        niter: diffusion iterations for every cell; default ``2 (h + w + 2)`` of each cell's bounding box.
+        niter: diffusion iterations; default cellpose's ``2 * max(h + w + 2)`` over the image's cells (h, w:
+            bounding boxes), per image of a batch.
+        neighbour_heat: at pixels touching another cell, let the gradient see that cell's heat, as cellpose
+            2-4 and MEDIAR do (flows then equal cellpose's ``masks_to_flows``); by default a neighbouring cell
+            counts as zero heat, so edge flows point into their own cell and round trips are exact.
 
     Returns:
         (B, 2, H, W) float32 unit flows (dy, dx) on the labels' device, zero on background. Networks of
         cellpose and MEDIAR are trained on ``CELLPOSE_FLOW_SCALE`` (5) times these.
 
-    The field is computed in float32; cells where float32 leaves a pixel at zero heat (very long thin cells
-    whose far end is more than ~1e-38 below the centre) are recomputed in float64.
+    Heat is diffused in float32; cells where float32 leaves a pixel at zero heat (very long thin cells whose
+    far end is more than ~1e-38 below the centre) are redone in float64.
     """
     labels = as_labels(labels)
     flows = torch.zeros((labels.shape[0], 2) + tuple(labels.shape[1:]), dtype=torch.float32, device=labels.device)
     cells = find_cells(labels)
     if len(cells) == 0:
         return flows
-    flagged = _add_cell_flows(flows, labels, cells, log_heat, niter, torch.float32)
+    n_iter = _iterations(cells, niter)
+    heat = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
+    flagged = _diffuse_cells(heat, labels, cells, n_iter)
+    _image_flows(flows, heat, labels, log_heat, neighbour_heat)
     if flagged.numel():
-        redo = cells.select(flagged)
-        # remove the float32 result of these cells exactly (x + -x == 0), then add the float64 one
-        _add_cell_flows(flows, labels, redo, log_heat, niter, torch.float64, subtract_existing=True)
+        redo = flagged.cpu().numpy()  # one host copy, after all batches
+        _redo_in_float64(flows, heat, labels, cells.select(flagged), n_iter[redo], log_heat, neighbour_heat)
     return flows
 
 
-def _add_cell_flows(flows, labels, cells, log_heat, niter, dtype, subtract_existing=False) -> torch.Tensor:
-    """Diffuse and add the flows of ``cells`` into ``flows``; return the indices of cells that underflowed."""
+def _iterations(cells: Cells, niter: Optional[int]) -> np.ndarray:
+    """(N,) host iteration counts: ``niter``, or cellpose's 2 * max(h + w + 2) over each image's cells."""
+    if niter is not None:
+        if int(niter) < 0:
+            raise ValueError(f"niter: expected a non-negative number of iterations, got {niter}.")
+        return np.full(len(cells), int(niter))
     sizes = (cells.height + cells.width + 2).cpu().numpy()
-    n_iter = 2 * sizes if niter is None else np.full(len(sizes), int(niter))
+    image = cells.image.cpu().numpy()
+    largest = np.zeros(image.max() + 1, dtype=sizes.dtype)
+    np.maximum.at(largest, image, sizes)
+    return 2 * largest[image]
+
+
+def _diffuse_cells(heat: torch.Tensor, labels: torch.Tensor, cells: Cells, n_iter: np.ndarray) -> torch.Tensor:
+    """Diffuse every cell in float32 crops and add its heat into ``heat`` (B, H, W); return the indices of
+    cells that underflowed."""
     flags, indices = [], []
     for batch in plan_crops(cells, CROP_BATCH_PIXELS, order=-n_iter):
         mask = gather_crops(labels, cells, batch)
-        if subtract_existing:
-            _subtract_existing(flows, mask, cells, batch)
-        heat = diffuse_heat(mask, crop_centres(mask), n_iter[batch.host_index], dtype)
-        scatter_crops(flows, heat_to_flows(heat, mask, log_heat), cells, batch)
-        flags.append(_underflow(heat, mask))
+        crop_heat = diffuse_heat(mask, crop_centres(mask), n_iter[batch.host_index])
+        scatter_crops(heat, crop_heat[:, 1:-1, 1:-1], cells, batch)
+        flags.append(_underflow(crop_heat, mask))
         indices.append(batch.index)
-    if dtype == torch.float64:
-        return indices[0][:0]
-    return torch.cat(indices)[torch.cat(flags)]  # one host sync, after all batches
+    return torch.cat(indices)[torch.cat(flags)]
 
 
-def _subtract_existing(flows, mask, cells, batch) -> None:
-    from ._cells import crop_index
+def _image_flows(flows, heat, labels, log_heat: bool, neighbour_heat: bool) -> None:
+    """Write the unit gradient of (B, H, W) heat on the cells of (B, H, W) labels into ``flows``, in bands
+    of rows (bounded temporaries)."""
+    height, width = heat.shape[-2:]
+    rows = max(1, BAND_PIXELS // max(width, 1))
+    for r in range(0, height, rows):
+        stop = min(r + rows, height)
+        padding = (1, 1, int(r == 0), int(stop == height))  # zeros beyond the image
+        band_heat = F.pad(heat[:, max(r - 1, 0) : stop + 1], padding)
+        band_labels = None if neighbour_heat else F.pad(labels[:, max(r - 1, 0) : stop + 1], padding)
+        flows[:, :, r:stop] = heat_to_flows(band_heat, labels[:, r:stop] > 0, log_heat, band_labels)
 
-    (b, y, x), _ = crop_index(cells, batch, flows.shape[-2:])
-    channel = torch.arange(flows.shape[1], device=flows.device)[None, :, None, None]
-    existing = flows[b[:, None], channel, y[:, None], x[:, None]] * mask[:, None]
-    scatter_crops(flows, -existing, cells, batch)
+
+def _redo_in_float64(flows, heat, labels, cells: Cells, n_iter: np.ndarray, log_heat: bool, neighbour_heat: bool) -> None:
+    """Recompute the flows of ``cells`` with float64 heat; neighbouring cells keep their float32 heat."""
+    channel = torch.arange(2, device=flows.device)[None, :, None, None]
+    for batch in plan_crops(cells, CROP_BATCH_PIXELS, order=-n_iter):
+        mask = gather_crops(labels, cells, batch, margin=1)
+        inner = mask[:, 1:-1, 1:-1]
+        own = diffuse_heat(inner, crop_centres(inner), n_iter[batch.host_index], torch.float64)
+        around = gather_values(heat, cells, batch, margin=1).to(torch.float64) * neighbour_heat
+        (b, y, x), _ = crop_index(cells, batch, flows.shape[-2:])
+        existing = flows[b[:, None], channel, y[:, None], x[:, None]] * inner[:, None]
+        scatter_crops(flows, -existing, cells, batch)  # x + -x == 0 exactly: the float32 result is gone
+        scatter_crops(flows, heat_to_flows(torch.where(mask, own, around), inner, log_heat), cells, batch)

@@ -40,6 +40,7 @@ def flows_to_labels(
     max_size_fraction: float = 0.4,
     flow_scale: float = 1.0,
     log_heat: bool = False,
+    neighbour_heat: bool = False,
     tile_size: Optional[int] = 4096,
     tile_overlap: int = 128,
 ) -> torch.Tensor:
@@ -56,7 +57,9 @@ def flows_to_labels(
         max_size_fraction: masks larger than this fraction of the image are dropped.
         flow_scale: scale of ``flows``: 1 for unit flows such as :func:`labels_to_flows` returns,
             ``CELLPOSE_FLOW_SCALE`` (5) for raw outputs of cellpose and MEDIAR networks.
-        log_heat: the heat variant the flows follow (MEDIAR, cellpose 2); used by the flow-error check.
+        log_heat, neighbour_heat: the flow variant of :func:`labels_to_flows` the flows follow, recomputed
+            by the flow-error check; a network trained by MEDIAR wants both True, by cellpose 3/4
+            ``neighbour_heat=True``.
         tile_size: images with a side longer than this are processed in tiles of this size; None: never.
         tile_overlap: context added on each side of a tile; should exceed the largest cell's diameter.
 
@@ -74,6 +77,7 @@ def flows_to_labels(
         min_size=int(min_size),
         max_size=max_size_fraction * flows.shape[-2] * flows.shape[-1],
         log_heat=log_heat,
+        neighbour_heat=neighbour_heat,
     )
     labels = []
     for b in range(flows.shape[0]):
@@ -108,6 +112,7 @@ def _image_labels(
     min_size: int,
     max_size: float,
     log_heat: bool,
+    neighbour_heat: bool,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """One image in one pass: (H, W) int64 labels 1..N in raster order of their first pixels, and those
     (N, 2) int64 first pixels (y, x)."""
@@ -120,7 +125,7 @@ def _image_labels(
     n = seeds.shape[0]
     keep = areas(labels, n) <= max_size
     if flow_threshold > 0 and n:
-        keep[1:] &= flow_error(labels * keep[labels], flows, log_heat) <= flow_threshold
+        keep[1:] &= flow_error(labels * keep[labels], flows, log_heat, neighbour_heat) <= flow_threshold
     keep &= areas(labels, n) >= min_size
     labels = fill_holes(labels * keep[labels])
     keep &= areas(labels, n) >= min_size

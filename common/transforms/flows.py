@@ -43,19 +43,21 @@ class LabelsToFlows(Transform):
     Args:
         flow_scale: multiple of unit flows in the target (cellpose and MEDIAR: 5).
         log_heat: flows of ``log(1 + T)`` (MEDIAR, cellpose 2) instead of ``T`` (cellpose 3/4).
-        niter: diffusion iterations for every cell; default ``2 (h + w + 2)`` of each cell's box.
+        niter: diffusion iterations; default cellpose's ``2 * max(h + w + 2)`` over the cells' boxes.
+        neighbour_heat: edge flows see neighbouring cells' heat, exactly as cellpose and MEDIAR compute
+            them (see :func:`common.flows.labels_to_flows`).
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, flow_scale: float = CELLPOSE_FLOW_SCALE, log_heat: bool = False, niter: Optional[int] = None):
+    def __init__(self, flow_scale: float = CELLPOSE_FLOW_SCALE, log_heat: bool = False, niter: Optional[int] = None,
+                 neighbour_heat: bool = False):
         self.flow_scale = float(flow_scale)
-        self.log_heat = log_heat
-        self.niter = niter
+        self.options = dict(log_heat=log_heat, niter=niter, neighbour_heat=neighbour_heat)
 
     def __call__(self, label):
         labels = _single_image(label, "label", 1)[0]
-        flows = labels_to_flows(labels, log_heat=self.log_heat, niter=self.niter)[0] * self.flow_scale
+        flows = labels_to_flows(labels, **self.options)[0] * self.flow_scale
         target = torch.cat([flows, (labels > 0)[None].to(torch.float32)])
         return convert_to_dst_type(target, label, dtype=torch.float32)[0]
 
@@ -71,7 +73,7 @@ class FlowsToLabels(Transform):
         cellprob_logits: True if channel 2 holds logits, False if probabilities (sigmoid already applied).
         cellprob_threshold: pixels above it are followed; default 0.0 for logits, 0.5 for probabilities
             (the same pixels).
-        flow_threshold, niter, min_size, max_size_fraction, log_heat, tile_size, tile_overlap: as in
+        flow_threshold, niter, min_size, max_size_fraction, log_heat, neighbour_heat, tile_size, tile_overlap: as in
             :func:`common.flows.flows_to_labels`.
     """
 
@@ -87,6 +89,7 @@ class FlowsToLabels(Transform):
         min_size: int = 15,
         max_size_fraction: float = 0.4,
         log_heat: bool = False,
+        neighbour_heat: bool = False,
         tile_size: Optional[int] = 4096,
         tile_overlap: int = 128,
     ):
@@ -102,6 +105,7 @@ class FlowsToLabels(Transform):
             max_size_fraction=max_size_fraction,
             flow_scale=flow_scale,
             log_heat=log_heat,
+            neighbour_heat=neighbour_heat,
             tile_size=tile_size,
             tile_overlap=tile_overlap,
         )
@@ -138,8 +142,9 @@ class LabelsToFlowsd(_Mapd):
     backend = LabelsToFlows.backend
 
     def __init__(self, keys: KeysCollection, output_keys: Optional[KeysCollection] = None, flow_scale: float = CELLPOSE_FLOW_SCALE,
-                 log_heat: bool = False, niter: Optional[int] = None, allow_missing_keys: bool = False):
-        super().__init__(LabelsToFlows(flow_scale, log_heat, niter), keys, output_keys, allow_missing_keys)
+                 log_heat: bool = False, niter: Optional[int] = None, neighbour_heat: bool = False,
+                 allow_missing_keys: bool = False):
+        super().__init__(LabelsToFlows(flow_scale, log_heat, niter, neighbour_heat), keys, output_keys, allow_missing_keys)
 
 
 class FlowsToLabelsd(_Mapd):
