@@ -16,6 +16,8 @@ __all__ = ["Cells", "CropBatch", "find_cells", "plan_crops", "crop_index", "gath
 
 #: Pixels a band of rows holds while the bounding boxes are collected; bounds the per-pixel index tensors.
 BAND_PIXELS = 1 << 22
+#: Ids below this are looked up in tables indexed by id (at most 2**24 entries); larger ids are sorted.
+TABLE_LIMIT = 1 << 24
 
 
 @dataclass
@@ -49,11 +51,11 @@ class CropBatch:
 def _cell_ids(image: torch.Tensor, rows: int) -> torch.Tensor:
     """Sorted non-zero ids of an (H, W) label image, collected band by band.
 
-    Ids up to a few times the pixel count are marked in a presence table (linear time); larger ids are
-    sorted out with ``torch.unique``.
+    Ids below ``TABLE_LIMIT`` are marked in a presence table (linear time); larger ids are sorted out with
+    ``torch.unique``.
     """
     largest = int(image.max()) if image.numel() else 0
-    if largest <= max(4 * image.numel(), 1 << 16):
+    if largest < TABLE_LIMIT:
         present = torch.zeros(largest + 1, dtype=torch.bool, device=image.device)
         for r in range(0, image.shape[0], rows):
             present[image[r : r + rows].reshape(-1).long()] = True
@@ -66,7 +68,7 @@ def _cell_ids(image: torch.Tensor, rows: int) -> torch.Tensor:
 def _index_of(ids: torch.Tensor):
     """Function mapping label values to their position in the sorted ``ids`` (a table lookup when small)."""
     largest = int(ids[-1]) if ids.numel() else 0
-    if largest <= max(4 * ids.numel(), 1 << 20):
+    if largest < TABLE_LIMIT:
         table = torch.zeros(largest + 1, dtype=torch.int64, device=ids.device)
         table[ids.long()] = torch.arange(ids.numel(), device=ids.device)
         return lambda values: table[values.long()]

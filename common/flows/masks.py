@@ -166,14 +166,14 @@ def _tiled_labels(flows: torch.Tensor, cellprob: torch.Tensor, tile: int, overla
             cut += _count_cut(labels, owned, (cy0 > 0, cy1 < height, cx0 > 0, cx1 < width))
             provisional = (torch.cumsum(owned, 0) + count) * owned  # ids continue the count of earlier tiles
             count += int(owned.sum())
+            if count >= 2**31:
+                raise OverflowError(f"flows_to_labels: more than {2**31 - 1} masks do not fit int32 labels.")
             region = out[cy0:cy1, cx0:cx1]
             region.copy_(torch.where(owned[labels], provisional[labels].to(torch.int32), region))
             anchors.append(first[owned[1:]])
     if cut:
         warnings.warn(f"flows_to_labels: {cut} masks reach the edge of their tile's context and may be cut; "
                       f"raise tile_overlap (now {overlap}) above the largest cell diameter.", stacklevel=3)
-    if count >= 2**31:
-        raise OverflowError(f"flows_to_labels: {count} masks do not fit int32 labels.")
     # final ids 1..N in raster order of first pixels, as the untiled computation numbers them; a mask that
     # two tiles both wrote (they disagreed on its first pixel) keeps the id that survived, gaps close
     anchors = torch.cat(anchors)
