@@ -1,0 +1,3 @@
+"""Networks MONAI lacks, and helpers for configuring MONAI's."""
+
+from .batch_norm import with_batch_norm_momentum
