@@ -131,3 +131,12 @@ def test_bad_input():
         flows_to_labels(flows, prob, max_size_fraction=0)
     with pytest.raises(ValueError, match="min_size"):
         flows_to_labels(flows, prob, min_size=-1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(cells):
+    flows, prob = labels_to_flows(cells)[0], logits(cells)
+    on_cuda = flows_to_labels(flows.cuda(), prob.cuda())
+    assert on_cuda.device.type == "cuda"
+    scores = match_instances(flows_to_labels(flows, prob).numpy(), on_cuda.cpu().numpy())
+    assert scores["f1"] == 1.0 and scores["mean_iou"] > 0.999

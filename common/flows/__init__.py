@@ -6,6 +6,11 @@ raw outputs go to :func:`flows_to_labels` with ``flow_scale=CELLPOSE_FLOW_SCALE`
 networks when multiplied by it (the transforms in :mod:`common.transforms.flows` do both). Everything runs
 on the device of its input, in torch, batched over cells.
 
+Two options select the variant a model was trained on: ``log_heat`` (gradient of log(1 + T): cellpose 2 and
+MEDIAR) and ``neighbour_heat`` (edge flows see touching cells' heat: cellpose 2-4 and MEDIAR; with it
+:func:`labels_to_flows` equals cellpose's ``masks_to_flows``). The defaults (cellpose 4's field, neighbours
+count as zero heat) make ``flows_to_labels(labels_to_flows(labels))`` return the labels.
+
 - :func:`labels_to_flows`: heat-diffusion flows of instance labels (:mod:`.heat`).
 - :func:`follow_flows`: Euler steps from every foreground pixel (:mod:`.follow`).
 - :func:`cluster_end_points`: end points to cells (:mod:`.cluster`).
