@@ -15,6 +15,7 @@ rebuilds the labels with a mean matched IoU of 0.993 where the published landsca
 
 from __future__ import annotations
 
+import inspect
 from typing import Hashable, Mapping
 
 import numpy as np
@@ -125,28 +126,14 @@ def watershed_instances(
 class BoundaryWatershed(Transform):
     """Array transform: (2, H, W) [nucleus, boundary] probabilities -> (1, H, W) int32 instance labels.
 
-    Arguments as in :func:`watershed_instances`.
+    Keyword arguments are those of :func:`watershed_instances` after the two maps.
     """
 
     backend = [torch.Tensor, np.ndarray]
 
-    def __init__(
-        self,
-        threshold: float = 0.5,
-        boundary_threshold: float = 0.5,
-        fill_holes: bool = True,
-        min_marker_size: int = 1,
-        min_size: int = 1,
-        energy: str = "marker_distance",
-    ) -> None:
-        self.kwargs = dict(
-            threshold=threshold,
-            boundary_threshold=boundary_threshold,
-            fill_holes=fill_holes,
-            min_marker_size=min_marker_size,
-            min_size=min_size,
-            energy=energy,
-        )
+    def __init__(self, **kwargs) -> None:
+        inspect.signature(watershed_instances).bind(None, None, **kwargs)  # a misspelt option fails here
+        self.kwargs = kwargs
 
     def __call__(self, probabilities):
         if probabilities.ndim != 3 or probabilities.shape[0] != 2:
