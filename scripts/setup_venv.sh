@@ -20,8 +20,9 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
-    if "${PIP[@]}" install --no-index torch 2>/dev/null; then
+    if "${PIP[@]}" install --no-index --no-deps torch 2>/dev/null; then
         echo "setup: installed torch from a local wheel"
+        "${PIP[@]}" install torch  # its own requirements; torch itself is satisfied and stays
     else
         echo "setup: no local torch wheel; installing the CPU build from PyTorch's index"
         "${PIP[@]}" install torch --index-url https://download.pytorch.org/whl/cpu
