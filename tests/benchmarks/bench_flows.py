@@ -1,12 +1,13 @@
 """Benchmark of common.flows against cellpose's own dynamics: time and peak memory of each step.
 
-    python tests/benchmarks/bench_flows.py [--sizes 512 2048 8192] [--threads 1]
+    python tests/benchmarks/bench_flows.py [--sizes 512 2048 8192] [--threads 1] [--fill 0.6]
         [--reference-python /path/to/venv-with-cellpose/bin/python] [--reference-max-size 2048]
 
 Steps: ``labels_to_flows`` (reference: cellpose ``dynamics.masks_to_flows_gpu`` on CPU) and ``flows_to_labels``
 (reference: cellpose ``dynamics.resize_and_compute_masks``: following, clustering, flow-error check, holes,
 small masks). Inputs are synthetic label images (``common.flows.testing.random_cells``) with about 2000 cells
-per 2048 x 2048, and their cellpose flows at network scale (5x) with cell-probability logits of +-4.
+per 2048 x 2048 covering a ``--fill`` fraction of the image (60 %: cells of ~1250 pixels), and their cellpose
+flows at network scale (5x) with cell-probability logits of +-4.
 
 Every measurement runs in a fresh Python process: wall time and CPU time (user + system) of the step, and
 its peak memory as the growth of the process's peak resident set size (``ru_maxrss``) over its resident size
@@ -85,8 +86,9 @@ def worker(step: str, implementation: str, data: str, threads: int) -> dict:
     }
 
 
-def make_data(size: int, directory: Path) -> int:
-    """Write labels, their cellpose flows (5x) and logits for a size x size image; returns the cell count."""
+def make_data(size: int, directory: Path, fill: float) -> int:
+    """Write labels, their cellpose flows (5x) and logits for a size x size image with a ``fill`` fraction of
+    cell pixels; returns the cell count."""
     import numpy as np
     import torch
 
@@ -96,7 +98,7 @@ def make_data(size: int, directory: Path) -> int:
     tile = min(size, 2048)  # large images: independent 2048 tiles, so generation stays fast and bounded
     labels = np.zeros((size, size), np.int32)
     for index, (y, x) in enumerate((y, x) for y in range(0, size, tile) for x in range(0, size, tile)):
-        part = random_cells((tile, tile), round(CELLS_PER_PIXEL * tile * tile), seed=index)
+        part = random_cells((tile, tile), round(CELLS_PER_PIXEL * tile * tile), seed=index, fill=fill)
         labels[y : y + tile, x : x + tile] = np.where(part > 0, part + labels.max(), 0)
     flows = CELLPOSE_FLOW_SCALE * labels_to_flows(torch.from_numpy(labels), neighbour_heat=True)[0].numpy()
     np.save(directory / "labels.npy", labels)
@@ -136,6 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 2048, 8192])
     parser.add_argument("--threads", type=int, default=1, help="torch threads of both implementations")
+    parser.add_argument("--fill", type=float, default=0.6, help="fraction of pixels in cells (cell size follows)")
     parser.add_argument("--reference-python", help="interpreter with cellpose installed (default: this one)")
     parser.add_argument("--reference-max-size", type=int, default=2048,
                         help="largest image for the cellpose reference (8192 takes hours on 2 CPU cores)")
@@ -146,7 +149,7 @@ def main() -> None:
         return
 
     reference = reference_python(args.reference_python)
-    print(f"threads: {args.threads}; reference: " + (f"cellpose via {reference}" if reference else
+    print(f"threads: {args.threads}; cell pixels: {args.fill:.0%}; reference: " + (f"cellpose via {reference}" if reference else
           "cellpose not importable: reference columns not run (cellpose 4.2.1, 2 CPU cores, 2048^2 with 2000 "
           "cells, as given in the issue: flows ~23 s, masks ~30 s; 16x the pixels cost 35x and 69x)"))
     header = f"{'size':>6} {'cells':>6} {'step':>6} | {'ours: wall, cpu, peak':>30} | {'cellpose: wall, cpu, peak':>30} | ratio"
@@ -157,7 +160,7 @@ def main() -> None:
         for size in args.sizes:
             data = Path(tmp) / str(size)
             data.mkdir()
-            cells = make_data(size, data)
+            cells = make_data(size, data, args.fill)
             for step in ("flows", "masks"):
                 ours = measure(sys.executable, step, "ours", data, args.threads)
                 theirs = None
