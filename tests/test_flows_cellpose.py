@@ -42,8 +42,9 @@ def test_our_post_processing_of_cellpose_flows_agrees_with_cellpose(labels):
     logits = np.where(labels > 0, 4.0, -4.0).astype(np.float32)
     network = CELLPOSE_FLOW_SCALE * dynamics.masks_to_flows_gpu(labels, device=torch.device("cpu"))[0]
     theirs = dynamics.resize_and_compute_masks(network, logits, device=torch.device("cpu"))
-    ours = flows_to_labels(torch.from_numpy(network).float(), torch.from_numpy(logits), flow_scale=CELLPOSE_FLOW_SCALE,
-                           neighbour_heat=True)
+    ours = flows_to_labels(
+        torch.from_numpy(network).float(), torch.from_numpy(logits), flow_scale=CELLPOSE_FLOW_SCALE, neighbour_heat=True
+    )
     scores = match_instances(theirs, ours.numpy())
     assert scores["f1"] == 1.0 and scores["mean_iou"] >= 0.95  # cellpose bins end points half a pixel off
     # cellpose's flows send edge pixels into touching neighbours, for both post-processings alike
@@ -56,5 +57,7 @@ def test_cellpose_post_processing_of_our_flows(labels):
         ours = CELLPOSE_FLOW_SCALE * labels_to_flows(labels, neighbour_heat=neighbour_heat)[0].numpy()
         masks = dynamics.resize_and_compute_masks(ours, logits, flow_threshold=0.0, device=torch.device("cpu"))
         assert match_instances(labels, masks)["f1"] == 1.0
-    errors, _ = dynamics.flow_error(labels, CELLPOSE_FLOW_SCALE * labels_to_flows(labels, neighbour_heat=True)[0].numpy())
+    errors, _ = dynamics.flow_error(
+        labels, CELLPOSE_FLOW_SCALE * labels_to_flows(labels, neighbour_heat=True)[0].numpy()
+    )
     assert errors.max() < 1e-6  # cellpose's own quality check sees its own flows

@@ -43,8 +43,13 @@ def test_fill_holes_fills_enclosed_background_and_absorbs_enclosed_masks():
     yy, xx = np.mgrid[:40, :60]
     assert np.all(filled[(yy - 20) ** 2 + (xx - 15) ** 2 <= 25] == 1)
     assert np.all(filled[(yy - 20) ** 2 + (xx - 45) ** 2 <= 36] == 2) and not np.any(filled == 3)
-    assert np.all(filled[labels == 0][~((yy - 20) ** 2 + (xx - 15) ** 2 <= 144)[labels == 0]
-                  & ~((yy - 20) ** 2 + (xx - 45) ** 2 <= 144)[labels == 0]] == 0)
+    assert np.all(
+        filled[labels == 0][
+            ~((yy - 20) ** 2 + (xx - 15) ** 2 <= 144)[labels == 0]
+            & ~((yy - 20) ** 2 + (xx - 45) ** 2 <= 144)[labels == 0]
+        ]
+        == 0
+    )
 
 
 def test_fill_holes_leaves_open_concavities_and_diagonal_gaps():

@@ -23,8 +23,11 @@ def reference_flows(labels: np.ndarray, log_heat: bool = False, neighbour_heat: 
         for _ in range(n_iter):
             heat[ys[nearest], xs[nearest]] += 1
             padded = np.pad(heat, 1)
-            box = sum(padded[1 + dy : 1 + dy + labels.shape[0], 1 + dx : 1 + dx + labels.shape[1]]
-                      for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+            box = sum(
+                padded[1 + dy : 1 + dy + labels.shape[0], 1 + dx : 1 + dx + labels.shape[1]]
+                for dy in (-1, 0, 1)
+                for dx in (-1, 0, 1)
+            )
             heat = box / 9 * (labels == cell)
         total += heat
     if log_heat:

@@ -1,7 +1,7 @@
 """Cells as crops: bounding boxes of all cells of a batch of label images, packed into batches of equal-size crops.
 
 Per-cell work (heat diffusion, hole filling) then runs on small dense tensors whose size follows each cell's
-bounding box, so the cost grows with the cells' pixels, not with the image times its largest cell.
+bounding box, so the cost grows with the cells' boxes, not with the whole image.
 """
 
 from __future__ import annotations
@@ -12,7 +12,16 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-__all__ = ["Cells", "CropBatch", "find_cells", "plan_crops", "crop_index", "gather_crops", "gather_values", "scatter_crops"]
+__all__ = [
+    "Cells",
+    "CropBatch",
+    "find_cells",
+    "plan_crops",
+    "crop_index",
+    "gather_crops",
+    "gather_values",
+    "scatter_crops",
+]
 
 #: Pixels a band of rows holds while the bounding boxes are collected; bounds the per-pixel index tensors.
 BAND_PIXELS = 1 << 22
@@ -108,7 +117,9 @@ def _round_up(n: np.ndarray) -> np.ndarray:
     return -(-n // step) * step
 
 
-def plan_crops(cells: Cells, max_pixels: int, order: Optional[np.ndarray] = None, waste: float = 0.25) -> List[CropBatch]:
+def plan_crops(
+    cells: Cells, max_pixels: int, order: Optional[np.ndarray] = None, waste: float = 0.25
+) -> List[CropBatch]:
     """Group cells into batches of one crop shape with at most ``max_pixels`` crop pixels (one cell at least).
 
     Box sizes are rounded up to 2**k * {1, 1.25, 1.5, 1.75}; consecutive size groups are merged into one

@@ -8,9 +8,11 @@ import torch
 __all__ = ["as_labels", "as_flows", "as_image"]
 
 # dtypes whose comparisons, gathers and unique are implemented on every device
-_WIDEN = {getattr(torch, name): wide for name, wide in
-          (("uint16", torch.int32), ("uint32", torch.int64), ("uint64", torch.int64), ("bool", torch.uint8))
-          if hasattr(torch, name)}
+_WIDEN = {
+    getattr(torch, name): wide
+    for name, wide in (("uint16", torch.int32), ("uint32", torch.int64), ("uint64", torch.int64), ("bool", torch.uint8))
+    if hasattr(torch, name)
+}
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:

@@ -33,7 +33,9 @@ def find_seeds(histogram: torch.Tensor, min_count: int = 10) -> torch.Tensor:
     return seeds[order]
 
 
-def grow_seeds(histogram: torch.Tensor, seeds: torch.Tensor, grow: int = 5, min_grow_count: int = 2) -> Tuple[torch.Tensor, torch.Tensor]:
+def grow_seeds(
+    histogram: torch.Tensor, seeds: torch.Tensor, grow: int = 5, min_grow_count: int = 2
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Regions of seeds grown through well-populated bins.
 
     Args:
@@ -59,7 +61,9 @@ def grow_seeds(histogram: torch.Tensor, seeds: torch.Tensor, grow: int = 5, min_
     return region > 0, flat
 
 
-def cluster_end_points(end_points: torch.Tensor, shape: Tuple[int, int], min_count: int = 10) -> Tuple[torch.Tensor, torch.Tensor]:
+def cluster_end_points(
+    end_points: torch.Tensor, shape: Tuple[int, int], min_count: int = 10
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Group flow end points into cells.
 
     Args:

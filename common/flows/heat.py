@@ -80,7 +80,14 @@ def diffuse_heat(mask: torch.Tensor, centres: torch.Tensor, n_iter: np.ndarray, 
     done = 0
     for k, stop in _active_prefixes(n_iter):
         t, r, inner, add, wk = heat[:k], rows[:k], heat[:k, 1:-1, 1:-1], source[:k], weight[:k]
-        left, centre, right, up, middle, down = t[:, :, :-2], t[:, :, 1:-1], t[:, :, 2:], r[:, :-2], r[:, 1:-1], r[:, 2:]
+        left, centre, right, up, middle, down = (
+            t[:, :, :-2],
+            t[:, :, 1:-1],
+            t[:, :, 2:],
+            r[:, :-2],
+            r[:, 1:-1],
+            r[:, 2:],
+        )
         for _ in range(stop - done):
             torch.add(left, centre, out=r).add_(right)
             torch.add(up, middle, out=inner).add_(down)
@@ -102,7 +109,9 @@ def _active_prefixes(n_iter: np.ndarray):
         yield int(np.count_nonzero(n_iter >= stop)), stop
 
 
-def heat_to_flows(heat: torch.Tensor, mask: torch.Tensor, log_heat: bool = False, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+def heat_to_flows(
+    heat: torch.Tensor, mask: torch.Tensor, log_heat: bool = False, labels: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Unit central-difference gradient of padded heat.
 
     Args:
@@ -138,7 +147,9 @@ def _underflow(heat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((heat[:, 1:-1, 1:-1] == 0) & mask).flatten(1).any(1)
 
 
-def labels_to_flows(labels, log_heat: bool = False, niter: Optional[int] = None, neighbour_heat: bool = False) -> torch.Tensor:
+def labels_to_flows(
+    labels, log_heat: bool = False, niter: Optional[int] = None, neighbour_heat: bool = False
+) -> torch.Tensor:
     """Cellpose flow fields of instance labels.
 
     Args:
@@ -212,7 +223,9 @@ def _image_flows(flows, heat, labels, log_heat: bool, neighbour_heat: bool) -> N
         flows[:, :, r:stop] = heat_to_flows(band_heat, labels[:, r:stop] > 0, log_heat, band_labels)
 
 
-def _redo_in_float64(flows, heat, labels, cells: Cells, n_iter: np.ndarray, log_heat: bool, neighbour_heat: bool) -> None:
+def _redo_in_float64(
+    flows, heat, labels, cells: Cells, n_iter: np.ndarray, log_heat: bool, neighbour_heat: bool
+) -> None:
     """Recompute the flows of ``cells`` with float64 heat; neighbouring cells keep their float32 heat."""
     channel = torch.arange(2, device=flows.device)[None, :, None, None]
     for batch in plan_crops(cells, CROP_BATCH_PIXELS, order=-n_iter):

@@ -3,7 +3,8 @@
 Steps, each its own function: :func:`follow_flows` from every pixel with ``cellprob > cellprob_threshold``;
 :func:`cluster_end_points`; drop masks larger than ``max_size_fraction`` of the image; drop masks whose
 :func:`flow_error` exceeds ``flow_threshold``; drop masks below ``min_size``, :func:`fill_holes`, drop masks
-below ``min_size`` again; renumber 1..N in raster order of the masks' first pixels, so ids do not depend on how the image was tiled.
+below ``min_size`` again; renumber 1..N in raster order of the masks' first pixels, so ids do not depend on
+how the image was tiled.
 
 Images larger than ``tile_size`` are processed in tiles with ``tile_overlap`` pixels of context on each side.
 A mask belongs to the tile whose core holds its first pixel and is computed entirely within that tile's context, so
@@ -148,7 +149,9 @@ def _renumber_by_first_pixel(labels: torch.Tensor, n: int) -> Tuple[torch.Tensor
 
 def tile_grid(length: int, tile: int, overlap: int) -> List[Tuple[int, int, int, int]]:
     """Tiles along one axis: (core start, core stop, context start, context stop), cores covering it once."""
-    return [(s, min(s + tile, length), max(s - overlap, 0), min(s + tile + overlap, length)) for s in range(0, length, tile)]
+    return [
+        (s, min(s + tile, length), max(s - overlap, 0), min(s + tile + overlap, length)) for s in range(0, length, tile)
+    ]
 
 
 def _tiled_labels(flows: torch.Tensor, cellprob: torch.Tensor, tile: int, overlap: int, options: dict) -> torch.Tensor:
@@ -172,8 +175,11 @@ def _tiled_labels(flows: torch.Tensor, cellprob: torch.Tensor, tile: int, overla
             region.copy_(torch.where(owned[labels], provisional[labels].to(torch.int32), region))
             anchors.append(first[owned[1:]])
     if cut:
-        warnings.warn(f"flows_to_labels: {cut} masks reach the edge of their tile's context and may be cut; "
-                      f"raise tile_overlap (now {overlap}) above the largest cell diameter.", stacklevel=3)
+        warnings.warn(
+            f"flows_to_labels: {cut} masks reach the edge of their tile's context and may be cut; "
+            f"raise tile_overlap (now {overlap}) above the largest cell diameter.",
+            stacklevel=3,
+        )
     # final ids 1..N in raster order of first pixels, as the untiled computation numbers them; a mask that
     # two tiles both wrote (they disagreed on its first pixel) keeps the id that survived, gaps close
     anchors = torch.cat(anchors)

@@ -11,7 +11,9 @@ from skimage.segmentation import watershed
 __all__ = ["random_cells", "import_cellpose_dynamics"]
 
 
-def random_cells(shape: Tuple[int, int], n_cells: int, seed: int = 0, fill: float = 0.6, min_size: int = 15) -> np.ndarray:
+def random_cells(
+    shape: Tuple[int, int], n_cells: int, seed: int = 0, fill: float = 0.6, min_size: int = 15
+) -> np.ndarray:
     """About ``n_cells`` touching cells grown from jittered grid seeds inside irregular blobs.
 
     Blobs are smoothed noise above a quantile (a ``fill`` fraction of the image, a few cells across); seeds
@@ -26,7 +28,9 @@ def random_cells(shape: Tuple[int, int], n_cells: int, seed: int = 0, fill: floa
     spacing = max(np.sqrt(fill * shape[0] * shape[1] / max(n_cells, 1)), 2.0)
     noise = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=spacing)
     foreground = noise > np.quantile(noise, 1 - fill)
-    y, x = np.meshgrid(np.arange(spacing / 2, shape[0], spacing), np.arange(spacing / 2, shape[1], spacing), indexing="ij")
+    y, x = np.meshgrid(
+        np.arange(spacing / 2, shape[0], spacing), np.arange(spacing / 2, shape[1], spacing), indexing="ij"
+    )
     jitter = rng.uniform(-0.35, 0.35, size=(2,) + y.shape) * spacing
     y = np.clip(np.round(y + jitter[0]), 0, shape[0] - 1).astype(np.int64).ravel()
     x = np.clip(np.round(x + jitter[1]), 0, shape[1] - 1).astype(np.int64).ravel()
@@ -55,8 +59,12 @@ def import_cellpose_dynamics():
 
     if importlib.util.find_spec("cellpose") is None:
         raise ImportError("cellpose is not installed")
-    names = ["torchvision", "torchvision.transforms", "torchvision.transforms.functional",
-             "torchvision.transforms._functional_tensor"]
+    names = [
+        "torchvision",
+        "torchvision.transforms",
+        "torchvision.transforms.functional",
+        "torchvision.transforms._functional_tensor",
+    ]
     stubbed = []
     if importlib.util.find_spec("torchvision") is None:
         for name in names:
@@ -64,7 +72,9 @@ def import_cellpose_dynamics():
             stubbed.append(name)
         sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
         sys.modules["torchvision.transforms"].functional = sys.modules["torchvision.transforms.functional"]
-        sys.modules["torchvision.transforms"]._functional_tensor = sys.modules["torchvision.transforms._functional_tensor"]
+        sys.modules["torchvision.transforms"]._functional_tensor = sys.modules[
+            "torchvision.transforms._functional_tensor"
+        ]
     try:
         return importlib.import_module("cellpose.dynamics")
     finally:

@@ -50,8 +50,13 @@ class LabelsToFlows(Transform):
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, flow_scale: float = CELLPOSE_FLOW_SCALE, log_heat: bool = False, niter: Optional[int] = None,
-                 neighbour_heat: bool = False):
+    def __init__(
+        self,
+        flow_scale: float = CELLPOSE_FLOW_SCALE,
+        log_heat: bool = False,
+        niter: Optional[int] = None,
+        neighbour_heat: bool = False,
+    ):
         self.flow_scale = float(flow_scale)
         self.options = dict(log_heat=log_heat, niter=niter, neighbour_heat=neighbour_heat)
 
@@ -121,7 +126,13 @@ class FlowsToLabels(Transform):
 class _Mapd(MapTransform):
     """Apply an array transform to ``keys``, writing to ``output_keys`` (default: in place)."""
 
-    def __init__(self, transform: Transform, keys: KeysCollection, output_keys: Optional[KeysCollection], allow_missing_keys: bool):
+    def __init__(
+        self,
+        transform: Transform,
+        keys: KeysCollection,
+        output_keys: Optional[KeysCollection],
+        allow_missing_keys: bool,
+    ):
         super().__init__(keys, allow_missing_keys)
         self.transform = transform
         output_keys = self.keys if output_keys is None else ensure_tuple(output_keys)
@@ -141,10 +152,19 @@ class LabelsToFlowsd(_Mapd):
 
     backend = LabelsToFlows.backend
 
-    def __init__(self, keys: KeysCollection, output_keys: Optional[KeysCollection] = None, flow_scale: float = CELLPOSE_FLOW_SCALE,
-                 log_heat: bool = False, niter: Optional[int] = None, neighbour_heat: bool = False,
-                 allow_missing_keys: bool = False):
-        super().__init__(LabelsToFlows(flow_scale, log_heat, niter, neighbour_heat), keys, output_keys, allow_missing_keys)
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_keys: Optional[KeysCollection] = None,
+        flow_scale: float = CELLPOSE_FLOW_SCALE,
+        log_heat: bool = False,
+        niter: Optional[int] = None,
+        neighbour_heat: bool = False,
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(
+            LabelsToFlows(flow_scale, log_heat, niter, neighbour_heat), keys, output_keys, allow_missing_keys
+        )
 
 
 class FlowsToLabelsd(_Mapd):
@@ -153,5 +173,11 @@ class FlowsToLabelsd(_Mapd):
 
     backend = FlowsToLabels.backend
 
-    def __init__(self, keys: KeysCollection, output_keys: Optional[KeysCollection] = None, allow_missing_keys: bool = False, **kwargs):
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_keys: Optional[KeysCollection] = None,
+        allow_missing_keys: bool = False,
+        **kwargs,
+    ):
         super().__init__(FlowsToLabels(**kwargs), keys, output_keys, allow_missing_keys)

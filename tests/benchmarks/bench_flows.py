@@ -53,8 +53,9 @@ def worker(step: str, implementation: str, data: str, threads: int) -> dict:
 
         steps = {
             "flows": lambda lab, flo, log: labels_to_flows(torch.from_numpy(lab)),
-            "masks": lambda lab, flo, log: flows_to_labels(torch.from_numpy(flo), torch.from_numpy(log),
-                                                           flow_scale=CELLPOSE_FLOW_SCALE, neighbour_heat=True),
+            "masks": lambda lab, flo, log: flows_to_labels(
+                torch.from_numpy(flo), torch.from_numpy(log), flow_scale=CELLPOSE_FLOW_SCALE, neighbour_heat=True
+            ),
         }
     else:
         from common.flows.testing import import_cellpose_dynamics
@@ -140,8 +141,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of both implementations")
     parser.add_argument("--fill", type=float, default=0.6, help="fraction of pixels in cells (cell size follows)")
     parser.add_argument("--reference-python", help="interpreter with cellpose installed (default: this one)")
-    parser.add_argument("--reference-max-size", type=int, default=2048,
-                        help="largest image for the cellpose reference (8192 takes hours on 2 CPU cores)")
+    parser.add_argument(
+        "--reference-max-size",
+        type=int,
+        default=2048,
+        help="largest image for the cellpose reference (8192 takes hours on 2 CPU cores)",
+    )
     parser.add_argument("--worker", nargs=3, metavar=("STEP", "IMPLEMENTATION", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -149,10 +154,17 @@ def main() -> None:
         return
 
     reference = reference_python(args.reference_python)
-    print(f"threads: {args.threads}; cell pixels: {args.fill:.0%}; reference: " + (f"cellpose via {reference}" if reference else
-          "cellpose not importable: reference columns not run (cellpose 4.2.1, 2 CPU cores, 2048^2 with 2000 "
-          "cells, as given in the issue: flows ~23 s, masks ~30 s; 16x the pixels cost 35x and 69x)"))
-    header = f"{'size':>6} {'cells':>6} {'step':>6} | {'ours: wall, cpu, peak':>30} | {'cellpose: wall, cpu, peak':>30} | ratio"
+    print(
+        f"threads: {args.threads}; cell pixels: {args.fill:.0%}; reference: "
+        + (
+            f"cellpose via {reference}"
+            if reference
+            else "cellpose not importable: reference columns not run (cellpose 4.2.1, 2 CPU cores, 2048^2 with 2000 "
+            "cells, as given in the issue: flows ~23 s, masks ~30 s; 16x the pixels cost 35x and 69x)"
+        )
+    )
+    columns = f"{'ours: wall, cpu, peak':>30} | {'cellpose: wall, cpu, peak':>30}"
+    header = f"{'size':>6} {'cells':>6} {'step':>6} | {columns} | ratio"
     print(header)
     print("-" * len(header))
     rows = []
@@ -166,8 +178,11 @@ def main() -> None:
                 theirs = None
                 if reference and size <= args.reference_max_size:
                     theirs = measure(reference, step, "cellpose", data, args.threads)
-                ratio = (f"{theirs['wall'] / ours['wall']:6.1f}x" if theirs and "error" not in theirs
-                         and "error" not in ours else "")
+                ratio = (
+                    f"{theirs['wall'] / ours['wall']:6.1f}x"
+                    if theirs and "error" not in theirs and "error" not in ours
+                    else ""
+                )
                 print(f"{size:>6} {cells:>6} {step:>6} | {_cell(ours):>30} | {_cell(theirs):>30} | {ratio}", flush=True)
                 rows.append((size, step, ours, theirs))
     by_step = {(size, step): ours for size, step, ours, _ in rows if "error" not in ours}
