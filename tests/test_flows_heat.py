@@ -9,7 +9,7 @@ from common.flows.heat import crop_centres, diffuse_heat, heat_to_flows
 from common.flows.testing import random_cells
 
 
-def reference_flows(labels: np.ndarray, log_heat: bool = False, neighbour_heat: bool = False) -> np.ndarray:
+def reference_flows(labels: np.ndarray, log_heat=False, neighbour_heat=False, centre="mean") -> np.ndarray:
     """Cellpose's definition, one cell at a time on the whole image, in float64 (slow, obviously right)."""
     total = np.zeros(labels.shape)
     cells = np.unique(labels[labels > 0])
@@ -17,7 +17,10 @@ def reference_flows(labels: np.ndarray, log_heat: bool = False, neighbour_heat: 
     n_iter = 2 * max(np.ptp(ys) + np.ptp(xs) + 4 for ys, xs in boxes)
     for cell, (ys, xs) in zip(cells, boxes):
         top, left = ys.min(), xs.min()
-        cy, cx = np.round((ys - top).mean()), np.round((xs - left).mean())
+        if centre == "mean":
+            cy, cx = np.round((ys - top).mean()), np.round((xs - left).mean())
+        else:
+            cy, cx = np.median(ys - top), np.median(xs - left)
         nearest = np.argmin((ys - top - cy) ** 2 + (xs - left - cx) ** 2)  # first in raster order on ties
         heat = np.zeros(labels.shape)
         for _ in range(n_iter):
@@ -46,11 +49,14 @@ def reference_flows(labels: np.ndarray, log_heat: bool = False, neighbour_heat: 
     return flows
 
 
-@pytest.mark.parametrize("log_heat, neighbour_heat", [(False, False), (True, False), (False, True)])
-def test_matches_reference_definition(log_heat, neighbour_heat):
+@pytest.mark.parametrize(
+    "log_heat, neighbour_heat, centre",
+    [(False, False, "mean"), (True, False, "mean"), (False, True, "mean"), (True, True, "median")],
+)
+def test_matches_reference_definition(log_heat, neighbour_heat, centre):
     labels = random_cells((72, 80), 10, seed=4)
-    ours = labels_to_flows(labels, log_heat=log_heat, neighbour_heat=neighbour_heat)[0].numpy()
-    np.testing.assert_allclose(ours, reference_flows(labels, log_heat, neighbour_heat), atol=2e-4)
+    ours = labels_to_flows(labels, log_heat=log_heat, neighbour_heat=neighbour_heat, centre=centre)[0].numpy()
+    np.testing.assert_allclose(ours, reference_flows(labels, log_heat, neighbour_heat, centre), atol=2e-4)
 
 
 def test_unit_on_cells_zero_on_background_and_pointing_inwards():
@@ -64,6 +70,20 @@ def test_unit_on_cells_zero_on_background_and_pointing_inwards():
     np.testing.assert_allclose(norm[ring], 1.0, atol=1e-5)
     towards_centre = flows[0, 0].numpy() * (30 - yy) + flows[0, 1].numpy() * (34 - xx)
     assert np.all(towards_centre[ring] > 0)
+
+
+def test_median_centre():
+    mask = np.zeros((1, 9, 9), bool)
+    mask[0, 1, 1:8] = True  # a T: median (2, 4), the mean (3.0, 4.0) rounds elsewhere
+    mask[0, 2:8, 4] = True
+    mask[0, 7, 4:8] = True
+    ys, xs = np.nonzero(mask[0])
+    d2 = (ys - np.median(ys)) ** 2 + (xs - np.median(xs)) ** 2
+    expected = ys[np.argmin(d2)] * 9 + xs[np.argmin(d2)]
+    assert int(crop_centres(torch.from_numpy(mask), "median")[0]) == expected
+    assert int(crop_centres(torch.from_numpy(mask), "mean")[0]) != expected
+    with pytest.raises(ValueError, match="centre"):
+        labels_to_flows(np.zeros((4, 4), np.int32), centre="middle")
 
 
 def test_centre_lies_inside_a_non_convex_cell():

@@ -21,9 +21,11 @@ def test_target_is_scaled_flows_then_foreground(labels):
     assert target.shape == (3,) + labels.shape[1:] and target.dtype == torch.float32
     torch.testing.assert_close(target[:2], CELLPOSE_FLOW_SCALE * labels_to_flows(labels[0])[0])
     torch.testing.assert_close(target[2], torch.from_numpy(labels[0] > 0).float())
-    log_target = LabelsToFlows(flow_scale=1.0, log_heat=True)(labels[0])  # (H, W) NumPy in, NumPy out
-    assert isinstance(log_target, np.ndarray)
-    np.testing.assert_allclose(log_target[:2], labels_to_flows(labels[0], log_heat=True)[0].numpy())
+    mediar = dict(log_heat=True, neighbour_heat=True, centre="median")
+    mediar_target = LabelsToFlows(flow_scale=1.0, **mediar)(labels[0])  # (H, W) NumPy in, NumPy out
+    assert isinstance(mediar_target, np.ndarray)
+    np.testing.assert_allclose(mediar_target[:2], labels_to_flows(labels[0], **mediar)[0].numpy())
+    assert not np.allclose(mediar_target[:2], target[:2].numpy() / CELLPOSE_FLOW_SCALE)
 
 
 def test_meta_tensor_keeps_its_metadata(labels):

@@ -36,15 +36,14 @@ def keep_labels(labels: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return lookup[labels]
 
 
-def flow_error(
-    labels: torch.Tensor, flows: torch.Tensor, log_heat: bool = False, neighbour_heat: bool = False
-) -> torch.Tensor:
+def flow_error(labels: torch.Tensor, flows: torch.Tensor, **variant) -> torch.Tensor:
     """Mean squared difference between the flows of each mask and the given flows (cellpose's flow error).
 
     Args:
         labels: (H, W) int64 labels with ids 1..N.
         flows: (2, H, W) unit-scale flows (dy, dx) the masks were computed from.
-        log_heat, neighbour_heat: the flow variant to recompute, as in :func:`labels_to_flows`.
+        variant: ``log_heat``, ``neighbour_heat``, ``centre``: the flow variant to recompute, as in
+            :func:`labels_to_flows`.
 
     Returns:
         (N,) float32: for mask k, the mean over its pixels of ``|mask_flow - flow|**2`` (summed over dy, dx);
@@ -53,9 +52,7 @@ def flow_error(
     if flows.shape != (2,) + tuple(labels.shape):
         raise ValueError(f"flows: expected shape {(2,) + tuple(labels.shape)}, got {tuple(flows.shape)}.")
     n = int(labels.max()) if labels.numel() else 0
-    squared = ((labels_to_flows(labels, log_heat=log_heat, neighbour_heat=neighbour_heat)[0] - flows.float()) ** 2).sum(
-        0
-    )
+    squared = ((labels_to_flows(labels, **variant)[0] - flows.float()) ** 2).sum(0)
     total = torch.zeros(n + 1, dtype=torch.float32, device=labels.device)
     total.index_add_(0, labels.reshape(-1), squared.reshape(-1))
     return (total / areas(labels, n).clamp(min=1))[1:]

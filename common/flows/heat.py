@@ -1,7 +1,7 @@
 """Flow fields from instance labels: the gradient of heat diffused from each cell's centre (cellpose).
 
-For each cell: the centre is the cell pixel nearest its rounded centroid (so it lies inside non-convex
-cells); for ``n_iter`` iterations, one unit of heat is added at the centre and every cell pixel takes the sum
+For each cell: the centre is the cell pixel nearest its rounded centroid, or its coordinate-wise median in
+cellpose 2 and MEDIAR (either way it lies inside non-convex cells); for ``n_iter`` iterations, one unit of heat is added at the centre and every cell pixel takes the sum
 of its 3x3 neighbourhood divided by 9, pixels outside the cell counting as zero (diffusion confined to the
 cell, heat lost at its edge). As in cellpose, ``n_iter = 2 * max(h + w + 2)`` over the cells of the image
 (h, w: bounding box). The flow is the central-difference gradient (dy, dx) of that field (or of
@@ -33,24 +33,37 @@ __all__ = ["labels_to_flows", "crop_centres", "diffuse_heat", "heat_to_flows"]
 CROP_BATCH_PIXELS = 1 << 17
 
 
-def crop_centres(mask: torch.Tensor) -> torch.Tensor:
-    """Centre of each cell crop: the cell pixel nearest the rounded centroid, first in raster order on ties.
+def crop_centres(mask: torch.Tensor, centre: str = "mean") -> torch.Tensor:
+    """Centre of each cell crop: the cell pixel nearest a central point, first in raster order on ties.
 
     Args:
         mask: (n, h, w) bool cell masks, each with at least one pixel.
+        centre: the central point: ``"mean"``, the rounded centroid (cellpose 3/4), or ``"median"``, the
+            coordinate-wise median (cellpose 2 and MEDIAR).
 
     Returns:
         (n,) int64 flat indices into (h, w).
     """
+    if centre not in ("mean", "median"):
+        raise ValueError(f"centre: expected 'mean' or 'median', got {centre!r}.")
     n, h, w = mask.shape
-    y = torch.arange(h, device=mask.device, dtype=torch.float64)[:, None]
-    x = torch.arange(w, device=mask.device, dtype=torch.float64)[None, :]
-    m = mask.to(torch.float64)
-    area = m.sum((1, 2))
-    cy = torch.round((m * y).sum((1, 2)) / area)[:, None, None]
-    cx = torch.round((m * x).sum((1, 2)) / area)[:, None, None]
-    distance = (y - cy) ** 2 + (x - cx) ** 2
+    y = torch.arange(h, device=mask.device, dtype=torch.float64)[:, None].expand(h, w)
+    x = torch.arange(w, device=mask.device, dtype=torch.float64)[None, :].expand(h, w)
+    if centre == "mean":
+        m = mask.to(torch.float64)
+        area = m.sum((1, 2))
+        cy, cx = torch.round((m * y).sum((1, 2)) / area), torch.round((m * x).sum((1, 2)) / area)
+    else:
+        cy, cx = _masked_median(y, mask), _masked_median(x, mask)
+    distance = (y - cy[:, None, None]) ** 2 + (x - cx[:, None, None]) ** 2
     return distance.masked_fill(~mask, float("inf")).view(n, -1).argmin(1)
+
+
+def _masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(n,) median of (h, w) ``values`` over each (n, h, w) mask; the mean of the middle two for even counts."""
+    ordered = values.expand(mask.shape).masked_fill(~mask, float("inf")).flatten(1).sort(1).values
+    count = mask.flatten(1).sum(1, keepdim=True)
+    return ((ordered.gather(1, (count - 1) // 2) + ordered.gather(1, count // 2)) / 2)[:, 0]
 
 
 def diffuse_heat(mask: torch.Tensor, centres: torch.Tensor, n_iter: np.ndarray, dtype=torch.float32) -> torch.Tensor:
@@ -148,7 +161,7 @@ def _underflow(heat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def labels_to_flows(
-    labels, log_heat: bool = False, niter: Optional[int] = None, neighbour_heat: bool = False
+    labels, log_heat: bool = False, niter: Optional[int] = None, neighbour_heat: bool = False, centre: str = "mean"
 ) -> torch.Tensor:
     """Cellpose flow fields of instance labels.
 
@@ -161,6 +174,8 @@ def labels_to_flows(
         neighbour_heat: at pixels touching another cell, let the gradient see that cell's heat, as cellpose
             2-4 and MEDIAR do (flows then equal cellpose's ``masks_to_flows``); by default a neighbouring cell
             counts as zero heat, so edge flows point into their own cell and round trips are exact.
+        centre: where heat starts: the cell pixel nearest the rounded centroid (``"mean"``, cellpose 3/4) or
+            nearest the coordinate-wise median (``"median"``, cellpose 2 and MEDIAR).
 
     Returns:
         (B, 2, H, W) float32 unit flows (dy, dx) on the labels' device, zero on background. Networks of
@@ -170,17 +185,19 @@ def labels_to_flows(
     far end is more than ~1e-38 below the centre) are redone in float64.
     """
     labels = as_labels(labels)
+    if centre not in ("mean", "median"):
+        raise ValueError(f"centre: expected 'mean' or 'median', got {centre!r}.")
     flows = torch.zeros((labels.shape[0], 2) + tuple(labels.shape[1:]), dtype=torch.float32, device=labels.device)
     cells = find_cells(labels)
     if len(cells) == 0:
         return flows
     n_iter = _iterations(cells, niter)
     heat = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
-    flagged = _diffuse_cells(heat, labels, cells, n_iter)
+    flagged = _diffuse_cells(heat, labels, cells, n_iter, centre)
     _image_flows(flows, heat, labels, log_heat, neighbour_heat)
     if flagged.numel():
         redo = flagged.cpu().numpy()  # one host copy, after all batches
-        _redo_in_float64(flows, heat, labels, cells.select(flagged), n_iter[redo], log_heat, neighbour_heat)
+        _redo_in_float64(flows, heat, labels, cells.select(flagged), n_iter[redo], log_heat, neighbour_heat, centre)
     return flows
 
 
@@ -197,13 +214,15 @@ def _iterations(cells: Cells, niter: Optional[int]) -> np.ndarray:
     return 2 * largest[image]
 
 
-def _diffuse_cells(heat: torch.Tensor, labels: torch.Tensor, cells: Cells, n_iter: np.ndarray) -> torch.Tensor:
+def _diffuse_cells(
+    heat: torch.Tensor, labels: torch.Tensor, cells: Cells, n_iter: np.ndarray, centre: str
+) -> torch.Tensor:
     """Diffuse every cell in float32 crops and add its heat into ``heat`` (B, H, W); return the indices of
     cells that underflowed."""
     flags, indices = [], []
     for batch in plan_crops(cells, CROP_BATCH_PIXELS, order=-n_iter):
         mask = gather_crops(labels, cells, batch)
-        crop_heat = diffuse_heat(mask, crop_centres(mask), n_iter[batch.host_index])
+        crop_heat = diffuse_heat(mask, crop_centres(mask, centre), n_iter[batch.host_index])
         scatter_crops(heat, crop_heat[:, 1:-1, 1:-1], cells, batch)
         flags.append(_underflow(crop_heat, mask))
         indices.append(batch.index)
@@ -224,14 +243,14 @@ def _image_flows(flows, heat, labels, log_heat: bool, neighbour_heat: bool) -> N
 
 
 def _redo_in_float64(
-    flows, heat, labels, cells: Cells, n_iter: np.ndarray, log_heat: bool, neighbour_heat: bool
+    flows, heat, labels, cells: Cells, n_iter: np.ndarray, log_heat: bool, neighbour_heat: bool, centre: str
 ) -> None:
     """Recompute the flows of ``cells`` with float64 heat; neighbouring cells keep their float32 heat."""
     channel = torch.arange(2, device=flows.device)[None, :, None, None]
     for batch in plan_crops(cells, CROP_BATCH_PIXELS, order=-n_iter):
         mask = gather_crops(labels, cells, batch, margin=1)
         inner = mask[:, 1:-1, 1:-1]
-        own = diffuse_heat(inner, crop_centres(inner), n_iter[batch.host_index], torch.float64)
+        own = diffuse_heat(inner, crop_centres(inner, centre), n_iter[batch.host_index], torch.float64)
         around = gather_values(heat, cells, batch, margin=1).to(torch.float64) * neighbour_heat
         (b, y, x), _ = crop_index(cells, batch, flows.shape[-2:])
         existing = flows[b[:, None], channel, y[:, None], x[:, None]] * inner[:, None]

@@ -42,6 +42,7 @@ def flows_to_labels(
     flow_scale: float = 1.0,
     log_heat: bool = False,
     neighbour_heat: bool = False,
+    centre: str = "mean",
     tile_size: Optional[int] = 4096,
     tile_overlap: int = 128,
 ) -> torch.Tensor:
@@ -58,9 +59,9 @@ def flows_to_labels(
         max_size_fraction: masks larger than this fraction of the image are dropped.
         flow_scale: scale of ``flows``: 1 for unit flows such as :func:`labels_to_flows` returns,
             ``CELLPOSE_FLOW_SCALE`` (5) for raw outputs of cellpose and MEDIAR networks.
-        log_heat, neighbour_heat: the flow variant of :func:`labels_to_flows` the flows follow, recomputed
-            by the flow-error check; a network trained by MEDIAR wants both True, by cellpose 3/4
-            ``neighbour_heat=True``.
+        log_heat, neighbour_heat, centre: the flow variant of :func:`labels_to_flows` the network was trained
+            on, recomputed by the flow-error check: cellpose 3/4 ``neighbour_heat=True``; cellpose 2 and MEDIAR
+            also ``log_heat=True, centre="median"``.
         tile_size: images with a side longer than this are processed in tiles of this size; None: never.
         tile_overlap: context added on each side of a tile; should exceed the largest cell's diameter.
 
@@ -77,8 +78,7 @@ def flows_to_labels(
         niter=int(niter),
         min_size=int(min_size),
         max_size=max_size_fraction * flows.shape[-2] * flows.shape[-1],
-        log_heat=log_heat,
-        neighbour_heat=neighbour_heat,
+        variant=dict(log_heat=log_heat, neighbour_heat=neighbour_heat, centre=centre),
     )
     labels = []
     for b in range(flows.shape[0]):
@@ -112,8 +112,7 @@ def _image_labels(
     niter: int,
     min_size: int,
     max_size: float,
-    log_heat: bool,
-    neighbour_heat: bool,
+    variant: dict,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """One image in one pass: (H, W) int64 labels 1..N in raster order of their first pixels, and those
     (N, 2) int64 first pixels (y, x)."""
@@ -126,7 +125,7 @@ def _image_labels(
     n = seeds.shape[0]
     keep = areas(labels, n) <= max_size
     if flow_threshold > 0 and n:
-        keep[1:] &= flow_error(labels * keep[labels], flows, log_heat, neighbour_heat) <= flow_threshold
+        keep[1:] &= flow_error(labels * keep[labels], flows, **variant) <= flow_threshold
     keep &= areas(labels, n) >= min_size
     labels = fill_holes(labels * keep[labels])
     keep &= areas(labels, n) >= min_size

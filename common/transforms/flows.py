@@ -46,6 +46,9 @@ class LabelsToFlows(Transform):
         niter: diffusion iterations; default cellpose's ``2 * max(h + w + 2)`` over the cells' boxes.
         neighbour_heat: edge flows see neighbouring cells' heat, exactly as cellpose and MEDIAR compute
             them (see :func:`common.flows.labels_to_flows`).
+        centre: ``"mean"`` (cellpose 3/4) or ``"median"`` (cellpose 2, MEDIAR): where each cell's heat starts.
+
+    MEDIAR's own targets are ``LabelsToFlows(log_heat=True, neighbour_heat=True, centre="median")``.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -56,9 +59,10 @@ class LabelsToFlows(Transform):
         log_heat: bool = False,
         niter: Optional[int] = None,
         neighbour_heat: bool = False,
+        centre: str = "mean",
     ):
         self.flow_scale = float(flow_scale)
-        self.options = dict(log_heat=log_heat, niter=niter, neighbour_heat=neighbour_heat)
+        self.options = dict(log_heat=log_heat, niter=niter, neighbour_heat=neighbour_heat, centre=centre)
 
     def __call__(self, label):
         labels = _single_image(label, "label", 1)[0]
@@ -78,8 +82,8 @@ class FlowsToLabels(Transform):
         cellprob_logits: True if channel 2 holds logits, False if probabilities (sigmoid already applied).
         cellprob_threshold: pixels above it are followed; default 0.0 for logits, 0.5 for probabilities
             (the same pixels).
-        flow_threshold, niter, min_size, max_size_fraction, log_heat, neighbour_heat, tile_size, tile_overlap: as in
-            :func:`common.flows.flows_to_labels`.
+        flow_threshold, niter, min_size, max_size_fraction, log_heat, neighbour_heat, centre, tile_size,
+            tile_overlap: as in :func:`common.flows.flows_to_labels`.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -95,6 +99,7 @@ class FlowsToLabels(Transform):
         max_size_fraction: float = 0.4,
         log_heat: bool = False,
         neighbour_heat: bool = False,
+        centre: str = "mean",
         tile_size: Optional[int] = 4096,
         tile_overlap: int = 128,
     ):
@@ -111,6 +116,7 @@ class FlowsToLabels(Transform):
             flow_scale=flow_scale,
             log_heat=log_heat,
             neighbour_heat=neighbour_heat,
+            centre=centre,
             tile_size=tile_size,
             tile_overlap=tile_overlap,
         )
@@ -160,11 +166,11 @@ class LabelsToFlowsd(_Mapd):
         log_heat: bool = False,
         niter: Optional[int] = None,
         neighbour_heat: bool = False,
+        centre: str = "mean",
         allow_missing_keys: bool = False,
     ):
-        super().__init__(
-            LabelsToFlows(flow_scale, log_heat, niter, neighbour_heat), keys, output_keys, allow_missing_keys
-        )
+        transform = LabelsToFlows(flow_scale, log_heat, niter, neighbour_heat, centre)
+        super().__init__(transform, keys, output_keys, allow_missing_keys)
 
 
 class FlowsToLabelsd(_Mapd):
