@@ -1,11 +1,12 @@
 """Flow fields from instance labels: the gradient of heat diffused from each cell's centre (cellpose).
 
-For each cell: the centre is the cell pixel nearest its rounded centroid, or its coordinate-wise median in
-cellpose 2 and MEDIAR (either way it lies inside non-convex cells); for ``n_iter`` iterations, one unit of heat is added at the centre and every cell pixel takes the sum
-of its 3x3 neighbourhood divided by 9, pixels outside the cell counting as zero (diffusion confined to the
-cell, heat lost at its edge). As in cellpose, ``n_iter = 2 * max(h + w + 2)`` over the cells of the image
-(h, w: bounding box). The flow is the central-difference gradient (dy, dx) of that field (or of
-``log(1 + T)``, the variant of cellpose 2 and MEDIAR), scaled to unit length, zero on background.
+For each cell: the centre is the cell pixel nearest its rounded centroid, or nearest its coordinate-wise
+median in cellpose 2 and MEDIAR (either way inside non-convex cells). For ``n_iter`` iterations, one unit
+of heat is added at the centre and every cell pixel takes the sum of its 3x3 neighbourhood divided by 9,
+pixels outside the cell counting as zero (diffusion confined to the cell, heat lost at its edge). As in
+cellpose, ``n_iter = 2 * max(h + w + 2)`` over the cells of the image (h, w: bounding box). The flow is the
+central-difference gradient (dy, dx) of that field (or of ``log(1 + T)``, the variant of cellpose 2 and
+MEDIAR), scaled to unit length, zero on background.
 
 Cellpose diffuses all cells of an image together on the whole image. Here each cell is cropped to its
 bounding box and crops of similar size are diffused together in small batches, so the work is about
