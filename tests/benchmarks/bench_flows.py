@@ -11,8 +11,9 @@ flows at network scale (5x) with cell-probability logits of +-4.
 
 Every measurement runs in a fresh Python process: wall time and CPU time (user + system) of the step, and
 its peak memory as the growth of the process's peak resident set size (``ru_maxrss``) over its resident size
-just before the step, which counts torch's allocations (unlike tracemalloc). Both implementations run with
-the same number of torch threads. cellpose is not a dependency of this project: give an interpreter that
+just before the step, which counts torch's allocations (unlike tracemalloc). Ratios are cellpose / ours, for
+wall and CPU time (CPU time is the steadier one on a shared machine). Both implementations run with the same
+number of torch threads. cellpose is not a dependency of this project: give an interpreter that
 has it with ``--reference-python`` (or install it here); cellpose imports torchvision only for augmentations,
 and ``import_cellpose_dynamics`` stands a placeholder in for it when it is missing.
 """
@@ -164,7 +165,7 @@ def main() -> None:
         )
     )
     columns = f"{'ours: wall, cpu, peak':>30} | {'cellpose: wall, cpu, peak':>30}"
-    header = f"{'size':>6} {'cells':>6} {'step':>6} | {columns} | ratio"
+    header = f"{'size':>6} {'cells':>6} {'step':>6} | {columns} | ratio: wall, cpu"
     print(header)
     print("-" * len(header))
     rows = []
@@ -178,11 +179,9 @@ def main() -> None:
                 theirs = None
                 if reference and size <= args.reference_max_size:
                     theirs = measure(reference, step, "cellpose", data, args.threads)
-                ratio = (
-                    f"{theirs['wall'] / ours['wall']:6.1f}x"
-                    if theirs and "error" not in theirs and "error" not in ours
-                    else ""
-                )
+                ratio = ""
+                if theirs and "error" not in theirs and "error" not in ours:
+                    ratio = f"{theirs['wall'] / ours['wall']:5.1f}x {theirs['cpu'] / ours['cpu']:5.1f}x"
                 print(f"{size:>6} {cells:>6} {step:>6} | {_cell(ours):>30} | {_cell(theirs):>30} | {ratio}", flush=True)
                 rows.append((size, step, ours, theirs))
     by_step = {(size, step): ours for size, step, ours, _ in rows if "error" not in ours}
