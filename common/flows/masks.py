@@ -79,14 +79,14 @@ def flows_to_labels(
         min_size=int(min_size),
         max_size=max_size_fraction * flows.shape[-2] * flows.shape[-1],
         variant=dict(log_heat=log_heat, neighbour_heat=neighbour_heat, centre=centre),
+        flow_scale=float(flow_scale),
     )
     labels = []
     for b in range(flows.shape[0]):
-        unit = flows[b].float() / flow_scale
-        if tile_size is not None and max(unit.shape[-2:]) > tile_size:
-            labels.append(_tiled_labels(unit, cellprob[b], tile_size, tile_overlap, options))
+        if tile_size is not None and max(flows.shape[-2:]) > tile_size:
+            labels.append(_tiled_labels(flows[b], cellprob[b], tile_size, tile_overlap, options))
         else:
-            labels.append(_image_labels(unit, cellprob[b], **options)[0].to(torch.int32))
+            labels.append(_image_labels(flows[b], cellprob[b], **options)[0].to(torch.int32))
     labels = torch.stack(labels)
     return labels[0] if squeeze else labels
 
@@ -113,10 +113,12 @@ def _image_labels(
     min_size: int,
     max_size: float,
     variant: dict,
+    flow_scale: float,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """One image in one pass: (H, W) int64 labels 1..N in raster order of their first pixels, and those
     (N, 2) int64 first pixels (y, x)."""
     shape = tuple(flows.shape[-2:])
+    flows = flows.float() / flow_scale  # unit flows, one tile at a time
     labels = torch.zeros(shape, dtype=torch.int64, device=flows.device)
     mask = cellprob > cellprob_threshold
     end_points = follow_flows(flows, mask, niter)
