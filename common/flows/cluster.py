@@ -26,11 +26,18 @@ def end_point_histogram(bins: torch.Tensor, shape: Tuple[int, int]) -> torch.Ten
 
 def find_seeds(histogram: torch.Tensor, min_count: int = 10) -> torch.Tensor:
     """(N, 2) int64 seeds (y, x): 5x5 local maxima of the (H, W) histogram above ``min_count``, ordered by
-    ascending count (ties in raster order)."""
-    peak = F.max_pool2d(histogram[None, None], 5, stride=1, padding=2)[0, 0]
-    seeds = torch.nonzero((histogram >= peak) & (histogram > min_count))
-    order = torch.sort(histogram[seeds[:, 0], seeds[:, 1]], stable=True).indices
-    return seeds[order]
+    ascending count (ties in raster order). Only bins above ``min_count`` are compared with their windows."""
+    height, width = histogram.shape
+    candidates = torch.nonzero(histogram > min_count)
+    offsets = torch.arange(-2, 3, device=histogram.device)
+    y = candidates[:, 0, None, None] + offsets[None, :, None]
+    x = candidates[:, 1, None, None] + offsets[None, None, :]
+    inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+    window = histogram[y.clamp(0, height - 1), x.clamp(0, width - 1)] * inside
+    count = histogram[candidates[:, 0], candidates[:, 1]]
+    is_peak = count >= window.flatten(1).amax(1)
+    seeds, count = candidates[is_peak], count[is_peak]
+    return seeds[torch.sort(count, stable=True).indices]
 
 
 def grow_seeds(
