@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from common.flows import CELLPOSE_FLOW_SCALE, flows_to_labels, labels_to_flows
+from common.flows.masks import tile_grid
 from common.flows.testing import random_cells
 from common.metrics import match_instances
 
@@ -102,6 +103,11 @@ def test_tiled_equals_untiled_up_to_float_rounding(cells):
     assert (tiled == whole).float().mean() > 0.999  # same ids, not just the same masks
     scores = match_instances(whole.numpy(), tiled.numpy())
     assert scores["f1"] == 1.0 and scores["mean_iou"] > 0.999
+
+
+def test_tile_cores_cover_the_axis_once_and_context_is_clipped():
+    assert tile_grid(10, 4, 2) == [(0, 4, 0, 6), (4, 8, 2, 10), (8, 10, 6, 10)]
+    assert tile_grid(4, 8, 3) == [(0, 4, 0, 4)]
 
 
 def test_tiles_too_small_for_the_cells_warn(cells):
