@@ -1,4 +1,4 @@
-"""Clean-up of instance labels: masks' flow error, hole filling, size filtering and renumbering.
+"""Clean-up of instance labels: the masks' flow error, hole filling, mask areas.
 
 All functions take (H, W) int64 labels whose ids are 1..N (0 background; an id may have no pixels), as
 :func:`common.flows.cluster_end_points` produces them, and work on the labels' device.
@@ -11,10 +11,10 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._cells import find_cells, gather_crops, plan_crops, crop_index
+from ._cells import crop_index, find_cells, gather_crops, plan_crops
 from .heat import labels_to_flows
 
-__all__ = ["flow_error", "fill_holes", "areas", "keep_labels"]
+__all__ = ["flow_error", "fill_holes", "areas"]
 
 #: Crop pixels flood-filled together.
 CROP_BATCH_PIXELS = 1 << 18
@@ -26,14 +26,6 @@ def areas(labels: torch.Tensor, n: Optional[int] = None) -> torch.Tensor:
     """(N + 1,) int64 pixel count of each id 0..N of (H, W) labels."""
     n = int(labels.max()) if n is None else n
     return torch.bincount(labels.reshape(-1), minlength=n + 1)
-
-
-def keep_labels(labels: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Labels with the ids where ``keep`` (N + 1,) is False set to 0, the rest renumbered 1..K in id order."""
-    keep = keep.clone()
-    keep[0] = False
-    lookup = torch.cumsum(keep, 0) * keep
-    return lookup[labels]
 
 
 def flow_error(labels: torch.Tensor, flows: torch.Tensor, **variant) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from ._checks import as_flows, as_image
-from .cleanup import areas, fill_holes, flow_error, keep_labels
+from .cleanup import areas, fill_holes, flow_error
 from .cluster import cluster_end_points
 from .follow import follow_flows
 
