@@ -55,6 +55,8 @@ def test_dictionary_versions(labels):
     assert in_place["label"].shape[0] == 3 and "missing" not in in_place
     with pytest.raises(KeyError):
         LabelsToFlowsd("missing")(data)
+    with pytest.raises(TypeError, match="key 'image'.*integer"):
+        LabelsToFlowsd("image")(data)  # float labels: the error names the key
     with pytest.raises(ValueError, match="output_keys"):
         LabelsToFlowsd(["label", "image"], output_keys=["a", "b", "c"])
 

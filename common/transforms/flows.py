@@ -1,7 +1,7 @@
 """MONAI transforms between instance labels and cellpose-style network targets / outputs.
 
-Channel order of targets and network outputs is ``[dy, dx, cellprob]``, the order of MEDIAR's network output
-(cellpose's own networks also put the two flow channels first). Flow channels are ``flow_scale`` times unit
+Channel order of targets and network outputs is ``[dy, dx, cellprob]``, the order of MEDIAR's and cellpose's
+network outputs. Flow channels are ``flow_scale`` times unit
 flows: ``CELLPOSE_FLOW_SCALE`` (5) by default, the scale cellpose and MEDIAR networks are trained to
 predict, so a plain MSE on channels 0-1 and a BCE-with-logits on channel 2 reproduce their losses, and their
 pretrained networks' outputs can be post-processed here. Backend: torch, on the input's device; NumPy input
@@ -149,7 +149,10 @@ class _Mapd(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
         for key, output_key in self.key_iterator(d, self.output_keys):
-            d[output_key] = self.transform(d[key])
+            try:
+                d[output_key] = self.transform(d[key])
+            except (TypeError, ValueError) as error:  # name the key, not only the array argument
+                raise type(error)(f"key {key!r}: {error}") from error
         return d
 
 
