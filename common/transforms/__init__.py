@@ -2,3 +2,16 @@
 
 from .boundary import InstanceToBoundaryTargets, InstanceToBoundaryTargetsd, instance_to_boundary_targets
 from .channels import AsChannels, AsChannelsd
+from .flows import FlowsToLabels, FlowsToLabelsd, LabelsToFlows, LabelsToFlowsd
+
+__all__ = [
+    "AsChannels",
+    "AsChannelsd",
+    "FlowsToLabels",
+    "FlowsToLabelsd",
+    "InstanceToBoundaryTargets",
+    "InstanceToBoundaryTargetsd",
+    "LabelsToFlows",
+    "LabelsToFlowsd",
+    "instance_to_boundary_targets",
+]
