@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 from ignite.engine import Engine, Events
 
-from common.metrics.instance import CAICEDO_THRESHOLDS, match_instances, mean_average_f1
+from common.metrics.instance import CAICEDO_THRESHOLDS, f1_from_iou, iou_matrix, match_from_iou
 
 __all__ = ["InstanceSegmentationReport"]
 
@@ -64,8 +64,9 @@ class InstanceSegmentationReport:
 
     def score(self, gt, pred) -> dict:
         """Counts, precision and recall at the first threshold, and F1 at every threshold, for one image pair."""
-        match = match_instances(gt, pred, self.thresholds[0], self.strict)
-        f1 = mean_average_f1(gt, pred, self.thresholds, self.strict)
+        iou = iou_matrix(gt, pred)
+        match = match_from_iou(iou, self.thresholds[0], self.strict)
+        f1 = f1_from_iou(iou, self.thresholds, self.strict)
         row = {
             "n_true": match["tp"] + match["fn"],
             "n_pred": match["tp"] + match["fp"],

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["iou_matrix", "match_instances", "mean_average_f1", "CAICEDO_THRESHOLDS"]
+__all__ = ["CAICEDO_THRESHOLDS", "f1_from_iou", "iou_matrix", "match_from_iou", "match_instances", "mean_average_f1"]
 
 #: IoU thresholds 0.50, 0.55, ..., 0.95 of Caicedo et al. 2019 (Cytometry A), used by the DSB bundle.
 CAICEDO_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
@@ -87,7 +87,11 @@ def match_instances(gt, pred, iou_threshold: float = 0.5, strict: bool = False) 
         dict with ``tp``, ``fp``, ``fn`` (int), ``precision``, ``recall``, ``f1`` and ``mean_iou`` (float, the
         mean IoU of the true-positive pairs).
     """
-    iou = iou_matrix(gt, pred)
+    return match_from_iou(iou_matrix(gt, pred), iou_threshold, strict)
+
+
+def match_from_iou(iou: np.ndarray, iou_threshold: float = 0.5, strict: bool = False) -> dict:
+    """:func:`match_instances` from an (N_gt, N_pred) IoU matrix already computed by :func:`iou_matrix`."""
     n_gt, n_pred = iou.shape
     matched = _matched_ious(iou, iou_threshold, strict)
     tp = int(matched.size)
@@ -108,7 +112,11 @@ def mean_average_f1(gt, pred, thresholds: Sequence[float] = CAICEDO_THRESHOLDS, 
     Returns:
         dict with ``f1_per_threshold`` ({threshold: f1}) and ``mean_f1``.
     """
-    iou = iou_matrix(gt, pred)  # computed once, matched per threshold
+    return f1_from_iou(iou_matrix(gt, pred), thresholds, strict)
+
+
+def f1_from_iou(iou: np.ndarray, thresholds: Sequence[float] = CAICEDO_THRESHOLDS, strict: bool = True) -> dict:
+    """:func:`mean_average_f1` from an (N_gt, N_pred) IoU matrix already computed by :func:`iou_matrix`."""
     n_gt, n_pred = iou.shape
     per_threshold = {}
     for t in thresholds:
