@@ -28,9 +28,3 @@ def touching_ellipses(shape=(256, 256), n=60, radius=(6, 14), seed=0, min_size=0
         if (sizes >= min_size).all():
             return labels.astype(np.int32)
         depth = depth[sizes >= min_size]
-
-
-def drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Labels with instances under ``min_size`` pixels set to background (ids otherwise kept)."""
-    sizes = np.bincount(labels.ravel())
-    return np.where(sizes[labels] >= min_size, labels, 0)
