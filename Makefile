@@ -16,10 +16,10 @@ demo: $(INSTALLED)
 	$(PYTHON) scripts/demo.py --out demo_output
 
 test: $(INSTALLED)
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 2 --dist loadgroup
 
 test-fast: $(INSTALLED)
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(PYTHON) -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 bench: $(INSTALLED)
 	$(PYTHON) tests/benchmarks/bench_flows.py

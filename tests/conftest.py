@@ -5,4 +5,5 @@ import torch
 
 # tests import tests/helpers.py as a module
 sys.path.insert(0, os.path.dirname(__file__))
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# two threads alone; one per worker when pytest-xdist runs tests side by side
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))

@@ -1,4 +1,13 @@
-"""Bundles under test and the synthetic data they run on."""
+"""Bundles under test and the synthetic data they run on.
+
+Each bundle has ``specs/<bundle name>.json``:
+- ``synthetic``: ``{"layout", "n", "size", "seed", ...}`` passed to ``common.data.synthetic.write_dataset``;
+- ``inference_input``: the folder of the synthetic dataset that inference reads;
+- ``overrides`` / ``inference_overrides``: CLI overrides that make training / inference small and offline;
+- ``outputs``: ``evaluate`` (JSON report under bundle_root, with an ``images`` count), ``inference_glob``
+  (pattern under the inference output_dir, ``**`` allowed), optional ``inference_count`` (default: one output
+  per file of the input folder) and ``model`` (checkpoint under bundle_root, default ``models/model.pt``).
+"""
 
 import json
 from pathlib import Path
@@ -18,7 +27,9 @@ def load_spec(bundle: Path) -> dict:
     return json.loads(spec_file.read_text())
 
 
-@pytest.fixture(scope="module", params=BUNDLES, ids=[bundle.name for bundle in BUNDLES])
+# under pytest-xdist (`-n 2 --dist loadgroup`) each bundle's tests stay on one worker, so its training fixture runs once
+@pytest.fixture(scope="module", params=[pytest.param(b, marks=pytest.mark.xdist_group(b.name)) for b in BUNDLES],
+                ids=[bundle.name for bundle in BUNDLES])
 def bundle(request) -> Path:
     return request.param
 
