@@ -15,3 +15,17 @@ __all__ = [
     "LabelsToFlowsd",
     "instance_to_boundary_targets",
 ]
+from .projection import MaxIntensityProjection, MaxIntensityProjectiond
+from .tiles import MergeTiles, MergeTilesd, Tile, Tiled, merge_tiles, tile_grid_shape, tile_image
+
+__all__ += [
+    "MaxIntensityProjection",
+    "MaxIntensityProjectiond",
+    "MergeTiles",
+    "MergeTilesd",
+    "Tile",
+    "Tiled",
+    "merge_tiles",
+    "tile_grid_shape",
+    "tile_image",
+]
