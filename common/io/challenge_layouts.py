@@ -19,7 +19,7 @@ import re
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Mapping, Sequence, Union
 
 from .coco import CocoIndex, load_coco
 from .datalist import split_datalist
@@ -31,6 +31,7 @@ __all__ = [
     "lmc_split",
     "adipocyte_datalist",
     "adipocyte_split",
+    "adipocyte_pairs",
     "LIVECELL_SPLITS",
     "LMC_MODALITIES",
     "LMC_ORGANELLES",
@@ -468,3 +469,59 @@ def adipocyte_split(items: Sequence[dict], seed: int = 42) -> tuple[list[dict], 
         for part, chosen in zip(parts, (train, validation, test)):
             part += chosen
     return parts
+
+
+def adipocyte_pairs(
+    samples: Sequence[dict], channels: Sequence[int] | Mapping[int, Sequence[int]], targets: bool = True
+) -> list[dict]:
+    """Network items of adipocyte samples: the brightfield stack as ``image``, the chosen targets as ``label``.
+
+    Args:
+        samples: items of :func:`adipocyte_datalist`.
+        channels: target channel numbers (1 nuclei, 2 lipids, 3 cytoplasm) for every magnification, or
+            magnification -> channel numbers (e.g. ``MagnificationModels.channels``: what trained models predict).
+        targets: add ``label``; False for inference folders without targets.
+
+    Returns:
+        per sample whose magnification has channels, in the order of ``samples``::
+
+            {"image": [7 brightfield paths], "label": [target path per channel], "channels": [c, ...],
+             "magnification": int, "well": str, "field": str, "id": prefix}
+
+        ``LoadImaged(keys=["image", "label"], reader=MicroscopyReader(), ensure_channel_first=True)`` then gives
+        a (7, H, W) stack and (len(channels), H, W) targets. Samples of other magnifications are left out with a
+        warning naming the magnifications and counts.
+
+    Raises:
+        ValueError: a channel number other than 1, 2 or 3.
+        LayoutError: with ``targets``, samples lacking a chosen target (all listed).
+    """
+    by_magnification = channels if isinstance(channels, Mapping) else None
+    valid = {int(name[1:]) for name in ADIPOCYTE_TARGETS}
+    chosen = list(by_magnification.values()) if by_magnification is not None else [channels]
+    unknown = sorted({int(c) for group in chosen for c in group} - valid)
+    if unknown:
+        raise ValueError(f"channels: expected numbers among {sorted(valid)}, got {unknown}.")
+    items, skipped, lacking = [], defaultdict(int), []
+    for sample in samples:
+        wanted = by_magnification.get(sample["magnification"], []) if by_magnification is not None else channels
+        wanted = sorted(int(c) for c in wanted)
+        if not wanted:
+            skipped[sample["magnification"]] += 1
+            continue
+        names = [f"C{c:02d}" for c in wanted]
+        item = {"image": list(sample["brightfield"]), "channels": wanted}
+        if targets:
+            absent = [name for name in names if name not in sample]
+            if absent:
+                lacking.append(f"{sample['magnification']}x/{sample['id']}: {', '.join(absent)}")
+                continue
+            item["label"] = [sample[name] for name in names]
+        item.update({key: sample[key] for key in ("magnification", "well", "field", "id")})
+        items.append(item)
+    if lacking:
+        raise LayoutError(f"targets missing for {len(lacking)} sample(s): {_listing(lacking)}.")
+    if skipped:
+        counts = ", ".join(f"{count} at {level}x" for level, count in sorted(skipped.items()))
+        warnings.warn(f"no channel to predict for {counts}: those samples are left out.", stacklevel=2)
+    return items

@@ -12,3 +12,6 @@ __all__ = [
     "match_instances",
     "mean_average_f1",
 ]
+from .fluorescence import FluorescenceScores, mae_over_median, median, psnr
+
+__all__ += ["FluorescenceScores", "mae_over_median", "median", "psnr"]

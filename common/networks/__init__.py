@@ -2,3 +2,4 @@
 
 from .batch_norm import with_batch_norm_momentum
 from .attention_res_unet import AttentionGate, AttentionResUNet
+from .model_bank import MagnificationModels
