@@ -1,0 +1,71 @@
+"""The adipocyte bundle for a magnification and channel other than the default (--magnification 40 --channel 2):
+training, resuming, evaluation and inference through the CLI, on the suite's synthetic data and overrides."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import REPO, load_spec
+from test_bundle_suite import run_cli
+
+from common.data.synthetic import write_dataset
+from common.io import read_image
+
+BUNDLE = REPO / "bundles" / "adipocyte_fluorescence_prediction"
+OVERRIDE = {"magnification": 40, "channel": 2}
+
+pytestmark = pytest.mark.xdist_group("adipocyte_override")  # one worker runs the module, its fixtures once
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec(BUNDLE)
+
+
+@pytest.fixture(scope="module")
+def dataset(spec, tmp_path_factory):
+    synthetic = dict(spec["synthetic"])
+    return write_dataset(synthetic.pop("layout"), tmp_path_factory.mktemp("adipocyte_override") / "data", **synthetic)
+
+
+@pytest.fixture(scope="module")
+def trained(spec, dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("adipocyte_override_root")
+    output = run_cli(BUNDLE, "training", ["train.json"],
+                     {**spec["overrides"], **OVERRIDE, "dataset_dir": str(dataset), "bundle_root": str(root)})
+    assert "train_loss" in output
+    return root
+
+
+def test_training_writes_the_model_named_after_magnification_and_channel(trained):
+    assert sorted(path.name for path in (trained / "models").glob("model*.pt")) == ["model_40x_c02.pt"]
+    assert [path.name.startswith("checkpoint_40x_c02_") for path in (trained / "models").glob("checkpoint*.pt")] == [True]
+
+
+def test_training_resumes_its_own_checkpoint(spec, dataset, trained):
+    overrides = {**spec["overrides"], **OVERRIDE, "dataset_dir": str(dataset), "bundle_root": str(trained)}
+    output = run_cli(BUNDLE, "training", ["train.json"], {**overrides, "epochs": overrides["epochs"] + 1, "resume": True})
+    assert "checkpoint_40x_c02_" in output and f"epoch {overrides['epochs']} until {overrides['epochs'] + 1} epochs" in output
+
+
+def test_evaluation_reports_the_40x_c02_model_on_the_40x_test_split(spec, dataset, trained):
+    run_cli(BUNDLE, "evaluating", ["train.json", "evaluate.json"],
+            {**spec["overrides"], **OVERRIDE, "dataset_dir": str(dataset), "bundle_root": str(trained)})
+    report = json.loads((trained / spec["outputs"]["evaluate"]).read_text())
+    assert report["images"] == 1  # 9 fields at 40x: 6 training, 2 validation, 1 test
+    assert list(report["groups"]["magnification"]) == ["40x"] and list(report["groups"]["channel"]) == ["C02"]
+    assert list(report["groups"]["model"]) == ["40x_c02"]
+    assert 0 < report["ssim"] <= 1 and report["mse"] > 0
+
+
+def test_inference_predicts_c02_for_every_40x_field_and_names_the_missing_models(spec, dataset, trained, tmp_path):
+    output = run_cli(BUNDLE, "inferring", ["inference.json"],
+                     {**spec.get("inference_overrides", {}), "dataset_dir": str(dataset / spec["inference_input"]),
+                      "bundle_root": str(trained), "output_dir": str(tmp_path / "out")})
+    written = sorted(path.relative_to(tmp_path / "out").as_posix() for path in (tmp_path / "out").rglob("*.tif"))
+    fields = sorted(path.name[: -len("A04Z01C04.tif")] for path in (dataset / "40x_images").glob("*A04Z01C04.tif"))
+    assert written == [f"40x_images/{field}A02Z01C02.tif" for field in fields] and len(fields) == 9
+    prediction = read_image(tmp_path / "out" / written[0])
+    assert prediction.dtype == np.uint16 and prediction.shape == read_image(dataset / "40x_images" / f"{fields[0]}A04Z01C04.tif").shape
+    assert "model_20x_c01.pt" in output and "20x images are skipped" in output
+    assert "model_40x_c01.pt, model_40x_c03.pt" in output and "not predicted" in output
