@@ -27,7 +27,9 @@ def test_scores_match_independent_references(pair):
     for row, p, t in zip(rows, pred.astype(np.float64), target.astype(np.float64)):
         # tf.image.ssim: 11 x 11 Gaussian window, sigma 1.5, population (co)variances, valid windows only, which is
         # skimage's Gaussian SSIM without sample covariance once its border of half a window is left out
-        ssim = structural_similarity(t, p, data_range=65535, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        ssim = structural_similarity(
+            t, p, data_range=65535, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
         assert row["ssim"] == pytest.approx(ssim, abs=1e-5)
         assert row["psnr"] == pytest.approx(peak_signal_noise_ratio(t, p, data_range=65535), rel=1e-9)
         assert row["mse"] == pytest.approx(np.mean((p - t) ** 2), rel=1e-9)
@@ -56,4 +58,5 @@ def test_shapes_and_channel_names_are_checked(pair):
     with pytest.raises(ValueError, match="names 1 channels, the prediction has 2"):
         FluorescenceScores()(pred, target, {"channels": [2]})
     sample = {"sample_fields": {"channels": [2, 3], "magnification": 60}}
-    assert [r["model"] for r in FluorescenceScores(fields_key="sample_fields")(pred, target, sample)] == ["60x_c02", "60x_c03"]
+    rows = FluorescenceScores(fields_key="sample_fields")(pred, target, sample)
+    assert [row["model"] for row in rows] == ["60x_c02", "60x_c03"]

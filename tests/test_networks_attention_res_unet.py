@@ -36,9 +36,10 @@ def test_attention_gate_shapes_and_values():
     assert 0 < coefficients.min() and coefficients.max() < 1
     torch.testing.assert_close(gate(x, g), x * coefficients)
     # the coefficient follows its definition: sigmoid(psi(relu(W_x x + W_g g)))
-    by_hand = torch.einsum("bchw,oc->bohw", x, gate.project_x.weight[:, :, 0, 0]) + gate.project_x.bias[:, None, None]
-    by_hand = by_hand + torch.einsum("bchw,oc->bohw", g, gate.project_g.weight[:, :, 0, 0]) + gate.project_g.bias[:, None, None]
-    by_hand = torch.einsum("bchw,oc->bohw", by_hand.relu(), gate.psi.weight[:, :, 0, 0]) + gate.psi.bias[:, None, None]
+    def conv1x1(conv, t):
+        return torch.einsum("bchw,oc->bohw", t, conv.weight[:, :, 0, 0]) + conv.bias[:, None, None]
+
+    by_hand = conv1x1(gate.psi, (conv1x1(gate.project_x, x) + conv1x1(gate.project_g, g)).relu())
     torch.testing.assert_close(coefficients, by_hand.sigmoid())
 
 

@@ -61,7 +61,8 @@ def test_tiles_are_the_image_blocks_row_by_row_and_merge_back_exactly(as_tensor)
     assert tuple(tiles.shape) == (12, 2, 4, 5) and type(tiles) is type(data)
     for k in range(12):
         row, column = divmod(k, 4)
-        np.testing.assert_array_equal(np.asarray(tiles[k]), image[:, row * 4 : row * 4 + 4, column * 5 : column * 5 + 5])
+        expected = image[:, row * 4 : row * 4 + 4, column * 5 : column * 5 + 5]
+        np.testing.assert_array_equal(np.asarray(tiles[k]), expected)
     merged = MergeTiles((3, 4))(tiles)
     np.testing.assert_array_equal(np.asarray(merged), image)  # bit for bit
     assert np.asarray(merge_tiles(tile_image(data, 4), (3, 5))).tobytes() == image.tobytes()

@@ -40,7 +40,7 @@ def psnr(mse: float, data_range: float) -> float:
 
 
 def mae_over_median(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean absolute error of ``pred`` against ``target`` divided by the target's median; NaN when that median is <= 0."""
+    """Mean absolute error of ``pred`` against ``target`` over the target's median; NaN when that median is <= 0."""
     middle = float(median(target))
     if middle <= 0:
         return math.nan
@@ -78,7 +78,9 @@ class FluorescenceScores:
         fields_key: str | None = None,
     ) -> None:
         self.data_range = float(data_range)
-        self.ssim_options = {"kernel_size": (win_size, win_size), "kernel_sigma": (kernel_sigma, kernel_sigma), "k1": k1, "k2": k2}
+        self.ssim_options = {
+            "kernel_size": (win_size, win_size), "kernel_sigma": (kernel_sigma, kernel_sigma), "k1": k1, "k2": k2
+        }
         self.channels_key, self.group_keys, self.id_key = channels_key, tuple(group_keys), id_key
         self.fields_key = fields_key
 
@@ -106,10 +108,14 @@ class FluorescenceScores:
             item = {**item, **item.get(self.fields_key, {})}
         pred, label = torch.as_tensor(pred).float(), torch.as_tensor(label).float().to(torch.as_tensor(pred).device)
         if pred.shape != label.shape or pred.ndim != 3:
-            raise ValueError(f"pred and label: expected (C, H, W) of one shape, got {tuple(pred.shape)} and {tuple(label.shape)}.")
+            raise ValueError(
+                f"pred and label: expected (C, H, W) of one shape, got {tuple(pred.shape)} and {tuple(label.shape)}."
+            )
         names = self._channel_names(item, pred.shape[0])
         # channels as a batch of (1, H, W) images: one SSIM per channel
-        ssim_map, _ = compute_ssim_and_cs(pred[:, None], label[:, None], 2, data_range=self.data_range, **self.ssim_options)
+        ssim_map, _ = compute_ssim_and_cs(
+            pred[:, None], label[:, None], spatial_dims=2, data_range=self.data_range, **self.ssim_options
+        )
         ssim = ssim_map.flatten(1).mean(1)
         mse = (pred.double() - label.double()).square().flatten(1).mean(1)
         rows = []

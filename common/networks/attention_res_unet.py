@@ -149,7 +149,8 @@ class AttentionResUNet(nn.Module):
         skips, outs = channels[-2::-1], channels[:0:-1]  # (512, 256, 128, 64) and (512, 512, 256, 128) as published
         ins = [channels[-1]] + outs[:-1]
         self.decoder = nn.ModuleList(
-            _DecoderLevel(c_in, c_skip, c_out, gate == "skip", negative_slope) for c_in, c_skip, c_out in zip(ins, skips, outs)
+            _DecoderLevel(c_in, c_skip, c_out, gate == "skip", negative_slope)
+            for c_in, c_skip, c_out in zip(ins, skips, outs)
         )
         self.head = nn.Sequential(nn.Conv2d(outs[-1], out_channels, 1), nn.LeakyReLU(negative_slope))
 

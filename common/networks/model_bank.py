@@ -32,7 +32,7 @@ def _state_dict(checkpoint: Mapping, path: Path) -> Mapping:
 
 
 class MagnificationModels(nn.Module):
-    """``forward(image, magnification)``: (B, C_in, H, W) -> (B, K, H, W), one channel per network of that magnification.
+    """``forward(image, magnification)``: (B, C_in, H, W) -> (B, K, H, W), a channel per network of the magnification.
 
     Args:
         models: magnification -> {channel number -> network with one output channel}. Channels come out in

@@ -31,7 +31,9 @@ class MaxIntensityProjection(Transform):
 
     def __call__(self, stack):
         if stack.ndim < 3:
-            raise ValueError(f"stack: expected planes along axis {self.dim} of a (Z, H, W) array, got shape {tuple(stack.shape)}.")
+            raise ValueError(
+                f"stack: expected planes along axis {self.dim} of a (Z, H, W) array, got shape {tuple(stack.shape)}."
+            )
         if stack.shape[self.dim] == 0:
             raise ValueError(f"stack: no plane to project along axis {self.dim} (shape {tuple(stack.shape)}).")
         if isinstance(stack, np.ndarray):

@@ -72,7 +72,8 @@ def merge_tiles(tiles, grid: Sequence[int]):
     rows, columns = _pair(grid, "grid")
     if tiles.ndim != 4 or tiles.shape[0] != rows * columns:
         raise ValueError(
-            f"tiles: expected (N, C, th, tw) with N = {rows} x {columns} = {rows * columns}, got shape {tuple(tiles.shape)}."
+            f"tiles: expected (N, C, th, tw) with N = {rows} x {columns} = {rows * columns}, "
+            f"got shape {tuple(tiles.shape)}."
         )
     _, channels, tile_h, tile_w = tiles.shape
     grid_view = tiles.reshape(rows, columns, channels, tile_h, tile_w)

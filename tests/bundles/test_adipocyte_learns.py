@@ -34,7 +34,8 @@ def save_model(root, model: torch.nn.Module) -> None:
 
 
 def evaluate(dataset, root) -> dict:
-    run_cli(BUNDLE, "evaluating", ["train.json", "evaluate.json"], {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(root)})
+    overrides = {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(root)}
+    run_cli(BUNDLE, "evaluating", ["train.json", "evaluate.json"], overrides)
     return json.loads((root / "eval" / "fluorescence_metrics_test.json").read_text())
 
 

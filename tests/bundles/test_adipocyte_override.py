@@ -39,13 +39,15 @@ def trained(spec, dataset, tmp_path_factory):
 
 def test_training_writes_the_model_named_after_magnification_and_channel(trained):
     assert sorted(path.name for path in (trained / "models").glob("model*.pt")) == ["model_40x_c02.pt"]
-    assert [path.name.startswith("checkpoint_40x_c02_") for path in (trained / "models").glob("checkpoint*.pt")] == [True]
+    checkpoints = list((trained / "models").glob("checkpoint*.pt"))
+    assert [path.name.startswith("checkpoint_40x_c02_") for path in checkpoints] == [True]
 
 
 def test_training_resumes_its_own_checkpoint(spec, dataset, trained):
     overrides = {**spec["overrides"], **OVERRIDE, "dataset_dir": str(dataset), "bundle_root": str(trained)}
-    output = run_cli(BUNDLE, "training", ["train.json"], {**overrides, "epochs": overrides["epochs"] + 1, "resume": True})
-    assert "checkpoint_40x_c02_" in output and f"epoch {overrides['epochs']} until {overrides['epochs'] + 1} epochs" in output
+    epochs = overrides["epochs"]
+    output = run_cli(BUNDLE, "training", ["train.json"], {**overrides, "epochs": epochs + 1, "resume": True})
+    assert "checkpoint_40x_c02_" in output and f"epoch {epochs} until {epochs + 1} epochs" in output
 
 
 def test_evaluation_reports_the_40x_c02_model_on_the_40x_test_split(spec, dataset, trained):
@@ -66,6 +68,7 @@ def test_inference_predicts_c02_for_every_40x_field_and_names_the_missing_models
     fields = sorted(path.name[: -len("A04Z01C04.tif")] for path in (dataset / "40x_images").glob("*A04Z01C04.tif"))
     assert written == [f"40x_images/{field}A02Z01C02.tif" for field in fields] and len(fields) == 9
     prediction = read_image(tmp_path / "out" / written[0])
-    assert prediction.dtype == np.uint16 and prediction.shape == read_image(dataset / "40x_images" / f"{fields[0]}A04Z01C04.tif").shape
+    plane = read_image(dataset / "40x_images" / f"{fields[0]}A04Z01C04.tif")
+    assert prediction.dtype == np.uint16 and prediction.shape == plane.shape
     assert "model_20x_c01.pt" in output and "20x images are skipped" in output
     assert "model_40x_c01.pt, model_40x_c03.pt" in output and "not predicted" in output

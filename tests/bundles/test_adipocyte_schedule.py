@@ -3,7 +3,6 @@
 import math
 
 import pytest
-import torch
 from conftest import REPO
 from monai.bundle import ConfigParser
 
