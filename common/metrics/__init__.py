@@ -12,3 +12,7 @@ __all__ = [
     "match_instances",
     "mean_average_f1",
 ]
+
+from .semantic import semantic_scores
+
+__all__ += ["semantic_scores"]
