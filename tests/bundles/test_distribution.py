@@ -2,21 +2,16 @@
 fresh process that cannot import this repository's ``common``; its outputs equal the repository's."""
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from conftest import SCHEMA
+from conftest import SCHEMA, assert_same_outputs
 from monai.bundle import download
-from test_bundle_suite import parser_for, run_cli
 
 from common.bundle import export_bundle, verify_bundle
-from common.io import read_image
 
 # run in the fresh process: forget the editable install of this repository, put the downloaded bundle folder on
 # sys.path as a user's app does (the bundle's configs import `common` from there), then run and load the bundle
@@ -39,25 +34,6 @@ DOWNLOADED_RUN = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def release(bundle, spec, tmp_path_factory) -> dict:
-    """A copy of the bundle with seeded untrained weights, and its exported zip."""
-    work = tmp_path_factory.mktemp(f"{bundle.name}_release")
-    source = work / bundle.name
-    shutil.copytree(bundle, source, ignore=shutil.ignore_patterns("models", "eval", "predictions", "__pycache__"))
-    parser = parser_for(source, "inference.json")
-    parser.update(spec.get("inference_overrides", {}))
-    torch.manual_seed(0)
-    model_file = spec["outputs"].get("model", "models/model.pt")
-    (source / model_file).parent.mkdir(parents=True)
-    torch.save(parser.get_parsed_content("network_def").state_dict(), source / model_file)
-    return {"source": source, "zip": export_bundle(source, work / "dist"), "model_file": model_file}
-
-
-def read_outputs(folder: Path, pattern: str) -> dict:
-    return {path.relative_to(folder).as_posix(): read_image(path) for path in sorted(folder.glob(pattern))}
-
-
 def test_zip_holds_one_bundle_folder_with_weights_hashes_and_common(bundle, release):
     import zipfile
 
@@ -77,15 +53,14 @@ def test_verify_passes_on_the_zip(release):
                             "TorchScript export"}
 
 
-def test_downloaded_bundle_runs_and_loads_without_this_repository(bundle, spec, dataset, release, tmp_path):
+def test_downloaded_bundle_runs_and_loads_without_this_repository(bundle, spec, dataset, release, reference_outputs,
+                                                                  tmp_path):
     downloads = tmp_path / "downloads"
     download(name=bundle.name, url=release["zip"].as_uri(), bundle_dir=str(downloads), progress=False)
     root = downloads / bundle.name
     inputs = dataset / spec["inference_input"]
     overrides = {**spec.get("inference_overrides", {}), "dataset_dir": str(inputs)}
 
-    run_cli(release["source"], "inferring", ["inference.json"],
-            {**overrides, "bundle_root": str(release["source"]), "output_dir": str(tmp_path / "from_repository")})
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     args = {"bundle_root": str(root), "bundle_dir": str(downloads), "name": bundle.name,
@@ -97,12 +72,4 @@ def test_downloaded_bundle_runs_and_loads_without_this_repository(bundle, spec, 
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(loaded["common"]).is_relative_to(root) and loaded["weights_equal"]
 
-    pattern = spec["outputs"]["inference_glob"]
-    expected, got = read_outputs(tmp_path / "from_repository", pattern), read_outputs(tmp_path / "downloaded", pattern)
-    assert list(got) == list(expected) and expected
-    for name, image in expected.items():
-        assert got[name].dtype == image.dtype, name
-        if np.issubdtype(image.dtype, np.integer):
-            np.testing.assert_array_equal(got[name], image, err_msg=name)
-        else:
-            np.testing.assert_allclose(got[name], image, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert_same_outputs(tmp_path / "downloaded", reference_outputs, spec["outputs"]["inference_glob"])
