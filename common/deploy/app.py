@@ -1,7 +1,7 @@
 """MONAI Deploy application running any bundle of the collection on a folder of microscopy images.
 
     python -m common.deploy --bundle <bundle folder or zip> -i <input folder> -o <output folder>
-    python app.py -i <input folder> -o <output folder> -m <bundle folder or zip>     # the SDK's convention
+    python common/deploy/app.py -i <input folder> -o <output folder> -m <bundle folder or zip>  # SDK convention
     HOLOSCAN_INPUT_PATH=... HOLOSCAN_OUTPUT_PATH=... HOLOSCAN_MODEL_PATH=<bundle> python app.py
 
 Graph: MicroscopyImageLoaderOperator -> BundleInferenceOperator -> MicroscopyImageWriterOperator, each input
@@ -14,6 +14,9 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a plain script (app.py of a MAP): find the folder holding `common`
+    sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "common" / "__init__.py").is_file())))
 
 from monai.deploy.conditions import CountCondition
 from monai.deploy.core import AppContext, Application
@@ -32,7 +35,8 @@ class MicroscopyBundleApp(Application):
         super().__init__(*args, **kwargs)
 
     def compose(self) -> None:
-        context: AppContext = Application.init_app_context(["app", *self.argv])  # holoscan drops argv[0]
+        # holoscan keeps the arguments after the program name (an empty string when there are none)
+        context: AppContext = Application.init_app_context(["app", *(arg for arg in self.argv if arg)])
         for name, path in (("input", context.input_path), ("bundle", context.model_path)):
             if not path or not Path(path).exists():
                 raise FileNotFoundError(f"{name} path {path!r} does not exist.")

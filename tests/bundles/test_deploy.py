@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 
@@ -36,3 +37,24 @@ def test_sdk_image_round_trip_keeps_dtype_and_metadata_the_stock_operator_reads(
     back = from_sdk_image(image)
     assert back.dtype == torch.int32 and back.meta["pixel_size_um"] == (0.5, 0.25)
     np.testing.assert_array_equal(back.numpy(), labels.numpy())  # ids above 255 kept
+
+
+def test_plain_app_py_with_holoscan_path_variables(bundle, spec, dataset, release, reference_outputs, tmp_path):
+    """The folder `make map-app` builds for `monai-deploy package`, run as the MAP runs it (one bundle suffices)."""
+    from conftest import BUNDLES, REPO
+
+    if bundle != BUNDLES[0]:
+        pytest.skip("the MAP folder is checked with one bundle; the application is the same for all")
+    app = tmp_path / "map_app"
+    shutil.copytree(REPO / "common", app / "common", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("app.py", "app.yaml", "requirements.txt"):
+        shutil.copy(REPO / "common" / "deploy" / name, app / name)
+    out = tmp_path / "output"
+    env = {"PATH": os.environ["PATH"], "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           "HOLOSCAN_INPUT_PATH": str(dataset / spec["inference_input"]), "HOLOSCAN_OUTPUT_PATH": str(out),
+           "HOLOSCAN_MODEL_PATH": str(release["zip"]), "HOLOSCAN_WORKDIR": str(tmp_path)}
+    script = "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]; " \
+             "sys.argv = ['app.py']; import runpy; runpy.run_path('app.py', run_name='__main__')"
+    done = subprocess.run([sys.executable, "-c", script], cwd=app, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    assert_same_outputs(out, reference_outputs, spec["outputs"]["inference_glob"])
