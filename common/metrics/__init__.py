@@ -12,6 +12,11 @@ __all__ = [
     "match_instances",
     "mean_average_f1",
 ]
+
+from .semantic import semantic_scores
+
+__all__ += ["semantic_scores"]
+
 from .fluorescence import FluorescenceScores, mae_over_median, median, psnr
 
 __all__ += ["FluorescenceScores", "mae_over_median", "median", "psnr"]

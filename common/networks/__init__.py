@@ -1,5 +1,6 @@
 """Networks MONAI lacks, and helpers for configuring MONAI's."""
 
 from .batch_norm import with_batch_norm_momentum
+from .threshold_baseline import ThresholdBaseline
 from .attention_res_unet import AttentionGate, AttentionResUNet
 from .model_bank import MagnificationModels
