@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from monai.data import MetaTensor
 
 from common.data.synthetic import write_dataset
 from common.io import LayoutError, SaveChannelsd, adipocyte_datalist, adipocyte_pairs, read_image
@@ -53,5 +54,9 @@ def test_channels_are_written_under_the_challenge_names_as_16_bit(tmp_path):
         writer(item)
     with pytest.raises(KeyError, match="no entry 'well'"):
         SaveChannelsd("pred", str(tmp_path), "{well}_{channel}.tif")(item)
+    # an engine's output (as a deployment writer gets it) carries the fields in the prediction's meta data only
+    meta = {"channels": [2], "magnification": 20, "id": "Q_"}
+    written = writer({"pred": MetaTensor(torch.full((1, 2, 2), 9.0), meta=meta)})["pred_paths"]
+    assert written == [str(tmp_path / "20x_images" / "Q_A02Z01C02.tif")] and read_image(written[0]).max() == 9
     with pytest.raises(ValueError, match="2 channels but channels names 1"):
         SaveChannelsd("pred", str(tmp_path), "{channel}.tif")({**item, "channels": [1]})

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from monai.data import MetaTensor
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from common.metrics import FluorescenceScores, mae_over_median, median
@@ -57,6 +58,6 @@ def test_shapes_and_channel_names_are_checked(pair):
         FluorescenceScores()(pred, target[:1])
     with pytest.raises(ValueError, match="names 1 channels, the prediction has 2"):
         FluorescenceScores()(pred, target, {"channels": [2]})
-    sample = {"sample_fields": {"channels": [2, 3], "magnification": 60}}
-    rows = FluorescenceScores(fields_key="sample_fields")(pred, target, sample)
-    assert [row["model"] for row in rows] == ["60x_c02", "60x_c03"]
+    # engine outputs keep only image, label and pred: the sample's fields travel in the prediction's meta data
+    rows = FluorescenceScores()(MetaTensor(pred, meta={"channels": [2, 3], "magnification": 60, "id": "P_"}), target, {})
+    assert [(row["image"], row["model"]) for row in rows] == [("P_", "60x_c02"), ("P_", "60x_c03")]

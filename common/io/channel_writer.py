@@ -35,10 +35,11 @@ def _as_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
 class SaveChannelsd(MapTransform):
     """Write channel ``k`` of ``data[key]`` (C, H, W) to ``output_dir / name_format.format(channel=c_k, **fields)``.
 
-    ``fields`` are the item's scalar entries (str, numbers, one-element tensors), e.g. ``id`` and
-    ``magnification``; ``c_k`` is entry ``k`` of ``data[channels_key]`` (1, ..., C when absent). So
-    ``"{magnification}x_images/{id}A{channel:02d}Z01C{channel:02d}.tif"`` writes the adipocyte challenge's
-    names. An existing file is never replaced unless ``overwrite`` is set. The written paths are stored under
+    ``fields`` are the scalar entries (str, numbers, one-element tensors), e.g. ``id`` and ``magnification``, of
+    the item and of the image's meta data (where :class:`common.transforms.CopyItemsToMetad` puts them, so that
+    they reach engine outputs); ``c_k`` is entry ``k`` of ``channels_key`` in the item or the meta data (1, ...,
+    C when absent). So ``"{magnification}x_images/{id}A{channel:02d}Z01C{channel:02d}.tif"`` writes the
+    adipocyte challenge's names. An existing file is never replaced unless ``overwrite`` is set. The written paths are stored under
     ``path_key`` (``<key>_paths`` by default).
 
     Args:
@@ -68,11 +69,12 @@ class SaveChannelsd(MapTransform):
         self.dtype, self.overwrite, self.path_key = np.dtype(dtype), overwrite, path_key
 
     def _paths(self, data: Mapping, count: int, key: Hashable) -> list[Path]:
-        channels = data.get(self.channels_key)
+        entries = {**(getattr(data[key], "meta", None) or {}), **data}
+        channels = entries.get(self.channels_key)
         numbers = list(range(1, count + 1)) if channels is None else [int(_plain(c)) for c in channels]
         if len(numbers) != count:
             raise ValueError(f"{key}: {count} channels but {self.channels_key} names {len(numbers)}: {numbers}.")
-        fields = {name: value for name, value in ((str(k), _plain(v)) for k, v in data.items()) if value is not None}
+        fields = {name: value for name, value in ((str(k), _plain(v)) for k, v in entries.items()) if value is not None}
         try:
             return [self.output_dir / self.name_format.format(**{**fields, "channel": number}) for number in numbers]
         except KeyError as error:

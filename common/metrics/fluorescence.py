@@ -18,6 +18,7 @@ import math
 from typing import Mapping, Sequence
 
 import torch
+from monai.data import MetaTensor
 from monai.metrics import compute_ssim_and_cs
 
 __all__ = ["FluorescenceScores", "mae_over_median", "median", "psnr"]
@@ -32,6 +33,11 @@ def median(values: torch.Tensor) -> torch.Tensor:
     low = flat.kthvalue((count + 1) // 2).values
     high = flat.kthvalue(count // 2 + 1).values
     return (low.double() + high.double()) / 2
+
+
+def _tensor(values) -> torch.Tensor:
+    """A plain float tensor of ``values`` (MetaTensor, tensor or array)."""
+    return (values.as_tensor() if isinstance(values, MetaTensor) else torch.as_tensor(values)).float()
 
 
 def psnr(mse: float, data_range: float) -> float:
@@ -53,12 +59,13 @@ class FluorescenceScores:
     Args:
         data_range: intensity range of SSIM and PSNR (65535: 16-bit, as the method).
         win_size, kernel_sigma, k1, k2: SSIM's Gaussian window and constants (those of ``tf.image.ssim``).
-        channels_key: item entry naming the channels of ``pred`` and ``label`` (e.g. ``[1, 3]`` -> ``C01``,
-            ``C03``); absent: ``C01``, ``C02``, ... in order.
-        group_keys: item entries copied into every row (e.g. ``magnification``, written as ``20x``).
-        id_key: item entry naming the image in the rows (default: the MetricsReport's file name).
-        fields_key: item entry holding a dict of the sample's fields (``channels``, ``magnification``, ``id``)
-            for engine outputs that do not carry the batch's fields themselves; None: the item holds them.
+        channels_key: entry naming the channels of ``pred`` and ``label`` (e.g. ``[1, 3]`` -> ``C01``, ``C03``);
+            absent: ``C01``, ``C02``, ... in order.
+        group_keys: entries copied into every row (e.g. ``magnification``, written as ``20x``).
+        id_key: entry naming the image in the rows (absent: the MetricsReport's file name).
+
+    Entries are looked up in the item and in the prediction's meta data (where
+    :class:`common.transforms.CopyItemsToMetad` puts them, since engine outputs keep only image, label and pred).
 
     ``__call__(pred, label, item)`` takes (C, H, W) prediction and target (tensors or arrays, same shape) and
     returns C rows ``{"image", "magnification", "channel", "model", "mse", "ssim", "psnr", "mae_over_median"}``,
@@ -75,14 +82,12 @@ class FluorescenceScores:
         channels_key: str = "channels",
         group_keys: Sequence[str] = ("magnification",),
         id_key: str | None = "id",
-        fields_key: str | None = None,
     ) -> None:
         self.data_range = float(data_range)
         self.ssim_options = {
             "kernel_size": (win_size, win_size), "kernel_sigma": (kernel_sigma, kernel_sigma), "k1": k1, "k2": k2
         }
         self.channels_key, self.group_keys, self.id_key = channels_key, tuple(group_keys), id_key
-        self.fields_key = fields_key
 
     def _channel_names(self, item: Mapping, count: int) -> list[str]:
         channels = item.get(self.channels_key)
@@ -103,10 +108,8 @@ class FluorescenceScores:
         return values
 
     def __call__(self, pred, label, item: Mapping | None = None) -> list[dict]:
-        item = item or {}
-        if self.fields_key is not None:
-            item = {**item, **item.get(self.fields_key, {})}
-        pred, label = torch.as_tensor(pred).float(), torch.as_tensor(label).float().to(torch.as_tensor(pred).device)
+        item = {**(getattr(pred, "meta", None) or {}), **(item or {})}
+        pred, label = _tensor(pred), _tensor(label).to(_tensor(pred).device)
         if pred.shape != label.shape or pred.ndim != 3:
             raise ValueError(
                 f"pred and label: expected (C, H, W) of one shape, got {tuple(pred.shape)} and {tuple(label.shape)}."

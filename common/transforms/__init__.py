@@ -29,3 +29,6 @@ __all__ += [
     "tile_grid_shape",
     "tile_image",
 ]
+from .meta import CopyItemsToMetad
+
+__all__ += ["CopyItemsToMetad"]

@@ -1,0 +1,53 @@
+"""Carrying a sample's fields with its image, in the MetaTensor's meta data."""
+
+from __future__ import annotations
+
+from typing import Hashable, Mapping, Sequence
+
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+
+__all__ = ["CopyItemsToMetad"]
+
+
+class CopyItemsToMetad(MapTransform):
+    """Copy entries of the data dictionary (e.g. ``id``, ``magnification``) into the meta data of the images under
+    ``keys``.
+
+    MONAI engines hand on only ``image``, ``label`` and ``pred`` as their output, so the other entries of a sample
+    are out of reach of handlers and deployment writers; the meta data of an image, however, follows it through
+    collation, inferers and networks into the prediction (``pred.meta``), where :class:`common.io.SaveChannelsd`
+    and :class:`common.metrics.FluorescenceScores` read them. A dictionary-only transform, like MONAI's
+    ``CopyItemsd``: it moves values between entries.
+
+    Args:
+        keys: keys of MetaTensor images.
+        items: entries to copy; each must exist unless ``allow_missing_items``.
+        allow_missing_keys: do not raise for absent ``keys``.
+        allow_missing_items: skip absent ``items`` rather than raise.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        items: Sequence[str],
+        allow_missing_keys: bool = False,
+        allow_missing_items: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.items, self.allow_missing_items = [items] if isinstance(items, str) else list(items), allow_missing_items
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        missing = [item for item in self.items if item not in d]
+        if missing and not self.allow_missing_items:
+            raise KeyError(f"{missing}: not in the data to copy into meta data (entries: {sorted(map(str, d))}).")
+        for key in self.key_iterator(d):
+            image = d[key]
+            if not isinstance(image, MetaTensor):
+                raise TypeError(f"{key}: expected a MetaTensor to carry {self.items}, got {type(image).__name__}.")
+            meta = {**image.meta, **{item: d[item] for item in self.items if item in d}}
+            # a new MetaTensor on the same pixels: the input's meta data stay as they were
+            d[key] = MetaTensor(image.as_tensor(), meta=meta, applied_operations=list(image.applied_operations))
+        return d
