@@ -12,3 +12,27 @@ __all__ = [
     "match_instances",
     "mean_average_f1",
 ]
+
+from .fluorescence import (
+    LMC_METRICS,
+    FluorescenceMetric,
+    cosine_distance,
+    euclidean_distance,
+    light_my_cells_metrics,
+    mean_absolute_error,
+    normalise_for_metrics,
+    pearson_correlation,
+    structural_similarity,
+)
+
+__all__ += [
+    "LMC_METRICS",
+    "FluorescenceMetric",
+    "cosine_distance",
+    "euclidean_distance",
+    "light_my_cells_metrics",
+    "mean_absolute_error",
+    "normalise_for_metrics",
+    "pearson_correlation",
+    "structural_similarity",
+]
