@@ -16,6 +16,7 @@ __all__ = [
 from .fluorescence import (
     LMC_METRICS,
     FluorescenceMetric,
+    LightMyCellsScore,
     cosine_distance,
     euclidean_distance,
     light_my_cells_metrics,
@@ -28,6 +29,7 @@ from .fluorescence import (
 __all__ += [
     "LMC_METRICS",
     "FluorescenceMetric",
+    "LightMyCellsScore",
     "cosine_distance",
     "euclidean_distance",
     "light_my_cells_metrics",

@@ -14,7 +14,7 @@ they get NaN scores and are skipped by :class:`FluorescenceMetric`.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,7 @@ __all__ = [
     "cosine_distance",
     "light_my_cells_metrics",
     "FluorescenceMetric",
+    "LightMyCellsScore",
 ]
 
 #: metrics the challenge reports per organelle, named as in its evaluator.
@@ -211,3 +212,42 @@ class FluorescenceMetric(CumulativeIterationMetric):
         if not isinstance(buffer, torch.Tensor) or not torch.isfinite(buffer).any():
             raise RuntimeError(f"FluorescenceMetric: no target was seen, no {self.metric} to aggregate.")
         return buffer[torch.isfinite(buffer)].mean().to(torch.float32)
+
+
+class LightMyCellsScore:
+    """Rows of the challenge's scores for ``common.handlers.MetricsReport``: one per organelle an image has.
+
+    ``score(pred, label, item)`` with (C, H, W) ``pred`` and ``label`` in the channel order of ``organelles``
+    (NaN label channels for absent targets) gives ``{"organelle": name, <metric>: value, ...}`` per present
+    organelle, with the metrics :data:`LMC_METRICS` lists for it. When ``item`` has ``cross_key`` (e.g. the
+    input ``modality``), the row also gets ``"organelle_<cross_key>": "<organelle> <value>"``, so that the
+    report can average per organelle and modality together.
+    """
+
+    def __init__(self, organelles: Sequence[str], metrics: Mapping[str, Sequence[str]] = LMC_METRICS,
+                 cross_key: str | None = "modality") -> None:
+        missing = [name for name in organelles if name not in metrics]
+        if missing:
+            raise ValueError(f"metrics: no metric list for {missing}.")
+        self.organelles, self.metrics, self.cross_key = list(organelles), dict(metrics), cross_key
+
+    def __call__(self, pred, label, item: Mapping | None = None) -> list[dict]:
+        pred, label = torch.as_tensor(pred), torch.as_tensor(label)
+        if pred.shape != label.shape or pred.shape[0] != len(self.organelles):
+            raise ValueError(
+                f"expected (C, H, W) pred and label with C = {len(self.organelles)} organelles, "
+                f"got {tuple(pred.shape)} and {tuple(label.shape)}."
+            )
+        present = torch.isfinite(label).all(dim=-1).all(dim=-1).tolist()
+        channels = [index for index, here in enumerate(present) if here]
+        if not channels:
+            return []
+        scores = light_my_cells_metrics(pred[channels], label[channels])
+        rows = []
+        for position, index in enumerate(channels):
+            name = self.organelles[index]
+            row = {"organelle": name, **{metric: float(scores[metric][position]) for metric in self.metrics[name]}}
+            if item is not None and self.cross_key and self.cross_key in item:
+                row[f"organelle_{self.cross_key}"] = f"{name} {item[self.cross_key]}"
+            rows.append(row)
+        return rows
