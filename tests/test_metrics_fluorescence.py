@@ -11,6 +11,7 @@ from skimage.metrics import structural_similarity as skimage_ssim
 
 from common.metrics import (
     FluorescenceMetric,
+    LightMyCellsScore,
     cosine_distance,
     euclidean_distance,
     light_my_cells_metrics,
@@ -136,3 +137,21 @@ def test_metric_class_skips_missing_channels_and_averages_the_rest():
     empty(pred, torch.full_like(label, float("nan")))
     with pytest.raises(RuntimeError, match="no target"):
         empty.aggregate()
+
+
+def test_report_rows_one_per_present_organelle_with_its_metrics():
+    rng = np.random.default_rng(11)
+    organelles = ["Nucleus", "Mitochondria", "Tubulin", "Actin"]
+    gt = torch.from_numpy(np.stack([fluorescence_like(rng) for _ in range(4)]).astype(np.float32))
+    pred = torch.rand(gt.shape)
+    label = gt.clone()
+    label[[1, 2]] = float("nan")  # only nucleus and actin targets
+    rows = LightMyCellsScore(organelles)(pred, label, {"modality": "PC"})
+    assert [row["organelle"] for row in rows] == ["Nucleus", "Actin"]
+    assert set(rows[0]) == {"organelle", "PCC", "SSIM", "MAE", "E_dist", "C_dist", "organelle_modality"}
+    assert set(rows[1]) == {"organelle", "PCC", "SSIM", "organelle_modality"} and rows[1]["organelle_modality"] == "Actin PC"
+    expected = reference_metrics(pred[3].numpy(), gt[3].numpy())
+    assert rows[1]["PCC"] == pytest.approx(expected["PCC"], rel=1e-6) and rows[1]["SSIM"] == pytest.approx(expected["SSIM"], rel=1e-6)
+    assert LightMyCellsScore(organelles)(pred, torch.full_like(label, float("nan"))) == []
+    with pytest.raises(ValueError, match="C = 4 organelles"):
+        LightMyCellsScore(organelles)(pred[:3], label[:3])
