@@ -68,4 +68,4 @@ def test_configuration_errors():
     with pytest.raises(ValueError, match=r"not defined: \['c'\]"):
         ChannelSourcesInferer(sources(base=0.0), [["base", "c"]])
     with pytest.raises(ValueError, match=r"Actin: none of its networks \['a'\] is available"):
-        ChannelSourcesInferer(sources(base=0.0, a=1.0), [["base"], ["a"]], available=["base"], channel_names=["N", "Actin"])
+        ChannelSourcesInferer(sources(base=0.0, a=1.0), [["base"], ["a"]], ["base"], channel_names=["N", "Actin"])

@@ -15,7 +15,8 @@ def drawn_channel_targets(batch=4, channels=4, size=24, seed=0):
     generator = torch.Generator().manual_seed(seed)
     pred = torch.rand(batch, channels, size, size, generator=generator)
     drawn = torch.randint(channels, (batch,), generator=generator)
-    truth = torch.rand(batch, 1, size, size, generator=generator) * 0.5 + 0.5 * pred[torch.arange(batch), drawn][:, None]
+    noise = torch.rand(batch, 1, size, size, generator=generator)
+    truth = 0.5 * noise + 0.5 * pred[torch.arange(batch), drawn][:, None]
     target = torch.full_like(pred, NAN)
     target[torch.arange(batch), drawn] = truth[:, 0]
     return pred, target, drawn, truth
@@ -32,7 +33,7 @@ def lmc_training_loss(pred, drawn, truth, l1=1.0, l2=0.5):
 
 def test_pcc_loss_is_one_minus_scipy_pearson_on_the_drawn_channels():
     pred, target, drawn, truth = drawn_channel_targets()
-    expected = np.mean([pearsonr(pred[b, drawn[b]].flatten().numpy(), truth[b, 0].flatten().numpy())[0] for b in range(4)])
+    expected = np.mean([pearsonr(pred[b, drawn[b]].flatten(), truth[b, 0].flatten())[0] for b in range(4)])
     assert PCCLoss()(pred, target).item() == pytest.approx(1.0 - expected, rel=1e-5)
 
 

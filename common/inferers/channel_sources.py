@@ -44,7 +44,7 @@ class ChannelSourcesInferer(Inferer):
         super().__init__()
         unknown = sorted({name for names in preferences for name in names} - set(sources))
         if unknown:
-            raise ValueError(f"preferences name sources that are not defined: {unknown}; sources are {sorted(sources)}.")
+            raise ValueError(f"preferences name sources that are not defined: {unknown}; sources: {sorted(sources)}.")
         usable = set(sources) if available is None else set(available)
         names = list(channel_names) if channel_names is not None else [f"channel {i}" for i in range(len(preferences))]
         self.sources = {name: dict(source) for name, source in sources.items()}
@@ -54,13 +54,13 @@ class ChannelSourcesInferer(Inferer):
             if not found:
                 raise ValueError(f"{channel}: none of its networks {list(options)} is available.")
             self.chosen.append(found[0])
-            logger.info("%s: predicted by %r%s", channel, found[0], "" if found[0] == options[0] else f" ({options[0]!r} not available)")
+            instead = "" if found[0] == options[0] else f" ({options[0]!r} not available)"
+            logger.info("%s: predicted by %r%s", channel, found[0], instead)
 
     def __call__(self, inputs: torch.Tensor, network: Any = None, *args: Any, **kwargs: Any) -> torch.Tensor:
         outputs: dict[str, torch.Tensor] = {}
         for name in dict.fromkeys(self.chosen):
-            source = self.sources[name]
-            source["network"].eval()
-            inferer = source.get("inferer")
-            outputs[name] = inferer(inputs, source["network"], *args, **kwargs) if inferer else source["network"](inputs, *args, **kwargs)
+            network, inferer = self.sources[name]["network"], self.sources[name].get("inferer")
+            network.eval()
+            outputs[name] = inferer(inputs, network, *args, **kwargs) if inferer else network(inputs, *args, **kwargs)
         return torch.stack([outputs[name][:, channel] for channel, name in enumerate(self.chosen)], dim=1)

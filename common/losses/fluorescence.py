@@ -70,4 +70,5 @@ class L1L2PCCLoss(_Loss):
         pred, target, mask = _labelled(pred, target)
         error = (pred - target)[mask]
         pcc = pearson_correlation(pred, target, mask, self.epsilon).mean()
-        return self.l1_weight * error.abs().mean() + self.l2_weight * error.square().mean() + self.pcc_weight * (1.0 - pcc)
+        l1, l2 = error.abs().mean(), error.square().mean()
+        return self.l1_weight * l1 + self.l2_weight * l2 + self.pcc_weight * (1.0 - pcc)

@@ -102,7 +102,7 @@ def structural_similarity(
     """
     x, y = _pair(x, y)
     if min(x.shape[-2:]) < win_size:
-        raise ValueError(f"images of size {tuple(x.shape[-2:])} are smaller than the {win_size}x{win_size} SSIM window.")
+        raise ValueError(f"images of size {tuple(x.shape[-2:])} are smaller than the {win_size}² SSIM window.")
     lead = x.shape[:-2]
     planes = torch.stack([x, y]).reshape(2, -1, 1, *x.shape[-2:])
 

@@ -111,7 +111,7 @@ class Whiten(Transform):
 
 
 class ScalePercentiles(Transform):
-    """Array transform: (C, H, W) image -> each channel scaled by two of its percentiles (see :func:`scale_percentiles`).
+    """Array transform: (C, H, W) image -> each channel scaled by two of its percentiles (:func:`scale_percentiles`).
 
     Unlike MONAI's ``ScaleIntensityRangePercentiles`` (which warns and leaves ``x - p_lower`` unscaled, or
     divides by zero), the case of coinciding percentiles is defined by ``constant``.

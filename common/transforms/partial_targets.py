@@ -139,9 +139,8 @@ class ConcatChannels(Transform):
                 continue
             image = torch.as_tensor(image)
             if image.ndim != 3 or image.shape[0] != 1 or image.shape[1:] != reference.shape[1:]:
-                raise ValueError(
-                    f"images: expected (1, H, W) images of one size {tuple(reference.shape[1:])}, got {tuple(image.shape)}."
-                )
+                size = tuple(reference.shape[1:])
+                raise ValueError(f"images: expected (1, H, W) images of one size {size}, got {tuple(image.shape)}.")
             channels.append(image.to(torch.float32))
         stacked = torch.cat([channel.to(reference.device).as_subclass(torch.Tensor) for channel in channels])
         return convert_to_dst_type(stacked, present[0], dtype=torch.float32)[0]

@@ -17,13 +17,14 @@ SMALL = {"backbone": "efficientnet-b0", "pretrained": False, "num_workers": 0, "
 
 
 def evaluate(dataset, root) -> dict:
-    run_cli(BUNDLE, "evaluating", ["train.json", "evaluate.json"], {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(root)})
+    run_cli(BUNDLE, "evaluating", ["train.json", "evaluate.json"],
+            {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(root)})
     return json.loads((root / "eval" / "lmc_metrics.json").read_text())
 
 
 @pytest.mark.slow
 def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
-    dataset = write_dataset("lmc", tmp_path / "lmc", n=24, size=128, seed=3)  # 4 studies: 16 training, 8 validation images
+    dataset = write_dataset("lmc", tmp_path / "lmc", n=24, size=128, seed=3)  # 4 studies: 16 training, 8 validation
 
     untrained = tmp_path / "untrained"
     parser = ConfigParser()
