@@ -38,3 +38,7 @@ __all__ += [
     "pearson_correlation",
     "structural_similarity",
 ]
+
+from .semantic import semantic_scores
+
+__all__ += ["semantic_scores"]
