@@ -1,9 +1,6 @@
 """Bundle tooling: checkpoints for resuming, offline verification, self-contained export."""
 
 from .checkpoints import latest_checkpoint
-<<<<<<< HEAD
-from .weights import available_checkpoints, load_weights
-=======
 from .export import export_bundle, zip_name
 from .verify import REQUIRED_FILES, BundleCheckError, verify_bundle
->>>>>>> main
+from .weights import available_checkpoints, load_weights
