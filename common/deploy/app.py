@@ -1,6 +1,6 @@
 """MONAI Deploy application running any bundle of the collection on a folder of microscopy images.
 
-    python -m common.deploy --bundle <bundle folder or zip> -i <input folder> -o <output folder>
+    python -m common.deploy --bundle <bundle folder or zip> -i <input folder> -o <output folder> [--set id=value ...]
     python common/deploy/app.py -i <input folder> -o <output folder> -m <bundle folder or zip>  # SDK convention
     HOLOSCAN_INPUT_PATH=... HOLOSCAN_OUTPUT_PATH=... HOLOSCAN_MODEL_PATH=<bundle> python app.py
 
@@ -11,6 +11,7 @@ writing are the bundle's own, so the files equal those of its ``inferring`` run.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -53,12 +54,32 @@ class MicroscopyBundleApp(Application):
         self.add_flow(inference, writer, {("outputs", "outputs")})
 
 
+def split_overrides(argv: list[str]) -> tuple[list[str], dict]:
+    """Take ``--set id=value`` pairs (value parsed as JSON where it is JSON, else a string) out of ``argv``."""
+    rest, overrides = [], {}
+    arguments = iter(argv)
+    for arg in arguments:
+        if arg != "--set":
+            rest.append(arg)
+            continue
+        pair = next(arguments, "")
+        if "=" not in pair:
+            raise SystemExit(f"--set expects id=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return rest, overrides
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the application; ``--bundle X`` is accepted for ``-m X`` (``--model X``)."""
-    argv = list(sys.argv if argv is None else argv)
+    """Run the application; ``--bundle X`` is accepted for ``-m X`` (``--model X``), ``--set id=value`` overrides
+    an id of the bundle's inference config (e.g. ``--set device=cpu``, ``--set 'patch_size=[512, 512]'``)."""
+    argv, overrides = split_overrides(list(sys.argv if argv is None else argv))
     argv = [("--model" if arg == "--bundle" else arg) for arg in argv]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    app = MicroscopyBundleApp(argv)
+    app = MicroscopyBundleApp(argv, overrides=overrides)
     app.run()
 
 

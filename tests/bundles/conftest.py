@@ -6,7 +6,8 @@ Each bundle has ``specs/<bundle name>.json``:
 - ``overrides`` / ``inference_overrides``: CLI overrides that make training / inference small and offline;
 - ``outputs``: ``evaluate`` (JSON report under bundle_root, with an ``images`` count), ``inference_glob``
   (pattern under the inference output_dir, ``**`` allowed), optional ``inference_count`` (default: one output
-  per file of the input folder) and ``model`` (checkpoint under bundle_root, default ``models/model.pt``).
+  per file of the input folder) and ``model`` (checkpoint under bundle_root, default ``models/model.pt``);
+- ``torchscript``: ``"trace"`` for a network ``torch.jit.script`` cannot compile (exported with ``--use_trace``).
 """
 
 import json

@@ -91,6 +91,8 @@ def test_deploy_app_output_equals_bundle_inference(bundle, spec, dataset, releas
     out = tmp_path / "deploy_out"
     command = [sys.executable, "-m", "common.deploy", "--bundle", str(release["zip"]),
                "-i", str(dataset / spec["inference_input"]), "-o", str(out)]
+    for key, value in spec.get("inference_overrides", {}).items():
+        command += ["--set", f"{key}={json.dumps(value)}"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", HOLOSCAN_WORKDIR=str(tmp_path))
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
@@ -125,7 +127,8 @@ def test_plain_app_py_with_holoscan_path_variables(bundle, spec, dataset, releas
            "HOLOSCAN_INPUT_PATH": str(dataset / spec["inference_input"]), "HOLOSCAN_OUTPUT_PATH": str(out),
            "HOLOSCAN_MODEL_PATH": str(release["zip"]), "HOLOSCAN_WORKDIR": str(tmp_path)}
     script = "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]; " \
-             "sys.argv = ['app.py']; import runpy; runpy.run_path('app.py', run_name='__main__')"
-    done = subprocess.run([sys.executable, "-c", script], cwd=app, env=env, capture_output=True, text=True, timeout=900)
+             "sys.argv = ['app.py'] + sys.argv[1:]; import runpy; runpy.run_path('app.py', run_name='__main__')"
+    sets = [arg for key, value in spec.get("inference_overrides", {}).items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+    done = subprocess.run([sys.executable, "-c", script, *sets], cwd=app, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     assert_same_outputs(out, reference_outputs, spec["outputs"]["inference_glob"])
