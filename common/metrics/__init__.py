@@ -13,6 +13,32 @@ __all__ = [
     "mean_average_f1",
 ]
 
+from .fluorescence import (
+    LMC_METRICS,
+    FluorescenceMetric,
+    LightMyCellsScore,
+    cosine_distance,
+    euclidean_distance,
+    light_my_cells_metrics,
+    mean_absolute_error,
+    normalise_for_metrics,
+    pearson_correlation,
+    structural_similarity,
+)
+
+__all__ += [
+    "LMC_METRICS",
+    "FluorescenceMetric",
+    "LightMyCellsScore",
+    "cosine_distance",
+    "euclidean_distance",
+    "light_my_cells_metrics",
+    "mean_absolute_error",
+    "normalise_for_metrics",
+    "pearson_correlation",
+    "structural_similarity",
+]
+
 from .semantic import semantic_scores
 
 __all__ += ["semantic_scores"]

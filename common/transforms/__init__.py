@@ -15,3 +15,20 @@ __all__ = [
     "LabelsToFlowsd",
     "instance_to_boundary_targets",
 ]
+
+from .intensity import ScalePercentiles, ScalePercentilesd, Whiten, Whitend, percentile, scale_percentiles, whiten
+from .partial_targets import ConcatChannels, ConcatChannelsd, RandSliceAndTarget, RandSliceAndTargetd
+
+__all__ += [
+    "ConcatChannels",
+    "ConcatChannelsd",
+    "RandSliceAndTarget",
+    "RandSliceAndTargetd",
+    "ScalePercentiles",
+    "ScalePercentilesd",
+    "Whiten",
+    "Whitend",
+    "percentile",
+    "scale_percentiles",
+    "whiten",
+]
