@@ -54,8 +54,9 @@ def test_zip_holds_one_bundle_folder_with_weights_hashes_and_common(bundle, rele
         export_bundle(release["source"], release["zip"].parent)
 
 
-def test_verify_passes_on_the_zip(release):
-    results = verify_bundle(release["zip"], SCHEMA if SCHEMA.exists() else None, report=lambda line: None)
+def test_verify_passes_on_the_zip(spec, release):
+    results = verify_bundle(release["zip"], SCHEMA if SCHEMA.exists() else None, report=lambda line: None,
+                            overrides=spec.get("inference_overrides", {}))
     assert set(results) == {"files", "metadata schema", "version in changelog", "network input/output",
                             "TorchScript export"}
 
