@@ -1,3 +1,4 @@
-"""Ignite handlers of the collection."""
+"""Ignite handlers of the collection: evaluation reports."""
 
 from .instance_report import InstanceSegmentationReport
+from .report import MetricsReport, source_name

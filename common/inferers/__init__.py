@@ -1,0 +1,3 @@
+"""Inferers of the collection: test-time augmentation."""
+
+from .tta import DihedralTTAInferer, dihedral_elements

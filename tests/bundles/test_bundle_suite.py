@@ -18,16 +18,8 @@ import torch
 from conftest import REPO, SCHEMA
 from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
 
-BUNDLE_FILES = [
-    "configs/metadata.json",
-    "configs/train.json",
-    "configs/evaluate.json",
-    "configs/inference.json",
-    "configs/multi_gpu_train.json",
-    "configs/logging.conf",
-    "docs/README.md",
-    "LICENSE",
-]
+from common.bundle import REQUIRED_FILES
+
 SHARED_IDS = ["bundle_root", "device", "dataset_dir", "output_dir", "network_def", "network", "preprocessing",
               "postprocessing", "inferer", "run"]
 TRAIN_IDS = SHARED_IDS + ["train#trainer", "train#handlers", "train#dataset", "validate#evaluator",
@@ -71,7 +63,7 @@ def run_cli(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(
 
 
 def test_bundle_files(bundle):
-    missing = [name for name in BUNDLE_FILES if not (bundle / name).is_file()]
+    missing = [name for name in REQUIRED_FILES if not (bundle / name).is_file()]
     assert not missing, f"{bundle.name} lacks {missing}"
 
 

@@ -1,0 +1,62 @@
+"""Bundle tooling from the command line.
+
+    python -m common.bundle export bundles/<name> --out dist/     # dist/<name>_v<version>.zip
+    python -m common.bundle export --all --out dist/              # every bundle under --bundles
+    python -m common.bundle verify dist/<name>_v<version>.zip --schema meta_schema_20240725.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from common.bundle.export import export_bundle
+from common.bundle.verify import BundleCheckError, verify_bundle
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m common.bundle", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="write self-contained bundle zips")
+    export.add_argument("bundle", nargs="*", type=Path, help="bundle folders")
+    export.add_argument("--all", action="store_true", help="every folder with configs/metadata.json under --bundles")
+    export.add_argument("--bundles", type=Path, default=Path("bundles"), help="folder of bundles (default: bundles)")
+    export.add_argument("--out", type=Path, default=Path("dist"), help="output folder (default: dist)")
+    export.add_argument("--url-base", help="where the weights will be published, for large_files.yml")
+    export.add_argument("--overwrite", action="store_true", help="replace zips that exist")
+    verify = commands.add_parser("verify", help="model-zoo checks of a bundle folder or zip, offline")
+    verify.add_argument("bundle", type=Path)
+    verify.add_argument("--schema", type=Path, help="metadata schema file (meta_schema_20240725.json)")
+    args = parser.parse_args(argv)
+    if args.command == "export" and not (args.bundle or args.all):
+        parser.error("export: name bundle folders or pass --all")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.command == "verify":
+        try:
+            verify_bundle(args.bundle, args.schema)
+        except (BundleCheckError, FileNotFoundError) as error:
+            print(error, file=sys.stderr)
+            return 1
+        return 0
+    bundles = list(args.bundle)
+    if args.all:
+        bundles += sorted(p.parent.parent for p in args.bundles.glob("*/configs/metadata.json"))
+        if not bundles:
+            print(f"no bundle under {args.bundles}", file=sys.stderr)
+            return 1
+    for bundle in bundles:
+        try:
+            print(export_bundle(bundle, args.out, url_base=args.url_base, overwrite=args.overwrite))
+        except (FileExistsError, FileNotFoundError, ValueError) as error:
+            print(error, file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

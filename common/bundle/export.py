@@ -1,0 +1,136 @@
+"""Self-contained bundle zips: the bundle folder plus a copy of ``common``, named as ``monai.bundle download`` expects."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import sys
+import zipfile
+from pathlib import Path
+from typing import Iterable
+
+import common
+
+__all__ = ["export_bundle", "zip_name", "bundle_files", "weight_files", "large_files_yaml", "third_party_imports",
+           "IMPORT_TO_DISTRIBUTION"]
+
+# folders a run writes into the bundle (predictions, evaluation reports, logs) and caches: never exported
+RUN_OUTPUTS = {"eval", "predictions", "runs", "logs", "mlruns", "__pycache__", ".ipynb_checkpoints"}
+WEIGHT_SUFFIXES = {".pt", ".ts", ".pth", ".onnx"}
+# import name -> PyPI distribution, where they differ
+IMPORT_TO_DISTRIBUTION = {"skimage": "scikit-image", "PIL": "pillow", "ignite": "pytorch-ignite", "yaml": "pyyaml"}
+# what every bundle may import without listing it (metadata.json has its own fields for these)
+BASE_DISTRIBUTIONS = {"monai", "torch", "numpy"}
+
+
+def read_metadata(bundle: Path) -> dict:
+    meta_file = bundle / "configs" / "metadata.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{bundle}: not a bundle, {meta_file} is missing.")
+    return json.loads(meta_file.read_text())
+
+
+def zip_name(bundle: Path) -> str:
+    """``<name>_v<version>.zip``, the file ``monai.bundle download --source github`` looks for."""
+    return f"{bundle.name}_v{read_metadata(bundle)['version']}.zip"
+
+
+def bundle_files(bundle: Path) -> list[Path]:
+    """Files of the bundle folder that belong in a release: everything but run outputs, caches and checkpoints
+    of interrupted runs (``models/checkpoint*``)."""
+    files = []
+    for path in sorted(bundle.rglob("*")):
+        relative = path.relative_to(bundle)
+        if not path.is_file() or RUN_OUTPUTS.intersection(relative.parts) or path.suffix == ".pyc":
+            continue
+        if relative.parts[0] == "models" and path.name.startswith("checkpoint"):
+            continue
+        files.append(path)
+    return files
+
+
+def weight_files(bundle: Path) -> list[Path]:
+    return [path for path in bundle_files(bundle) if path.parts[-2] == "models" and path.suffix in WEIGHT_SUFFIXES]
+
+
+def large_files_yaml(bundle: Path, weights: Iterable[Path], url_base: str | None = None) -> str:
+    """``large_files.yml`` listing each weight file with its SHA-256 (and its URL when ``url_base`` is given)."""
+    lines = ["large_files:"]
+    for path in weights:
+        relative = path.relative_to(bundle).as_posix()
+        lines.append(f'  - path: "{relative}"')
+        if url_base:
+            lines.append(f'    url: "{url_base.rstrip("/")}/{relative}"')
+        lines += [f'    hash_val: "{hashlib.sha256(path.read_bytes()).hexdigest()}"', '    hash_type: "sha256"']
+    return "\n".join(lines) + "\n"
+
+
+def package_files(package_dir: Path) -> list[Path]:
+    return sorted(p for p in package_dir.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def third_party_imports(package_dir: Path, skip: Iterable[str] = ("deploy",)) -> dict[str, set[str]]:
+    """Distributions imported at module level by the package's modules, with the files importing each.
+
+    Standard-library modules, the package itself and imports inside functions or ``try`` blocks (optional
+    dependencies) are left out, as are the sub-packages in ``skip`` (``common.deploy`` has its own extra).
+    """
+    found: dict[str, set[str]] = {}
+    for path in package_files(package_dir):
+        relative = path.relative_to(package_dir)
+        if relative.parts[0] in skip:
+            continue
+        for node in ast.parse(path.read_text()).body:  # module level only
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in (package_dir.name, "__future__"):
+                    continue
+                found.setdefault(IMPORT_TO_DISTRIBUTION.get(top, top), set()).add(relative.as_posix())
+    return found
+
+
+def check_requirements(bundle: Path, package_dir: Path) -> None:
+    """Raise if the copied package imports a distribution that ``required_packages_version`` does not list."""
+    listed = {name.lower() for name in read_metadata(bundle).get("required_packages_version", {})}
+    missing = {d: files for d, files in third_party_imports(package_dir).items()
+               if d.lower() not in listed | BASE_DISTRIBUTIONS}
+    if missing:
+        detail = "; ".join(f"{d} (imported by {', '.join(sorted(f))})" for d, f in sorted(missing.items()))
+        raise ValueError(f"{bundle / 'configs' / 'metadata.json'}: required_packages_version lacks {detail}.")
+
+
+def export_bundle(bundle: str | Path, out_dir: str | Path, url_base: str | None = None, overwrite: bool = False) -> Path:
+    """Write ``<out_dir>/<name>_v<version>.zip``: one top folder ``<name>/`` holding the bundle's files, its
+    weights with a ``large_files.yml`` of their hashes, and a copy of the ``common`` package.
+
+    Raises:
+        FileExistsError: the zip exists and ``overwrite`` is False.
+        ValueError: ``common`` imports a package the bundle's ``required_packages_version`` does not list.
+    """
+    bundle = Path(bundle).resolve()
+    package_dir = Path(common.__file__).resolve().parent
+    check_requirements(bundle, package_dir)
+    target = Path(out_dir) / zip_name(bundle)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; remove it or pass overwrite=True (--overwrite).")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    weights = weight_files(bundle)
+    partial = target.with_name(target.name + ".partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in bundle_files(bundle):
+            if path.name.startswith("large_files.") and path.parent == bundle:
+                continue  # written anew below
+            archive.write(path, f"{bundle.name}/{path.relative_to(bundle).as_posix()}")
+        if weights:
+            archive.writestr(f"{bundle.name}/large_files.yml", large_files_yaml(bundle, weights, url_base))
+        for path in package_files(package_dir):
+            archive.write(path, f"{bundle.name}/common/{path.relative_to(package_dir).as_posix()}")
+    partial.replace(target)
+    return target

@@ -1,0 +1,145 @@
+"""Offline model-zoo checks of a bundle folder or zip: files, metadata schema, version, network I/O, TorchScript."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+__all__ = ["REQUIRED_FILES", "verify_bundle", "BundleCheckError", "unpacked"]
+
+REQUIRED_FILES = (
+    "configs/metadata.json",
+    "configs/train.json",
+    "configs/evaluate.json",
+    "configs/inference.json",
+    "configs/multi_gpu_train.json",
+    "configs/logging.conf",
+    "docs/README.md",
+    "LICENSE",
+)
+logger = logging.getLogger(__name__)
+
+
+class BundleCheckError(AssertionError):
+    """One or more checks failed; the message lists each with its reason."""
+
+
+@contextmanager
+def unpacked(path: str | Path) -> Iterator[Path]:
+    """The bundle folder of ``path``: the folder itself, or the single top folder of a zip extracted to a temporary
+    folder (removed afterwards)."""
+    path = Path(path)
+    if path.is_dir():
+        yield path
+        return
+    if not zipfile.is_zipfile(path):
+        raise FileNotFoundError(f"{path}: neither a bundle folder nor a zip file.")
+    with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as tmp:
+        tops = {name.split("/")[0] for name in archive.namelist()}
+        if len(tops) != 1:
+            raise BundleCheckError(f"{path}: a bundle zip holds one top folder, found {sorted(tops)}.")
+        archive.extractall(tmp)
+        yield Path(tmp) / tops.pop()
+
+
+def check_files(bundle: Path, schema: Path | None) -> str:
+    missing = [name for name in REQUIRED_FILES if not (bundle / name).is_file()]
+    if missing:
+        raise BundleCheckError(f"missing {missing}")
+    return "all present"
+
+
+def check_schema(bundle: Path, schema: Path | None) -> str:
+    from monai.bundle import verify_metadata
+
+    if schema is None:
+        return "skipped: no schema file given (--schema meta_schema_20240725.json)"
+    if not schema.is_file():
+        raise BundleCheckError(f"schema file {schema} not found")
+    verify_metadata(meta_file=str(bundle / "configs" / "metadata.json"), filepath=str(schema))
+    return f"valid against {schema.name}"
+
+
+def check_version(bundle: Path, schema: Path | None) -> str:
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+    if metadata["version"] not in metadata.get("changelog", {}):
+        raise BundleCheckError(f"version {metadata['version']} has no changelog entry")
+    return metadata["version"]
+
+
+def inference_network(bundle: Path):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser.read_meta(str(bundle / "configs" / "metadata.json"))
+    parser["bundle_root"] = str(bundle)
+    return parser.get_parsed_content("network_def"), parser.get("_meta_")["network_data_format"]
+
+
+def check_network_io(bundle: Path, schema: Path | None) -> str:
+    from monai.bundle import verify_net_in_out
+
+    verify_net_in_out(net_id="network_def", meta_file=str(bundle / "configs" / "metadata.json"),
+                      config_file=str(bundle / "configs" / "inference.json"), device="cpu", n=1,
+                      bundle_root=str(bundle))
+    return "shapes and dtypes match network_data_format"
+
+
+def check_torchscript(bundle: Path, schema: Path | None) -> str:
+    network, data_format = inference_network(bundle)
+    network.eval()
+    scripted = torch.jit.script(network)
+    fmt = data_format["inputs"]["image"]
+    x = torch.rand(1, fmt["num_channels"], *fmt["spatial_shape"])
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), network(x))
+    return "scripted network equals the eager one"
+
+
+CHECKS: dict[str, Callable[[Path, Path | None], str]] = {
+    "files": check_files,
+    "metadata schema": check_schema,
+    "version in changelog": check_version,
+    "network input/output": check_network_io,
+    "TorchScript export": check_torchscript,
+}
+
+
+def verify_bundle(path: str | Path, schema: str | Path | None = None,
+                  report: Callable[[str], None] = print) -> dict[str, str]:
+    """Run every check on a bundle folder or zip; ``report`` gets one line per check.
+
+    Returns:
+        check name -> what it found.
+
+    Raises:
+        BundleCheckError: listing every failed check and its reason.
+    """
+    schema = Path(schema) if schema else None
+    results, failures = {}, []
+    with unpacked(path) as bundle:
+        sys.path.insert(0, str(bundle))  # the bundle's copy of common, where it has one, serves its configs
+        try:
+            for name, check in CHECKS.items():
+                try:
+                    results[name] = check(bundle, schema)
+                    report(f"ok      {name}: {results[name]}")
+                except Exception as error:  # every check runs; all failures are reported together
+                    failures.append(f"{name}: {error}")
+                    report(f"FAILED  {name}: {error}")
+                if name == "files" and failures:
+                    break
+        finally:
+            sys.path.remove(str(bundle))
+    if failures:
+        raise BundleCheckError(f"{path}: " + "; ".join(failures))
+    return results

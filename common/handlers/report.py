@@ -1,0 +1,139 @@
+"""Evaluation report: rows of per-image scores written as CSV, their means (overall and per group) as JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ignite.engine import Engine, Events
+
+__all__ = ["MetricsReport", "source_name"]
+
+Score = Callable[[Any, Any, Mapping], "Mapping[str, Any] | Sequence[Mapping[str, Any]]"]
+
+
+def source_name(item: Mapping, key: str, index: int) -> str:
+    """File name the decollated ``item[key]`` was read from (MetaTensor or ``<key>_meta_dict``), else a numbered name."""
+    meta = getattr(item.get(key), "meta", None) or item.get(f"{key}_meta_dict") or {}
+    source = meta.get("filename_or_obj")
+    if isinstance(source, (list, tuple)):
+        source = source[0]
+    return Path(str(source)).name if source else f"image_{index:05d}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def column_means(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Mean of every numeric column over the rows that have it (NaN values left out), in first-seen order."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        for key, value in row.items():
+            if _is_number(value) and not math.isnan(value):
+                values[key].append(float(value))
+    return {key: sum(column) / len(column) for key, column in values.items() if column}
+
+
+class MetricsReport:
+    """Handler writing per-image scores of an evaluator run, overall and per group.
+
+    After each iteration, ``score(pred, label, item)`` is called for every decollated item of the batch; it returns
+    one row (a mapping of column to value) or several (e.g. one per organelle of the image). Each row gets the
+    image's file name and the item's ``group_by`` fields where it lacks them. When the run completes it writes
+    ``<output_dir>/<name>.csv`` (one line per row) and ``<output_dir>/<name>.json``:
+    ``{"images": n, <column>: overall mean, ..., "groups": {field: {value: {"rows": k, <column>: mean}}}}``,
+    logs the overall means and puts them into ``engine.state.metrics``.
+
+    Args:
+        output_dir: folder of the report (created if absent).
+        score: ``(pred, label, item) -> row | rows``; ``pred`` and ``label`` are ``item[pred_key]``, ``item[label_key]``.
+        pred_key, label_key: keys of the prediction and the ground truth in the decollated engine output.
+        group_by: item fields (str values such as ``cell_type``, ``modality``) or row columns to group means by.
+        name: file name stem of the report.
+        image_key: key whose source file names the image.
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        score: Score,
+        pred_key: str = "pred",
+        label_key: str = "label",
+        group_by: Sequence[str] = (),
+        name: str = "metrics",
+        image_key: str = "image",
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.score = score
+        self.pred_key, self.label_key, self.image_key, self.name = pred_key, label_key, image_key, name
+        self.group_by = tuple(group_by)
+        self.rows: list[dict] = []
+        self.images = 0
+        self.logger = logging.getLogger(type(self).__module__)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
+
+    def reset(self, engine: Engine | None = None) -> None:
+        self.rows, self.images = [], 0
+
+    def _item_rows(self, item: Mapping) -> list[dict]:
+        for key in (self.pred_key, self.label_key):
+            if key not in item:
+                raise KeyError(f"{type(self).__name__}: the engine output has no {key!r} (keys: {sorted(item)}).")
+        scored = self.score(item[self.pred_key], item[self.label_key], item)
+        rows = [dict(scored)] if isinstance(scored, Mapping) else [dict(row) for row in scored]
+        image = source_name(item, self.image_key, self.images)
+        for row in rows:
+            row.setdefault("image", image)
+            for field in self.group_by:
+                if field not in row and field in item:
+                    row[field] = str(item[field])
+        return rows
+
+    def collect(self, engine: Engine) -> None:
+        output = engine.state.output
+        for item in output if isinstance(output, list) else [output]:
+            self.rows.extend(self._item_rows(item))
+            self.images += 1
+
+    def summary(self) -> dict:
+        """Image count, overall column means and, for each ``group_by`` field, the means per value."""
+        groups: dict[str, dict[str, dict]] = {}
+        for field in self.group_by:
+            members: dict[str, list[dict]] = defaultdict(list)
+            for row in self.rows:
+                if field in row:
+                    members[str(row[field])].append(row)
+            groups[field] = {value: {"rows": len(rows), **column_means(rows)} for value, rows in sorted(members.items())}
+        return {"images": self.images, **column_means(self.rows), **({"groups": groups} if groups else {})}
+
+    def write_files(self, summary: Mapping) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        columns = list(dict.fromkeys(key for row in self.rows for key in row))
+        columns.sort(key=lambda key: key != "image")
+        with open(self.output_dir / f"{self.name}.csv", "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(self.rows)
+        (self.output_dir / f"{self.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    def log(self, summary: Mapping) -> None:
+        means = ", ".join(f"{key} {value:.4f}" for key, value in summary.items() if _is_number(value) and key != "images")
+        self.logger.info("%d images: %s; report in %s", summary["images"], means, self.output_dir / f"{self.name}.json")
+
+    def write(self, engine: Engine) -> None:
+        if not self.rows:
+            raise RuntimeError(f"{type(self).__name__}: the evaluator saw no images, nothing to report.")
+        summary = self.summary()
+        self.write_files(summary)
+        engine.state.metrics.update({k: v for k, v in summary.items() if _is_number(v) and k != "images"})
+        self.log(summary)

@@ -1,0 +1,71 @@
+"""common.bundle export and verify: what goes into a zip, and the errors for bad bundles."""
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from common.bundle import BundleCheckError, export_bundle, verify_bundle
+from common.bundle.__main__ import main
+from common.bundle.export import third_party_imports
+
+REPO = Path(__file__).resolve().parents[1]
+DSB = REPO / "bundles" / "dsb_nuclei_watershed_segmentation"
+
+
+@pytest.fixture
+def bundle_copy(tmp_path) -> Path:
+    copy = tmp_path / DSB.name
+    shutil.copytree(DSB, copy, ignore=shutil.ignore_patterns("models", "eval", "predictions"))
+    return copy
+
+
+def test_run_outputs_and_resume_checkpoints_stay_out(bundle_copy, tmp_path):
+    for name in ("models/model.pt", "models/checkpoint_epoch=3.pt", "eval/report.json", "predictions/a_label.tiff"):
+        (bundle_copy / name).parent.mkdir(exist_ok=True)
+        (bundle_copy / name).write_bytes(b"x")
+    names = zipfile.ZipFile(export_bundle(bundle_copy, tmp_path / "dist")).namelist()
+    assert f"{DSB.name}/models/model.pt" in names and f"{DSB.name}/large_files.yml" in names
+    assert not [n for n in names if "checkpoint_epoch" in n or "/eval/" in n or "/predictions/" in n or ".pyc" in n]
+
+
+def test_a_package_common_imports_must_be_listed(bundle_copy, tmp_path):
+    meta_file = bundle_copy / "configs" / "metadata.json"
+    metadata = json.loads(meta_file.read_text())
+    del metadata["required_packages_version"]["scipy"]
+    meta_file.write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match=r"lacks scipy \(imported by .*flows"):
+        export_bundle(bundle_copy, tmp_path / "dist")
+    assert not (tmp_path / "dist").exists()
+
+
+def test_imports_found_are_module_level_third_party_only():
+    found = third_party_imports(REPO / "common")
+    assert {"torch", "monai", "numpy", "scipy", "scikit-image", "tifffile"} <= set(found)
+    assert not {"cellpose", "imagecodecs", "os", "common", "holoscan"} & set(found)
+
+
+def test_verify_reports_missing_files_and_bad_zips(bundle_copy, tmp_path):
+    (bundle_copy / "docs" / "README.md").unlink()
+    lines = []
+    with pytest.raises(BundleCheckError, match=r"files: missing \['docs/README.md'\]"):
+        verify_bundle(bundle_copy, report=lines.append)
+    assert lines == ["FAILED  files: missing ['docs/README.md']"]
+    two_tops = tmp_path / "two.zip"
+    with zipfile.ZipFile(two_tops, "w") as archive:
+        archive.writestr("a/configs/metadata.json", "{}")
+        archive.writestr("b/LICENSE", "")
+    with pytest.raises(BundleCheckError, match="one top folder"):
+        verify_bundle(two_tops)
+
+
+def test_cli_exports_every_bundle(tmp_path, capsys):
+    assert main(["export", "--all", "--bundles", str(REPO / "bundles"), "--out", str(tmp_path)]) == 0
+    written = sorted(p.name for p in tmp_path.glob("*.zip"))
+    assert len(written) == len(list((REPO / "bundles").glob("*/configs/metadata.json"))) > 0
+    assert main(["export", "--all", "--bundles", str(REPO / "bundles"), "--out", str(tmp_path)]) == 1
+    assert "exists" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export"])
