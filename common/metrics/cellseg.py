@@ -13,7 +13,7 @@ import numpy as np
 
 from .instance import _as_label_array, iou_matrix, match_from_iou
 
-__all__ = ["remove_border_instances", "cellseg_counts", "cellseg_f1", "LARGE_IMAGE_PIXELS", "PATCH_SIZE"]
+__all__ = ["remove_border_instances", "cellseg_counts", "cellseg_f1", "cellseg_score", "LARGE_IMAGE_PIXELS", "PATCH_SIZE"]
 
 #: images with at least this many pixels are scored patch by patch, in patches of PATCH_SIZE squared.
 LARGE_IMAGE_PIXELS = 5000 * 5000
@@ -72,3 +72,8 @@ def cellseg_f1(gt, pred, threshold: float = 0.5, border: int = 2) -> dict:
         return {**counts, "precision": 0.0, "recall": 0.0, "f1": 0.0}
     precision, recall = tp / (tp + fp), tp / (tp + fn)
     return {**counts, "precision": precision, "recall": recall, "f1": 2 * precision * recall / (precision + recall)}
+
+
+def cellseg_score(pred, label, item=None) -> dict:
+    """:func:`cellseg_f1` of ``label`` and ``pred`` as a report row (``score`` of :class:`common.handlers.MetricsReport`)."""
+    return cellseg_f1(label, pred)

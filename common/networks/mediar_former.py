@@ -16,9 +16,9 @@ from torch import nn
 
 from .manet import MANetDecoder
 from .mix_transformer import MIT_IMAGENET_RULES, MixTransformer, load_mit_imagenet_weights
-from .weights import load_renamed
+from .weights import load_renamed, read_state_dict
 
-__all__ = ["MEDIARFormer", "FlowHead", "MEDIAR_CHECKPOINT_RULES", "load_mediar_weights"]
+__all__ = ["MEDIARFormer", "FlowHead", "MEDIAR_CHECKPOINT_RULES", "load_mediar_weights", "load_pretrained"]
 
 
 class FlowHead(nn.Sequential):
@@ -115,3 +115,22 @@ def load_mediar_weights(network: MEDIARFormer, path: Union[str, os.PathLike]) ->
     """Load one of MEDIAR's published checkpoints (MiT-B5) into ``network``, renamed by
     :data:`MEDIAR_CHECKPOINT_RULES`; every parameter must be in the file and fit."""
     return load_renamed(network, path, MEDIAR_CHECKPOINT_RULES)
+
+
+def load_pretrained(network: MEDIARFormer, path: Optional[Union[str, os.PathLike]]) -> MEDIARFormer:
+    """``network`` with the weights of ``path``: a checkpoint of this bundle (our parameter names) or one of
+    MEDIAR's published checkpoints (its names, see :data:`MEDIAR_CHECKPOINT_RULES`); None leaves it as it is.
+
+    Raises:
+        FileNotFoundError / KeyError / ValueError: naming the file, when it is missing or does not fit.
+    """
+    if path is None:
+        return network
+    state = read_state_dict(path)
+    if set(state) == set(network.state_dict()):
+        try:
+            network.load_state_dict(state)
+        except RuntimeError as error:  # same names, other shapes: another model size
+            raise ValueError(f"{path}: checkpoint of another model size: {error}") from error
+        return network
+    return load_mediar_weights(network, path)
