@@ -13,7 +13,9 @@ import numpy as np
 
 from .instance import _as_label_array, iou_matrix, match_from_iou
 
-__all__ = ["remove_border_instances", "cellseg_counts", "cellseg_f1", "cellseg_score", "LARGE_IMAGE_PIXELS", "PATCH_SIZE"]
+__all__ = [
+    "remove_border_instances", "cellseg_counts", "cellseg_f1", "cellseg_score", "LARGE_IMAGE_PIXELS", "PATCH_SIZE"
+]
 
 #: images with at least this many pixels are scored patch by patch, in patches of PATCH_SIZE squared.
 LARGE_IMAGE_PIXELS = 5000 * 5000
@@ -75,5 +77,5 @@ def cellseg_f1(gt, pred, threshold: float = 0.5, border: int = 2) -> dict:
 
 
 def cellseg_score(pred, label, item=None) -> dict:
-    """:func:`cellseg_f1` of ``label`` and ``pred`` as a report row (``score`` of :class:`common.handlers.MetricsReport`)."""
+    """:func:`cellseg_f1` of ``label`` and ``pred``: the ``score`` for :class:`common.handlers.MetricsReport`."""
     return cellseg_f1(label, pred)
