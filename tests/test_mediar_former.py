@@ -12,6 +12,7 @@ from common.networks import (
     ensemble_from_checkpoints,
     load_mediar_weights,
     load_mit_imagenet_weights,
+    load_pretrained,
 )
 
 SMALL = dict(encoder="mit_b0", decoder_channels=(32, 32, 16, 16, 16), attention_channels=8)
@@ -174,6 +175,20 @@ def test_mediar_checkpoint_loads_with_every_parameter_in_place(tmp_path):
         if source is not None:
             assert torch.equal(value, source), name
     assert torch.equal(state["encoder.stages.1.blocks.0.attn.kv.weight"], published["encoder.block2.0.attn.kv.weight"])
+
+
+def test_initial_weights_from_our_checkpoints_or_mediars(tmp_path):
+    torch.manual_seed(0)
+    source = MEDIARFormer(**SMALL)
+    torch.save(source.state_dict(), tmp_path / "ours.pt")
+    torch.save({mediar_name(k) if not k.startswith("encoder.") else k: v for k, v in source.state_dict().items()},
+               tmp_path / "decoder_only_renamed.pt")  # neither naming throughout: refused
+    ours = load_pretrained(MEDIARFormer(**SMALL), tmp_path / "ours.pt")
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), source.state_dict().values()))
+    with pytest.raises(KeyError, match="decoder_only_renamed.pt"):
+        load_pretrained(MEDIARFormer(**SMALL), tmp_path / "decoder_only_renamed.pt")
+    untouched = MEDIARFormer(**SMALL)
+    assert load_pretrained(untouched, None) is untouched
 
 
 def test_average_ensemble_and_checkpoints(tmp_path):
