@@ -1,7 +1,6 @@
 """MEDIAR's data-centric pieces: several datasets in one datalist, modality discovery and amplified sampling,
 cell memory replay."""
 
-import json
 from collections import Counter
 
 import numpy as np

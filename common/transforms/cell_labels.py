@@ -4,14 +4,14 @@ labels' device; NumPy input is returned as NumPy."""
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping
-
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.transforms import Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
 from common.metrics.cellseg import remove_border_instances
+
+from .flows import _Mapd  # applies an array transform to each key, naming the key in errors
 
 __all__ = ["BoundaryExclusion", "BoundaryExclusiond", "RemoveBorderInstances", "RemoveBorderInstancesd"]
 
@@ -76,8 +76,8 @@ class BoundaryExclusion(Transform):
         return convert_to_dst_type(out, labels, dtype=torch.int32 if _is_unsigned(labels) else None)[0]
 
 
-class BoundaryExclusiond(MapTransform):
-    """Dictionary version of :class:`BoundaryExclusion`."""
+class BoundaryExclusiond(_Mapd):
+    """Dictionary version of :class:`BoundaryExclusion`; ``output_keys`` (default ``keys``) receive the labels."""
 
     backend = BoundaryExclusion.backend
 
@@ -87,16 +87,10 @@ class BoundaryExclusiond(MapTransform):
         min_area: int = 196,
         border: int = 2,
         mode: str = "background",
+        output_keys: KeysCollection | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.transform = BoundaryExclusion(min_area, border, mode)
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key])
-        return d
+        super().__init__(BoundaryExclusion(min_area, border, mode), keys, output_keys, allow_missing_keys)
 
 
 class RemoveBorderInstances(Transform):
@@ -114,17 +108,16 @@ class RemoveBorderInstances(Transform):
         return convert_to_dst_type(out, labels)[0]
 
 
-class RemoveBorderInstancesd(MapTransform):
+class RemoveBorderInstancesd(_Mapd):
     """Dictionary version of :class:`RemoveBorderInstances` (for example on ``["pred", "label"]``)."""
 
     backend = RemoveBorderInstances.backend
 
-    def __init__(self, keys: KeysCollection, width: int = 2, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.transform = RemoveBorderInstances(width)
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key])
-        return d
+    def __init__(
+        self,
+        keys: KeysCollection,
+        width: int = 2,
+        output_keys: KeysCollection | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(RemoveBorderInstances(width), keys, output_keys, allow_missing_keys)

@@ -12,6 +12,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
+from .flows import _Mapd  # applies an array transform to each key, naming the key in errors
+
 __all__ = ["NonZeroPercentileNormalize", "NonZeroPercentileNormalized", "CellAwareIntensity", "CellAwareIntensityd"]
 
 
@@ -75,8 +77,8 @@ class NonZeroPercentileNormalize(Transform):
         return convert_to_dst_type(out, img, dtype=torch.float32)[0]
 
 
-class NonZeroPercentileNormalized(MapTransform):
-    """Dictionary version of :class:`NonZeroPercentileNormalize`."""
+class NonZeroPercentileNormalized(_Mapd):
+    """Dictionary version of :class:`NonZeroPercentileNormalize`; ``output_keys`` (default ``keys``) receive it."""
 
     backend = NonZeroPercentileNormalize.backend
 
@@ -87,16 +89,11 @@ class NonZeroPercentileNormalized(MapTransform):
         upper: float = 99.5,
         channel_wise: bool = False,
         levels: Optional[int] = 256,
+        output_keys: Optional[KeysCollection] = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.normalizer = NonZeroPercentileNormalize(lower, upper, channel_wise, levels)
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.normalizer(d[key])
-        return d
+        super().__init__(NonZeroPercentileNormalize(lower, upper, channel_wise, levels), keys, output_keys,
+                         allow_missing_keys)
 
 
 class CellAwareIntensity(RandomizableTransform):
