@@ -57,3 +57,12 @@ def test_shape_errors(labels):
         FlowCellprobLoss()(torch.zeros(2, 2, 48, 40), labels)
     with pytest.raises(ValueError, match="target: expected"):
         FlowCellprobLoss()(torch.zeros(2, 3, 48, 40), labels[:, :, :10])
+
+
+def test_half_precision_outputs_are_scored_in_float32():
+    labels = torch.zeros(2, 1, 256, 256, dtype=torch.int32)
+    labels[:, :, 100:140, 100:140] = 1
+    pred = torch.full((2, 3, 256, 256), 10.0, dtype=torch.float16)  # squared errors sum far beyond float16's range
+    loss = FlowCellprobLoss()(pred, labels)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    torch.testing.assert_close(loss, FlowCellprobLoss()(pred.float(), labels))

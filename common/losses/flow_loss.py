@@ -64,15 +64,17 @@ class FlowCellprobLoss(_Loss):
                 f"target: expected (B, 1, H, W) instance labels or (B, 3, H, W) flow targets matching pred "
                 f"{tuple(pred.shape)}, got shape {tuple(target.shape)}."
             )
-        # plain tensors: MetaTensor bookkeeping has no place in the loss
-        pred, target = convert_to_tensor(pred, track_meta=False), convert_to_tensor(target, track_meta=False)
+        # plain float32 tensors: no MetaTensor bookkeeping, and sums over a batch of 512 x 512 patches would
+        # overflow float16 under mixed precision (MEDIAR's nn.MSELoss / BCEWithLogitsLoss run in float32 there)
+        pred = convert_to_tensor(pred, track_meta=False).float()
+        target = convert_to_tensor(target, track_meta=False)
         if target.shape[1] == 1:
             valid = (target >= 0).to(pred.dtype)
             with torch.no_grad(), torch.autocast(device_type=target.device.type, enabled=False):
                 target = self.targets(target)
         else:
             valid = torch.ones_like(pred[:, :1])
-        target = target.to(pred.dtype)
+        target = target.float()
         count = valid.sum().clamp(min=1)
         flow_error = ((pred[:, :2] - target[:, :2]) ** 2 * valid).sum() / (2 * count)
         bce = F.binary_cross_entropy_with_logits(pred[:, 2:], target[:, 2:], reduction="none")
