@@ -175,6 +175,9 @@ def test_mediar_checkpoint_loads_with_every_parameter_in_place(tmp_path):
         if source is not None:
             assert torch.equal(value, source), name
     assert torch.equal(state["encoder.stages.1.blocks.0.attn.kv.weight"], published["encoder.block2.0.attn.kv.weight"])
+    # the bundle's inference and evaluation load MEDIAR's files the same way
+    member = ensemble_from_checkpoints(MEDIARFormer(**SMALL), [tmp_path / "from_phase1.pth"], loader=load_pretrained)
+    assert all(torch.equal(member.state_dict()[k], v) for k, v in state.items())
 
 
 def test_initial_weights_from_our_checkpoints_or_mediars(tmp_path):

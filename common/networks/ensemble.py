@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -36,24 +36,38 @@ class AverageEnsemble(nn.Module):
 
 
 def ensemble_from_checkpoints(
-    network: nn.Module, checkpoints: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]], device=None
+    network: nn.Module,
+    checkpoints: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]],
+    device=None,
+    loader: Optional[Callable[[nn.Module, Union[str, os.PathLike]], nn.Module]] = None,
 ) -> nn.Module:
     """``network`` with the weights of one checkpoint, or an :class:`AverageEnsemble` of copies of it, one per
-    checkpoint (files written by the bundles' ``CheckpointSaver``: a state dict, bare or under ``"model"``).
+    checkpoint.
+
+    Args:
+        network: the architecture (left unchanged: each checkpoint loads into a copy).
+        checkpoints: one file or several.
+        device: where the result goes.
+        loader: ``loader(network, path)`` loads a file into a network; by default a state dict as the bundles'
+            ``CheckpointSaver`` writes it (bare or under ``"model"``). :func:`common.networks.load_pretrained`
+            also reads MEDIAR's released checkpoints.
 
     Raises:
-        FileNotFoundError / ValueError: naming the checkpoint that is missing or not a state dict.
+        FileNotFoundError / ValueError: naming the checkpoint that is missing or does not fit.
     """
     paths = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
     if not paths:
         raise ValueError("checkpoints: expected at least one checkpoint file.")
     members = []
     for path in paths:
-        member = copy.deepcopy(network)
-        try:
-            member.load_state_dict(read_state_dict(path))
-        except RuntimeError as error:  # wrong architecture: name the file
-            raise ValueError(f"{path}: checkpoint does not fit the network: {error}") from error
-        members.append(member)
+        members.append((loader or _load_state_dict)(copy.deepcopy(network), path))
     model = members[0] if len(members) == 1 else AverageEnsemble(members)
     return model.to(device) if device is not None else model
+
+
+def _load_state_dict(network: nn.Module, path: Union[str, os.PathLike]) -> nn.Module:
+    try:
+        network.load_state_dict(read_state_dict(path))
+    except RuntimeError as error:  # wrong architecture: name the file
+        raise ValueError(f"{path}: checkpoint does not fit the network: {error}") from error
+    return network
