@@ -1,12 +1,12 @@
 # make demo : synthetic nuclei -> train, evaluate and infer with the DSB bundle through the bundle CLI
-# make test : the whole test suite
+# make test : the whole test suite (EXTRAS=test,deploy: the MONAI Deploy tests run too; EXTRAS=test skips them)
 # Both create .venv and install the project into it on first use.
 VENV ?= .venv
-EXTRAS ?= test
+EXTRAS ?= test,deploy
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: demo test test-fast bench clean-venv
+.PHONY: demo test test-fast bench map-app clean-venv
 
 $(INSTALLED): setup.cfg pyproject.toml scripts/setup_venv.sh
 	VENV=$(VENV) EXTRAS=$(EXTRAS) ./scripts/setup_venv.sh
@@ -23,6 +23,11 @@ test-fast: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(PYTHON) tests/benchmarks/bench_flows.py
+
+map-app:  # the folder `monai-deploy package` takes: app.py, app.yaml, requirements.txt and the common package
+	rm -rf build/map_app && mkdir -p build/map_app
+	cp -r common build/map_app/ && find build/map_app -name __pycache__ -prune -exec rm -rf {} +
+	cp common/deploy/app.py common/deploy/app.yaml common/deploy/requirements.txt build/map_app/
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,6 +7,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from common.io.challenge_layouts import (
@@ -157,6 +158,59 @@ def test_livecell_items_through_the_dispatcher_and_mask_transform(tmp_path):
     assert quiet_livecell(tmp_path, split="training") == items  # the project's split names work too
     masked = CocoPolygonsToMaskd(keys="polygons", mask_keys="label")(items[0])
     assert masked["label"].shape == (1, 24, 32) and masked["label"].sum() == 16 + 60
+
+
+def published_livecell(root: Path) -> Path:
+    """A LIVECell folder as Sartorius distributes it: images listed with their extra fields, annotations keyed by
+    id (as strings), a cell in two parts, one with a hole (keyhole polygon), an image without annotations."""
+    names = [A172, BV2, SHSY5Y]
+    images = [
+        {"id": 1 + i, "file_name": name, "original_filename": name.replace(".tif", ".png"), "width": 12,
+         "height": 10, "url": "", "date_captured": "2021-01-01", "license": 1}
+        for i, name in enumerate(names)
+    ]  # fmt: skip
+    keyhole = [1, 1, 9, 1, 9, 9, 1, 9, 1, 5, 3, 5, 3, 6, 6, 6, 6, 3, 3, 3, 3, 5, 1, 5]
+    segmentations = {
+        1: [[keyhole], [square(10, 0, 12, 2), square(10, 8, 12, 10)]],  # ring with a hole; two parts at the border
+        2: [[square(0, 0, 2.4, 10)]],
+    }
+    annotations, next_id = {}, 2000
+    for image_id, cells in segmentations.items():
+        for segmentation in cells:
+            annotations[str(next_id)] = {"id": next_id, "image_id": image_id, "segmentation": segmentation,
+                                         "area": 0.0, "bbox": [0, 0, 1, 1], "iscrowd": 0, "category_id": 1}  # fmt: skip
+            next_id += 1
+    content = {"info": {"version": "1.0"}, "licenses": [], "images": images, "annotations": annotations,
+               "categories": [{"supercategory": "cell", "id": 1, "name": "cell"}]}  # fmt: skip
+    for name in names:
+        touch(root / "images" / "livecell_train_val_images" / name)
+    (root / "livecell_coco_train.json").write_text(json.dumps(content))
+    return root
+
+
+def test_livecell_published_form_gives_items_and_masks(tmp_path):
+    root = published_livecell(tmp_path)
+    with pytest.warns(UserWarning, match=f"livecell_coco_train.json: skipped 1 image.*{SHSY5Y}"):
+        items = livecell_datalist(root)
+    assert [(item["id"], item["cell_type"], len(item["polygons"])) for item in items] == [
+        (Path(A172).stem, "A172", 2), (Path(BV2).stem, "BV2", 1)
+    ]
+    masks = [CocoPolygonsToMaskd(keys="polygons", mask_keys="label")(item)["label"][0] for item in items]
+    ring = np.zeros((10, 12), np.uint8)
+    ring[1:9, 1:9] = 1
+    ring[3:6, 3:6] = 0
+    ring[0:2, 10:12] = ring[8:10, 10:12] = 1
+    np.testing.assert_array_equal(masks[0], ring)
+    band = np.zeros((10, 12), np.uint8)
+    band[:, 0:2] = 1  # x up to 2.4: the columns whose centres (0.5, 1.5) lie inside
+    np.testing.assert_array_equal(masks[1], band)
+
+
+def test_livecell_missing_image_in_a_nested_test_folder_is_named(tmp_path):
+    root = livecell_root(tmp_path, nested_test=True)
+    (root / "images" / "livecell_test_images" / "SKOV3" / SKOV3).unlink()
+    with pytest.raises(LayoutError, match=f"livecell_coco_test.json: 1 annotated image.*not found on disk: {SKOV3}"):
+        quiet_livecell(root, split="test")
 
 
 def quiet_livecell_build(root):

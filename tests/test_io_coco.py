@@ -152,6 +152,16 @@ def test_a_part_inside_another_cuts_no_hole():
     assert nested.sum() == 64
 
 
+def test_a_keyhole_polygon_has_a_hole():
+    # a mask with a hole drawn as one polygon: the outer ring, a zero-width cut, the inner ring backwards
+    keyhole = [1, 1, 9, 1, 9, 9, 1, 9, 1, 5, 3, 5, 3, 6, 6, 6, 6, 3, 3, 3, 3, 5, 1, 5]
+    mask = polygons_to_mask([keyhole], 10, 10)
+    expected = np.zeros((10, 10), bool)
+    expected[1:9, 1:9] = True
+    expected[3:6, 3:6] = False
+    np.testing.assert_array_equal(mask, expected)
+
+
 def test_polygons_touching_the_border_keep_border_pixels():
     assert polygons_to_mask([square(0, 0, 12, 10)], 10, 12).all()
     right_edge = polygons_to_mask([square(9, 0, 12, 10)], 10, 12)  # as LIVECell cells cut by the border (x = W)

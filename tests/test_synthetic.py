@@ -16,7 +16,8 @@ from scipy import ndimage
 from skimage.measure import regionprops
 
 from common.data.scene import FLUORESCENCE_CHANNELS, LABEL_FREE_CHANNELS, Morphology, Optics, render_scene
-from common.data.synthetic import WRITERS, _colour_instances, write_dataset
+from common.data.synthetic import LIVECELL_CELL_TYPES, WRITERS, _coco_annotations, _colour_instances, write_dataset
+from common.io.coco import polygons_to_labels
 
 SIZE = 64
 REPO = Path(__file__).resolve().parents[1]
@@ -259,6 +260,38 @@ def test_livecell_options_plain_list_and_test_images_by_cell_type(written):
         assert list(from_keyed["annotations"].values()) == from_listed["annotations"]
     nested = sorted((listed / "images/livecell_test_images").rglob("*.tif"))
     assert len(nested) == 3 and all(path.name.startswith(f"{path.parent.name}_Phase_") for path in nested)
+
+
+def rasterised(labels: np.ndarray) -> np.ndarray:
+    """The labels the COCO annotations written for (H, W) ``labels`` give back, numbered like ``labels``."""
+    annotations = _coco_annotations(labels, image_id=1, first_id=1)
+    numbers = np.array([0] + [label for label in np.unique(labels) if label])
+    return numbers[polygons_to_labels([annotation["segmentation"] for annotation in annotations], *labels.shape)]
+
+
+@pytest.mark.parametrize("cell_type", sorted(LIVECELL_CELL_TYPES))
+def test_livecell_polygons_rasterise_to_the_rendered_cells(cell_type):
+    # COCO puts pixel (r, c) on [c, c + 1) x [r, r + 1): polygons half a pixel too small lose a rim of pixels
+    scene = render_scene((96, 130), morphology=LIVECELL_CELL_TYPES[cell_type], seed=(1, 2, 3), fluorescence=(),
+                         label_free=())  # fmt: skip
+    assert len(np.unique(scene.labels)) > 5
+    np.testing.assert_array_equal(rasterised(scene.labels), scene.labels)
+
+
+def test_livecell_polygons_of_border_thin_and_split_cells():
+    labels = np.zeros((9, 12), np.int32)
+    labels[0:3, 9:12] = 1  # touches the top and right borders: polygon reaches x = W
+    labels[5, 0:12] = 2  # one pixel thick, border to border
+    labels[7, 2] = labels[8, 3] = 3  # two pieces touching at a corner: two polygon parts
+    labels[1:4, 1:4] = 4
+    labels[2, 2] = 0  # a hole cannot be written as COCO polygons: filled
+    expected = labels.copy()
+    expected[2, 2] = 4
+    np.testing.assert_array_equal(rasterised(labels), expected)
+    annotations = _coco_annotations(labels, image_id=1, first_id=1)
+    assert [len(annotation["segmentation"]) for annotation in annotations] == [1, 1, 2, 1]
+    x = np.asarray(annotations[0]["segmentation"][0][0::2])
+    assert x.max() == 12 and annotations[0]["bbox"] == [9.0, 0.0, 3.0, 3.0]
 
 
 def ome_pixel_size(path: Path) -> tuple[float, float]:

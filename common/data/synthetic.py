@@ -355,32 +355,43 @@ def _corners(contour: np.ndarray) -> np.ndarray:
     return points[turns]
 
 
-def _outline_polygon(mask: np.ndarray, top: int, left: int, shape: tuple[int, int]) -> list[float]:
-    """COCO polygon [x1, y1, x2, y2, ...] around a (h, w) bool object mask whose corner is at ``top, left``.
+def _outline_polygons(mask: np.ndarray, top: int, left: int, shape: tuple[int, int]) -> list[list[float]]:
+    """COCO polygon parts ``[[x1, y1, x2, y2, ...], ...]`` around a (h, w) bool object mask at ``top, left``.
 
-    Coordinates are pixel coordinates of the full (H, W) image, clipped to it.
+    One part per 4-connected piece of the object, traced along its outer boundary (a hole cannot be written
+    in COCO polygons). ``find_contours`` puts pixel centres on integers, so its level-0.5 contour runs half a
+    pixel inside COCO's, where pixel ``(r, c)`` is the square ``[c, c + 1) x [r, r + 1)``; shifted by +0.5 it
+    runs along the pixel edges (cutting corners diagonally), and every pixel centre of the object lies inside
+    it: rasterising the parts by the COCO rule (:func:`common.io.coco.polygons_to_mask`) gives the object back.
+    Coordinates are in the full (H, W) image, clipped to ``[0, W] x [0, H]``.
     """
-    contour = _corners(max(find_contours(np.pad(mask, 1).astype(np.float32), 0.5), key=len))
-    y = np.clip(contour[:, 0] + top - 1, 0, shape[0] - 1)
-    x = np.clip(contour[:, 1] + left - 1, 0, shape[1] - 1)
-    return [round(float(value), 2) for point in zip(x, y) for value in point]
+    pieces, count = ndimage.label(mask)
+    parts = []
+    for piece in range(1, count + 1):
+        filled = np.pad(ndimage.binary_fill_holes(pieces == piece), 1).astype(np.float32)
+        contour = _corners(max(find_contours(filled, 0.5), key=len))
+        y = np.clip(contour[:, 0] + top - 1 + 0.5, 0, shape[0])  # -1: the padding
+        x = np.clip(contour[:, 1] + left - 1 + 0.5, 0, shape[1])
+        if len(contour) >= 3:
+            parts.append([round(float(value), 2) for point in zip(x, y) for value in point])
+    return parts
 
 
 def _coco_annotations(labels: np.ndarray, image_id: int, first_id: int) -> list[dict]:
-    """One COCO annotation (polygon, area, bbox [x, y, w, h]) per cell of (H, W) ``labels``."""
+    """One COCO annotation (polygon parts, area, bbox [x, y, w, h]) per cell of (H, W) ``labels``."""
     annotations = []
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
         mask = labels[box] == label
-        polygon = _outline_polygon(mask, box[0].start, box[1].start, labels.shape)
-        if len(polygon) < 6:
+        parts = _outline_polygons(mask, box[0].start, box[1].start, labels.shape)
+        if not parts:
             continue
         annotations.append({
             "id": first_id + len(annotations),
             "image_id": image_id,
             "category_id": 1,
-            "segmentation": [polygon],
+            "segmentation": parts,
             "area": float(mask.sum()),
             "bbox": [float(box[1].start), float(box[0].start), float(box[1].stop - box[1].start),
                      float(box[0].stop - box[0].start)],

@@ -2,3 +2,4 @@
 
 from .instance_report import InstanceSegmentationReport
 from .report import MetricsReport, source_name
+from .semantic_report import SemanticSegmentationReport

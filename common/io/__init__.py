@@ -31,3 +31,4 @@ from .labels import (
 )
 from .segmentation_layouts import BBBC039_SPLITS, bbbc039_datalist, dsb2018_datalist, neurips_datalist
 from .writers import SaveImageFiled, label_dtype
+from .challenge_layouts import livecell_name_fields

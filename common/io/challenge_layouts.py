@@ -27,6 +27,7 @@ from .errors import LayoutError
 
 __all__ = [
     "livecell_datalist",
+    "livecell_name_fields",
     "lmc_datalist",
     "lmc_split",
     "adipocyte_datalist",
@@ -188,6 +189,16 @@ def _livecell_cell_types(names: Sequence[str], annotation_path: str) -> dict[str
             f"<CellType>_Phase_<Well>_<Location>_<ddDhhHmmM>_<crop>.tif: {_listing(unmatched)}."
         )
     return {name: match["cell_type"] for name, match in matches.items()}
+
+
+def livecell_name_fields(name: str) -> dict[str, str]:
+    """``{"cell_type": ...}`` read from a LIVECell image name (folders and suffix allowed), ``{}`` for other names.
+
+    For per-cell-type evaluation reports (``fields_from_name`` of
+    :class:`common.handlers.SemanticSegmentationReport`), which also see images not named the LIVECell way.
+    """
+    match = _LIVECELL_NAME.match(_stem(Path(name).name))
+    return {"cell_type": match["cell_type"]} if match else {}
 
 
 # ------------------------------------------------------------------------------------------ Light My Cells

@@ -17,3 +17,7 @@ __all__ = [
     "mean_average_f1",
     "remove_border_instances",
 ]
+
+from .semantic import semantic_scores
+
+__all__ += ["semantic_scores"]

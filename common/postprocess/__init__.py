@@ -8,3 +8,13 @@ from .watershed import (
     watershed_instances,
     watershed_markers,
 )
+from .morphology import binary_dilation, binary_erosion, disk
+from .thresholds import (
+    THRESHOLD_METHODS,
+    huang_threshold,
+    image_histograms,
+    max_entropy_threshold,
+    otsu_threshold,
+    threshold_images,
+    triangle_threshold,
+)

@@ -6,13 +6,17 @@ Each bundle has ``specs/<bundle name>.json``:
 - ``overrides`` / ``inference_overrides``: CLI overrides that make training / inference small and offline;
 - ``outputs``: ``evaluate`` (JSON report under bundle_root, with an ``images`` count), ``inference_glob``
   (pattern under the inference output_dir, ``**`` allowed), optional ``inference_count`` (default: one output
-  per file of the input folder) and ``model`` (checkpoint under bundle_root, default ``models/model.pt``).
+  per file of the input folder) and ``model`` (checkpoint under bundle_root, default ``models/model.pt``);
+- ``torchscript``: ``"trace"`` for a network ``torch.jit.script`` cannot compile (exported with ``--use_trace``).
 """
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = sorted(path for path in (REPO / "bundles").iterdir() if (path / "configs").is_dir())
@@ -46,3 +50,48 @@ def dataset(bundle, spec, tmp_path_factory) -> Path:
     synthetic = dict(spec["synthetic"])
     layout = synthetic.pop("layout")
     return write_dataset(layout, tmp_path_factory.mktemp(bundle.name) / layout, **synthetic)
+
+
+@pytest.fixture(scope="module")
+def release(bundle, spec, tmp_path_factory) -> dict:
+    """A copy of the bundle with seeded untrained weights (``source``), and its exported zip (``zip``)."""
+    from common.bundle import export_bundle
+    from test_bundle_suite import parser_for
+
+    work = tmp_path_factory.mktemp(f"{bundle.name}_release")
+    source = work / bundle.name
+    shutil.copytree(bundle, source, ignore=shutil.ignore_patterns("models", "eval", "predictions", "__pycache__"))
+    parser = parser_for(source, "inference.json")
+    parser.update(spec.get("inference_overrides", {}))
+    torch.manual_seed(0)
+    model_file = spec["outputs"].get("model", "models/model.pt")
+    (source / model_file).parent.mkdir(parents=True)
+    torch.save(parser.get_parsed_content("network_def").state_dict(), source / model_file)
+    return {"source": source, "zip": export_bundle(source, work / "dist"), "model_file": model_file}
+
+
+@pytest.fixture(scope="module")
+def reference_outputs(bundle, spec, dataset, release, tmp_path_factory) -> Path:
+    """Output folder of the release's ``inferring`` run through the bundle CLI, from its source folder."""
+    from test_bundle_suite import run_cli
+
+    out = tmp_path_factory.mktemp(f"{bundle.name}_reference")
+    run_cli(release["source"], "inferring", ["inference.json"],
+            {**spec.get("inference_overrides", {}), "dataset_dir": str(dataset / spec["inference_input"]),
+             "bundle_root": str(release["source"]), "output_dir": str(out)})
+    return out
+
+
+def assert_same_outputs(got_dir: Path, expected_dir: Path, pattern: str) -> None:
+    """Same files; integer images (labels) bitwise equal, float images to float tolerance, same dtype."""
+    from common.io import read_image
+
+    expected = {p.relative_to(expected_dir).as_posix(): read_image(p) for p in sorted(expected_dir.glob(pattern))}
+    got = {p.relative_to(got_dir).as_posix(): read_image(p) for p in sorted(got_dir.glob(pattern))}
+    assert list(got) == list(expected) and expected, f"{sorted(got)} != {sorted(expected)}"
+    for name, image in expected.items():
+        assert got[name].dtype == image.dtype, name
+        if np.issubdtype(image.dtype, np.integer):
+            np.testing.assert_array_equal(got[name], image, err_msg=name)
+        else:
+            np.testing.assert_allclose(got[name], image, rtol=1e-5, atol=1e-6, err_msg=name)

@@ -100,11 +100,14 @@ def test_network_input_output_matches_metadata(bundle):
     )
 
 
-def test_torchscript_export_equals_eager_network(bundle, tmp_path):
+def test_torchscript_export_equals_eager_network(bundle, spec, tmp_path):
     parser = parser_for(bundle, "inference.json")
     parser["bundle_root"] = str(tmp_path)
     network = parser.get_parsed_content("network_def")
     torch.save(network.state_dict(), tmp_path / "model.pt")
+    fmt = parser.get("_meta_")["network_data_format"]["inputs"]["image"]
+    shape = [1, fmt["num_channels"], *fmt["spatial_shape"]]
+    trace = {"use_trace": True, "input_shape": shape} if spec.get("torchscript") == "trace" else {}
     ckpt_export(
         net_id="network_def",
         filepath=str(tmp_path / "model.ts"),
@@ -112,10 +115,10 @@ def test_torchscript_export_equals_eager_network(bundle, tmp_path):
         meta_file=str(bundle / "configs" / "metadata.json"),
         config_file=configs(bundle, "inference.json"),
         bundle_root=str(tmp_path),
+        **trace,
     )
     scripted = torch.jit.load(str(tmp_path / "model.ts"))
-    fmt = parser.get("_meta_")["network_data_format"]["inputs"]["image"]
-    x = torch.rand(1, fmt["num_channels"], *fmt["spatial_shape"])
+    x = torch.rand(*shape)
     network.eval()
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), network(x))

@@ -1,7 +1,10 @@
 """Every bundle as users get it: exported to a zip, downloaded with ``monai.bundle.download``, run and loaded in a
-fresh process that cannot import this repository's ``common``; its outputs equal the repository's."""
+fresh process that cannot import this repository's ``common``, and run by the MONAI Deploy application; the
+outputs equal those of the bundle's own inference from the repository."""
 
+import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,12 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SCHEMA
+from conftest import BUNDLES, REPO, SCHEMA, assert_same_outputs
 from monai.bundle import download
-from test_bundle_suite import parser_for, run_cli
+from monai.data import MetaTensor
 
 from common.bundle import export_bundle, verify_bundle
-from common.io import read_image
 
 # run in the fresh process: forget the editable install of this repository, put the downloaded bundle folder on
 # sys.path as a user's app does (the bundle's configs import `common` from there), then run and load the bundle
@@ -39,25 +41,6 @@ DOWNLOADED_RUN = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def release(bundle, spec, tmp_path_factory) -> dict:
-    """A copy of the bundle with seeded untrained weights, and its exported zip."""
-    work = tmp_path_factory.mktemp(f"{bundle.name}_release")
-    source = work / bundle.name
-    shutil.copytree(bundle, source, ignore=shutil.ignore_patterns("models", "eval", "predictions", "__pycache__"))
-    parser = parser_for(source, "inference.json")
-    parser.update(spec.get("inference_overrides", {}))
-    torch.manual_seed(0)
-    model_file = spec["outputs"].get("model", "models/model.pt")
-    (source / model_file).parent.mkdir(parents=True)
-    torch.save(parser.get_parsed_content("network_def").state_dict(), source / model_file)
-    return {"source": source, "zip": export_bundle(source, work / "dist"), "model_file": model_file}
-
-
-def read_outputs(folder: Path, pattern: str) -> dict:
-    return {path.relative_to(folder).as_posix(): read_image(path) for path in sorted(folder.glob(pattern))}
-
-
 def test_zip_holds_one_bundle_folder_with_weights_hashes_and_common(bundle, release):
     import zipfile
 
@@ -77,15 +60,14 @@ def test_verify_passes_on_the_zip(release):
                             "TorchScript export"}
 
 
-def test_downloaded_bundle_runs_and_loads_without_this_repository(bundle, spec, dataset, release, tmp_path):
+def test_downloaded_bundle_runs_and_loads_without_this_repository(bundle, spec, dataset, release, reference_outputs,
+                                                                  tmp_path):
     downloads = tmp_path / "downloads"
     download(name=bundle.name, url=release["zip"].as_uri(), bundle_dir=str(downloads), progress=False)
     root = downloads / bundle.name
     inputs = dataset / spec["inference_input"]
     overrides = {**spec.get("inference_overrides", {}), "dataset_dir": str(inputs)}
 
-    run_cli(release["source"], "inferring", ["inference.json"],
-            {**overrides, "bundle_root": str(release["source"]), "output_dir": str(tmp_path / "from_repository")})
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     args = {"bundle_root": str(root), "bundle_dir": str(downloads), "name": bundle.name,
@@ -97,12 +79,56 @@ def test_downloaded_bundle_runs_and_loads_without_this_repository(bundle, spec, 
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(loaded["common"]).is_relative_to(root) and loaded["weights_equal"]
 
-    pattern = spec["outputs"]["inference_glob"]
-    expected, got = read_outputs(tmp_path / "from_repository", pattern), read_outputs(tmp_path / "downloaded", pattern)
-    assert list(got) == list(expected) and expected
-    for name, image in expected.items():
-        assert got[name].dtype == image.dtype, name
-        if np.issubdtype(image.dtype, np.integer):
-            np.testing.assert_array_equal(got[name], image, err_msg=name)
-        else:
-            np.testing.assert_allclose(got[name], image, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert_same_outputs(tmp_path / "downloaded", reference_outputs, spec["outputs"]["inference_glob"])
+
+
+needs_deploy = pytest.mark.skipif(importlib.util.find_spec("monai.deploy") is None,
+                                reason="MONAI Deploy SDK not installed (pip install -e '.[deploy]')")
+
+
+@needs_deploy
+def test_deploy_app_output_equals_bundle_inference(bundle, spec, dataset, release, reference_outputs, tmp_path):
+    out = tmp_path / "deploy_out"
+    command = [sys.executable, "-m", "common.deploy", "--bundle", str(release["zip"]),
+               "-i", str(dataset / spec["inference_input"]), "-o", str(out)]
+    for key, value in spec.get("inference_overrides", {}).items():
+        command += ["--set", f"{key}={json.dumps(value)}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", HOLOSCAN_WORKDIR=str(tmp_path))
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    assert_same_outputs(out, reference_outputs, spec["outputs"]["inference_glob"])
+
+
+@needs_deploy
+def test_sdk_image_round_trip_keeps_dtype_and_metadata_the_stock_operator_reads():
+    from common.deploy.operators import from_sdk_image, to_sdk_image
+
+    labels = MetaTensor(torch.tensor([[[0, 300], [70000, 1]]], dtype=torch.int32),
+                        meta={"filename_or_obj": "/data/a.ome.tiff", "pixel_size_um": (0.5, 0.25)})
+    image = to_sdk_image(labels)
+    meta = image.metadata()
+    assert {"spacing", "original_affine", "original_channel_dim"} <= set(meta)  # read by MonaiBundleInferenceOperator
+    back = from_sdk_image(image)
+    assert back.dtype == torch.int32 and back.meta["pixel_size_um"] == (0.5, 0.25)
+    np.testing.assert_array_equal(back.numpy(), labels.numpy())  # ids above 255 kept
+
+
+@needs_deploy
+def test_plain_app_py_with_holoscan_path_variables(bundle, spec, dataset, release, reference_outputs, tmp_path):
+    """The folder `make map-app` builds for `monai-deploy package`, run as the MAP runs it (one bundle suffices)."""
+    if bundle != BUNDLES[0]:
+        pytest.skip("the MAP folder is checked with one bundle; the application is the same for all")
+    app = tmp_path / "map_app"
+    shutil.copytree(REPO / "common", app / "common", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("app.py", "app.yaml", "requirements.txt"):
+        shutil.copy(REPO / "common" / "deploy" / name, app / name)
+    out = tmp_path / "output"
+    env = {"PATH": os.environ["PATH"], "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           "HOLOSCAN_INPUT_PATH": str(dataset / spec["inference_input"]), "HOLOSCAN_OUTPUT_PATH": str(out),
+           "HOLOSCAN_MODEL_PATH": str(release["zip"]), "HOLOSCAN_WORKDIR": str(tmp_path)}
+    script = "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]; " \
+             "sys.argv = ['app.py'] + sys.argv[1:]; import runpy; runpy.run_path('app.py', run_name='__main__')"
+    sets = [arg for key, value in spec.get("inference_overrides", {}).items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+    done = subprocess.run([sys.executable, "-c", script, *sets], cwd=app, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    assert_same_outputs(out, reference_outputs, spec["outputs"]["inference_glob"])

@@ -1,0 +1,87 @@
+"""MONAI Deploy application running any bundle of the collection on a folder of microscopy images.
+
+    python -m common.deploy --bundle <bundle folder or zip> -i <input folder> -o <output folder> [--set id=value ...]
+    python common/deploy/app.py -i <input folder> -o <output folder> -m <bundle folder or zip>  # SDK convention
+    HOLOSCAN_INPUT_PATH=... HOLOSCAN_OUTPUT_PATH=... HOLOSCAN_MODEL_PATH=<bundle> python app.py
+
+Graph: MicroscopyImageLoaderOperator -> BundleInferenceOperator -> MicroscopyImageWriterOperator, each input
+handed over in memory; loading, inference (with the bundle's post-processing, instance labels included) and
+writing are the bundle's own, so the files equal those of its ``inferring`` run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a plain script (app.py of a MAP): find the folder holding `common`
+    sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "common" / "__init__.py").is_file())))
+
+from monai.deploy.conditions import CountCondition
+from monai.deploy.core import AppContext, Application
+
+from common.deploy.operators import BundleInferenceOperator, MicroscopyImageLoaderOperator, MicroscopyImageWriterOperator
+from common.deploy.pipeline import BundlePipeline
+
+__all__ = ["MicroscopyBundleApp", "main"]
+
+
+class MicroscopyBundleApp(Application):
+    """Loads the inputs, runs the bundle given as the model path, writes its outputs."""
+
+    def __init__(self, *args, overrides: dict | None = None, **kwargs) -> None:
+        self.overrides = overrides or {}
+        super().__init__(*args, **kwargs)
+
+    def compose(self) -> None:
+        # holoscan keeps the arguments after the program name (an empty string when there are none)
+        context: AppContext = Application.init_app_context(["app", *(arg for arg in self.argv if arg)])
+        for name, path in (("input", context.input_path), ("bundle", context.model_path)):
+            if not path or not Path(path).exists():
+                raise FileNotFoundError(f"{name} path {path!r} does not exist.")
+        Path(context.output_path).mkdir(parents=True, exist_ok=True)
+        pipeline = BundlePipeline(context.model_path, context.input_path, context.output_path, self.overrides)
+        logging.info("bundle %s: %d inputs from %s to %s", pipeline.bundle.name, len(pipeline.datalist),
+                     context.input_path, context.output_path)
+        loader = MicroscopyImageLoaderOperator(self, CountCondition(self, len(pipeline.datalist)),
+                                               datalist=pipeline.datalist, load=pipeline.load,
+                                               keys=pipeline.loaded_keys, name="loader")
+        inference = BundleInferenceOperator(self, pipeline=pipeline, name="bundle_inference")
+        writer = MicroscopyImageWriterOperator(self, save=pipeline.save, name="writer")
+        self.add_flow(loader, inference, {("image", "image")})
+        self.add_flow(inference, writer, {("outputs", "outputs")})
+
+
+def split_overrides(argv: list[str]) -> tuple[list[str], dict]:
+    """Take ``--set id=value`` pairs (value parsed as JSON where it is JSON, else a string) out of ``argv``."""
+    rest, overrides = [], {}
+    arguments = iter(argv)
+    for arg in arguments:
+        if arg != "--set":
+            rest.append(arg)
+            continue
+        pair = next(arguments, "")
+        if "=" not in pair:
+            raise SystemExit(f"--set expects id=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return rest, overrides
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the application; ``--bundle X`` is accepted for ``-m X`` (``--model X``), ``--set id=value`` overrides
+    an id of the bundle's inference config (e.g. ``--set device=cpu``, ``--set 'patch_size=[512, 512]'``)."""
+    argv, overrides = split_overrides(list(sys.argv if argv is None else argv))
+    argv = [("--model" if arg == "--bundle" else arg) for arg in argv]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    app = MicroscopyBundleApp(argv, overrides=overrides)
+    app.run()
+
+
+if __name__ == "__main__":
+    main()

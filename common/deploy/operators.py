@@ -1,0 +1,116 @@
+"""MONAI Deploy operators for microscopy: load TIFF / OME-TIFF / PNG, run a bundle, write without casting.
+
+The SDK's stock I/O is DICOM and NIfTI, and its image output path casts predictions to uint8, which wraps instance
+ids above 255 and truncates float fluorescence. These operators hand data over in memory as SDK ``Image`` objects
+whose metadata carries what ``MonaiBundleInferenceOperator`` reads (``spacing``, ``original_affine``,
+``original_channel_dim``) plus the source file and its pixel size, and write with the bundle's own writer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from monai.data import MetaTensor
+from monai.deploy.core import ConditionType, Fragment, Image, Operator, OperatorSpec
+from monai.transforms import Compose, LoadImaged
+
+from common.deploy.pipeline import BundlePipeline
+from common.io import MicroscopyReader, SaveImageFiled, image_folder_datalist
+
+__all__ = ["MicroscopyImageLoaderOperator", "BundleInferenceOperator", "MicroscopyImageWriterOperator",
+           "to_sdk_image", "from_sdk_image"]
+logger = logging.getLogger(__name__)
+
+
+def to_sdk_image(image: MetaTensor) -> Image:
+    """A loaded (C, H, W) MetaTensor as an SDK ``Image``: array unchanged, metadata as plain Python / NumPy values."""
+    meta = {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in dict(image.meta).items()}
+    meta.setdefault("spacing", np.asarray(meta.get("pixdim", [1.0, 1.0, 1.0])[1:3], dtype=float))
+    meta.setdefault("original_affine", meta.get("affine"))
+    meta["original_channel_dim"] = 0
+    return Image(image.as_tensor().numpy(), metadata=meta)
+
+
+def from_sdk_image(image: Image) -> MetaTensor:
+    return MetaTensor(np.asarray(image.asnumpy()), meta=dict(image.metadata()))
+
+
+class MicroscopyImageLoaderOperator(Operator):
+    """Emits one input per call, as an SDK ``Image`` on port ``image`` (a dict of them when the load step fills
+    several keys), and stops after the last one.
+
+    Args:
+        fragment: the application.
+        datalist: items to load, e.g. ``[{"image": path}, ...]``; by default every image file of ``input_dir``.
+        input_dir: folder read when ``datalist`` is not given.
+        load: transform opening an item; by default TIFF / OME-TIFF / PNG through ``common.io.MicroscopyReader``
+            as (C, H, W) with the pixel size in the metadata.
+        keys: the keys ``load`` fills.
+    """
+
+    def __init__(self, fragment: Fragment, *args, datalist: Sequence[Mapping] | None = None, input_dir: str = "",
+                 load: Callable | None = None, keys: Sequence[str] = ("image",), **kwargs) -> None:
+        self.datalist = list(datalist) if datalist is not None else image_folder_datalist(input_dir)
+        if not self.datalist:
+            raise FileNotFoundError(f"{input_dir or 'datalist'}: no input image to process.")
+        self.keys = list(keys)
+        self.load = load or Compose([LoadImaged(self.keys, reader=MicroscopyReader(), ensure_channel_first=True)])
+        self.index = 0
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec) -> None:
+        spec.output("image")
+
+    def compute(self, op_input, op_output, context) -> None:
+        item = self.datalist[self.index]
+        self.index += 1
+        loaded = self.load(dict(item))
+        images = {key: to_sdk_image(loaded[key]) for key in self.keys}
+        others = {key: value for key, value in loaded.items() if key not in images and not key.endswith("_meta_dict")}
+        logger.info("loaded input %d/%d: %s", self.index, len(self.datalist), item)
+        op_output.emit(images[self.keys[0]] if len(images) == 1 and not others else {**others, **images}, "image")
+
+
+class BundleInferenceOperator(Operator):
+    """Runs a bundle's inference (network, checkpoints, inferer, post-processing) on each received input and emits
+    the outputs, a list of dicts of MetaTensors, on port ``outputs``."""
+
+    def __init__(self, fragment: Fragment, *args, pipeline: BundlePipeline, **kwargs) -> None:
+        self.pipeline = pipeline
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec) -> None:
+        spec.input("image")
+        spec.output("outputs")
+
+    def compute(self, op_input, op_output, context) -> None:
+        received: Any = op_input.receive("image")
+        if isinstance(received, Image):
+            received = {self.pipeline.loaded_keys[0]: received}
+        loaded = {k: from_sdk_image(v) if isinstance(v, Image) else v for k, v in received.items()}
+        op_output.emit(self.pipeline.predict(loaded), "outputs")
+
+
+class MicroscopyImageWriterOperator(Operator):
+    """Writes each received output with ``save`` (by default ``common.io.SaveImageFiled`` keeping the dtype:
+    instance ids stay uint16 / uint32, fluorescence float32; OME-TIFF with the input's pixel size).
+
+    Args:
+        fragment: the application.
+        save: transform writing one output dict; ``output_dir``, ``keys`` and ``postfix`` build the default one.
+    """
+
+    def __init__(self, fragment: Fragment, *args, save: Callable | None = None, output_dir: str = "",
+                 keys: Sequence[str] = ("pred",), postfix: str = "", **kwargs) -> None:
+        self.save = save or SaveImageFiled(list(keys), output_dir=output_dir, postfix=postfix, kind="keep")
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec) -> None:
+        spec.input("outputs").condition(ConditionType.MESSAGE_AVAILABLE)
+
+    def compute(self, op_input, op_output, context) -> None:
+        outputs = op_input.receive("outputs")
+        for output in outputs if isinstance(outputs, list) else [outputs]:
+            self.save(output)

@@ -1,0 +1,66 @@
+"""The adaptive-threshold baseline as a parameter-free network, so that it runs through the same evaluator."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from common.postprocess.morphology import binary_dilation, binary_erosion
+from common.postprocess.thresholds import THRESHOLD_METHODS, threshold_images
+
+__all__ = ["ThresholdBaseline"]
+
+
+class ThresholdBaseline(nn.Module):
+    """Foreground masks of grey images by global automatic thresholds, each with and/or without a closing.
+
+    Output channel ``i`` is the mask of :attr:`names` ``[i]``: for every method of ``methods`` (in order) one
+    channel per entry of ``closing``: the thresholded image as it is (``False``) and after a dilation by a disk
+    of ``dilate_radius`` followed by an erosion by a disk of ``erode_radius`` (``True``; the published closing
+    uses 9 and 11, so it also shrinks objects by two pixels).
+
+    Args:
+        methods: names from :data:`common.postprocess.thresholds.THRESHOLD_METHODS`.
+        closing: which of the plain (False) and closed (True) masks to output, per method.
+        dilate_radius, erode_radius: disk radii of the closing, in pixels.
+        bins: histogram bins over each image's range.
+        foreground: ``"dark"`` (pixels at or below the threshold, SimpleITK's default) or ``"bright"``.
+
+    Input ``(B, 1, H, W)`` images; output ``(B, len(methods) * len(closing), H, W)`` float32 in {0, 1}.
+    """
+
+    def __init__(
+        self,
+        methods: Sequence[str] = ("otsu", "triangle", "huang", "max_entropy"),
+        closing: Sequence[bool] = (False, True),
+        dilate_radius: int = 9,
+        erode_radius: int = 11,
+        bins: int = 256,
+        foreground: str = "dark",
+    ) -> None:
+        super().__init__()
+        unknown = [method for method in methods if method not in THRESHOLD_METHODS]
+        if unknown or not methods:
+            raise ValueError(f"methods: expected names from {sorted(THRESHOLD_METHODS)}, got {list(methods)}.")
+        if not closing:
+            raise ValueError("closing: expected at least one of False, True.")
+        self.methods, self.closing = tuple(methods), tuple(bool(c) for c in closing)
+        self.dilate_radius, self.erode_radius = dilate_radius, erode_radius
+        self.bins, self.foreground = bins, foreground
+
+    @property
+    def names(self) -> list[str]:
+        """Name of each output channel: ``<method>`` or ``<method>+closing``."""
+        return [f"{method}+closing" if closed else method for method in self.methods for closed in self.closing]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 1:
+            raise ValueError(f"images: expected (B, 1, H, W) grey images, got shape {tuple(images.shape)}.")
+        masks = []
+        for method in self.methods:
+            mask = threshold_images(images, method, self.bins, self.foreground)
+            for closed in self.closing:
+                masks.append(binary_erosion(binary_dilation(mask, self.dilate_radius), self.erode_radius) if closed else mask)
+        return torch.cat(masks, dim=1).float()
