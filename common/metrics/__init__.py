@@ -1,16 +1,21 @@
 """Challenge metrics: object matching (F1 at IoU thresholds) and their MONAI metric classes."""
 
+from .cellseg import cellseg_counts, cellseg_f1, cellseg_score, remove_border_instances
 from .cumulative import InstanceF1Metric
 from .instance import CAICEDO_THRESHOLDS, f1_from_iou, iou_matrix, match_from_iou, match_instances, mean_average_f1
 
 __all__ = [
     "CAICEDO_THRESHOLDS",
     "InstanceF1Metric",
+    "cellseg_counts",
+    "cellseg_f1",
+    "cellseg_score",
     "f1_from_iou",
     "iou_matrix",
     "match_from_iou",
     "match_instances",
     "mean_average_f1",
+    "remove_border_instances",
 ]
 
 from .fluorescence import (
