@@ -1,10 +1,12 @@
 """MONAI transforms of the collection, each as an array class and a dictionary (``...d``) class."""
 
 from .boundary import InstanceToBoundaryTargets, InstanceToBoundaryTargetsd, instance_to_boundary_targets
+from .cell_intensity import CellAwareIntensity, CellAwareIntensityd, NonZeroPercentileNormalize, NonZeroPercentileNormalized
 from .cell_labels import BoundaryExclusion, BoundaryExclusiond, RemoveBorderInstances, RemoveBorderInstancesd
 from .channels import AsChannels, AsChannelsd
 from .flows import FlowsToLabels, FlowsToLabelsd, LabelsToFlows, LabelsToFlowsd
-from .cell_intensity import CellAwareIntensity, CellAwareIntensityd, NonZeroPercentileNormalize, NonZeroPercentileNormalized
+from .intensity import ScalePercentiles, ScalePercentilesd, Whiten, Whitend, percentile, scale_percentiles, whiten
+from .partial_targets import ConcatChannels, ConcatChannelsd, RandSliceAndTarget, RandSliceAndTargetd
 
 __all__ = [
     "AsChannels",
@@ -13,6 +15,8 @@ __all__ = [
     "BoundaryExclusiond",
     "CellAwareIntensity",
     "CellAwareIntensityd",
+    "ConcatChannels",
+    "ConcatChannelsd",
     "FlowsToLabels",
     "FlowsToLabelsd",
     "InstanceToBoundaryTargets",
@@ -21,23 +25,15 @@ __all__ = [
     "LabelsToFlowsd",
     "NonZeroPercentileNormalize",
     "NonZeroPercentileNormalized",
-    "RemoveBorderInstances",
-    "RemoveBorderInstancesd",
-    "instance_to_boundary_targets",
-]
-
-from .intensity import ScalePercentiles, ScalePercentilesd, Whiten, Whitend, percentile, scale_percentiles, whiten
-from .partial_targets import ConcatChannels, ConcatChannelsd, RandSliceAndTarget, RandSliceAndTargetd
-
-__all__ += [
-    "ConcatChannels",
-    "ConcatChannelsd",
     "RandSliceAndTarget",
     "RandSliceAndTargetd",
+    "RemoveBorderInstances",
+    "RemoveBorderInstancesd",
     "ScalePercentiles",
     "ScalePercentilesd",
     "Whiten",
     "Whitend",
+    "instance_to_boundary_targets",
     "percentile",
     "scale_percentiles",
     "whiten",
