@@ -1,63 +1,159 @@
-"""FluorescenceScores against scikit-image and NumPy: SSIM as tf.image.ssim computes it, PSNR, MSE, MAE / median."""
+"""Light My Cells metrics against the challenge evaluator's steps computed with NumPy, SciPy and scikit-image."""
 
-import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
-from monai.data import MetaTensor
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from scipy.spatial import distance
+from scipy.stats import pearsonr
+from skimage.metrics import structural_similarity as skimage_ssim
 
-from common.metrics import FluorescenceScores, mae_over_median, median
-
-
-@pytest.fixture(scope="module")
-def pair():
-    rng = np.random.default_rng(0)
-    target = rng.gamma(2.0, 800.0, size=(2, 48, 40)).astype(np.float32) + 300
-    pred = (0.8 * target + rng.normal(0, 400, size=target.shape)).clip(0).astype(np.float32)
-    return pred, target
-
-
-def test_scores_match_independent_references(pair):
-    pred, target = pair
-    item = {"channels": [1, 3], "magnification": torch.tensor(40), "id": "AssayPlate_Greiner_#655090_B02_T0001F001L01"}
-    rows = FluorescenceScores(data_range=65535)(torch.from_numpy(pred), torch.from_numpy(target), item)
-    assert [(r["image"], r["magnification"], r["channel"], r["model"]) for r in rows] == [
-        (item["id"], "40x", "C01", "40x_c01"), (item["id"], "40x", "C03", "40x_c03")]
-    for row, p, t in zip(rows, pred.astype(np.float64), target.astype(np.float64)):
-        # tf.image.ssim: 11 x 11 Gaussian window, sigma 1.5, population (co)variances, valid windows only, which is
-        # skimage's Gaussian SSIM without sample covariance once its border of half a window is left out
-        ssim = structural_similarity(
-            t, p, data_range=65535, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
-        )
-        assert row["ssim"] == pytest.approx(ssim, abs=1e-5)
-        assert row["psnr"] == pytest.approx(peak_signal_noise_ratio(t, p, data_range=65535), rel=1e-9)
-        assert row["mse"] == pytest.approx(np.mean((p - t) ** 2), rel=1e-9)
-        assert row["mae_over_median"] == pytest.approx(np.mean(np.abs(p - t)) / np.median(t), rel=1e-9)
+from common.metrics import (
+    FluorescenceMetric,
+    LightMyCellsScore,
+    cosine_distance,
+    euclidean_distance,
+    light_my_cells_metrics,
+    pearson_correlation,
+    structural_similarity,
+)
 
 
-def test_ssim_range_decides_how_much_ssim_discriminates(pair):
-    pred, target = (torch.from_numpy(a[:1]) for a in pair)
-    wide, narrow = FluorescenceScores(65535)(pred, target)[0], FluorescenceScores(float(target.max()))(pred, target)[0]
-    assert narrow["ssim"] < wide["ssim"] < 1
-    assert FluorescenceScores(65535)(target, target)[0]["ssim"] == pytest.approx(1.0)
-    assert FluorescenceScores()(target, target)[0]["psnr"] == math.inf
+def evaluator_normalise(image):
+    """(x - p2) / (p99.8 - p2), the image itself when the percentiles coincide (the evaluator's rule)."""
+    low, high = np.percentile(image, 2), np.percentile(image, 99.8)
+    return image if low == high else (image - low) / (high - low)
 
 
-def test_median_is_numpy_median_and_a_non_positive_median_gives_nan():
-    values = torch.tensor([[5.0, 1.0], [4.0, 2.0]])
-    assert float(median(values)) == np.median(values.numpy()) == 3.0
-    assert float(median(torch.tensor([3.0, 1.0, 2.0]))) == 2.0
-    assert math.isnan(mae_over_median(torch.ones(4), torch.tensor([0.0, 0.0, 0.0, 5.0])))
+def reference_metrics(pred, gt) -> dict:
+    """The five scores of one image pair computed independently, with NumPy / SciPy / scikit-image."""
+    gt, pred = evaluator_normalise(gt.astype(np.float64)), evaluator_normalise(pred.astype(np.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns on constant input and returns NaN
+        pcc = pearsonr(gt.ravel(), pred.ravel())[0]
+    data_range = max(np.ptp(pred), np.ptp(gt))
+    zero = not gt.any() or not pred.any()
+    return {
+        "PCC": 0.0 if np.isnan(pcc) else pcc,
+        "SSIM": skimage_ssim(gt, pred, data_range=data_range),
+        "MAE": np.abs(gt - pred).mean(),
+        "E_dist": distance.euclidean(gt.ravel(), pred.ravel()),
+        "C_dist": 1.0 if zero else abs(distance.cosine(gt.ravel(), pred.ravel())),
+    }
 
 
-def test_shapes_and_channel_names_are_checked(pair):
-    pred, target = (torch.from_numpy(a) for a in pair)
+def assert_matches(pred, gt):
+    result = light_my_cells_metrics(torch.from_numpy(pred), torch.from_numpy(gt))
+    expected = reference_metrics(pred, gt)
+    for name, value in expected.items():
+        assert np.isfinite(result[name].item()), name
+        assert result[name].item() == pytest.approx(value, rel=1e-6, abs=1e-9), name
+
+
+def fluorescence_like(rng, shape=(48, 64)):
+    """uint16 image of blurred blobs plus noise."""
+    from scipy.ndimage import gaussian_filter
+
+    spots = gaussian_filter((rng.random(shape) > 0.97).astype(float), 2.0)
+    return (3000 * spots / spots.max() + rng.normal(200, 20, shape)).clip(0, 65535).astype(np.uint16)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_pairs_match_the_references(seed):
+    rng = np.random.default_rng(seed)
+    gt = fluorescence_like(rng)
+    pred = (gt / 3000.0 + rng.normal(0, 0.3, gt.shape)).astype(np.float32)
+    assert_matches(pred, gt)
+    assert_matches(rng.random(gt.shape).astype(np.float32), gt)  # unrelated prediction
+
+
+def test_edge_cases_are_defined_and_match_the_references():
+    rng = np.random.default_rng(7)
+    gt = fluorescence_like(rng)
+    assert_matches(np.zeros(gt.shape, np.float32), gt)  # all-zero prediction: PCC 0, cosine distance 1
+    assert_matches(np.full(gt.shape, 0.5, np.float32), gt)  # constant prediction
+    assert_matches(rng.random(gt.shape).astype(np.float32), np.full(gt.shape, 100, np.uint16))  # constant truth
+    sparse = np.zeros(gt.shape, np.uint16)
+    sparse[10, 10] = 500  # p2 == p99.8: left unnormalised, as the evaluator does
+    assert_matches(rng.random(gt.shape).astype(np.float32), sparse)
+    result = light_my_cells_metrics(torch.zeros(1, 32, 32), torch.zeros(1, 32, 32))
+    assert result["PCC"].item() == 0.0 and result["C_dist"].item() == 1.0 and result["E_dist"].item() == 0.0
+
+
+def test_two_constant_images_get_a_defined_ssim_where_scikit_image_divides_zero_by_zero():
+    same = structural_similarity(torch.full((16, 16), 3.0), torch.full((16, 16), 3.0), data_range=0.0)
+    assert same.item() == 1.0
+    different = structural_similarity(torch.zeros(16, 16), torch.full((16, 16), 3.0), data_range=0.0)
+    assert different.item() == 0.0  # no luminance in common
+
+
+def test_batched_scores_equal_one_image_at_a_time():
+    rng = np.random.default_rng(3)
+    gt = np.stack([fluorescence_like(rng) for _ in range(6)]).reshape(2, 3, 48, 64)
+    pred = rng.random(gt.shape).astype(np.float32) + gt / 3000.0
+    batched = light_my_cells_metrics(torch.from_numpy(pred), torch.from_numpy(gt))
+    for b in range(2):
+        for c in range(3):
+            single = light_my_cells_metrics(torch.from_numpy(pred[b, c]), torch.from_numpy(gt[b, c]))
+            for name in single:
+                assert batched[name][b, c].item() == pytest.approx(single[name].item(), rel=1e-10)
+
+
+def test_pearson_with_epsilon_and_mask():
+    rng = np.random.default_rng(5)
+    x, y = rng.random((20, 30)), rng.random((20, 30))
+    mask = rng.random((20, 30)) > 0.4
+    masked = pearson_correlation(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask))
+    assert masked.item() == pytest.approx(pearsonr(x[mask], y[mask])[0], rel=1e-10)
+    exact = pearson_correlation(torch.from_numpy(x), torch.from_numpy(y))
+    smoothed = pearson_correlation(torch.from_numpy(x), torch.from_numpy(y), epsilon=1e-6)
+    assert abs(smoothed.item()) < abs(exact.item()) and smoothed.item() == pytest.approx(exact.item(), rel=1e-4)
+
+
+def test_distances_reject_mismatched_shapes():
     with pytest.raises(ValueError, match="one shape"):
-        FluorescenceScores()(pred, target[:1])
-    with pytest.raises(ValueError, match="names 1 channels, the prediction has 2"):
-        FluorescenceScores()(pred, target, {"channels": [2]})
-    # engine outputs keep only image, label and pred: the sample's fields travel in the prediction's meta data
-    rows = FluorescenceScores()(MetaTensor(pred, meta={"channels": [2, 3], "magnification": 60, "id": "P_"}), target, {})
-    assert [(row["image"], row["model"]) for row in rows] == [("P_", "60x_c02"), ("P_", "60x_c03")]
+        euclidean_distance(torch.zeros(4, 4), torch.zeros(4, 5))
+    with pytest.raises(ValueError, match="smaller than"):
+        structural_similarity(torch.zeros(5, 9), torch.zeros(5, 9), 1.0)
+    assert cosine_distance(torch.ones(3, 3), -torch.ones(3, 3)).item() == pytest.approx(2.0)
+
+
+def test_metric_class_skips_missing_channels_and_averages_the_rest():
+    rng = np.random.default_rng(9)
+    gt = torch.from_numpy(np.stack([fluorescence_like(rng) for _ in range(4)]).astype(np.float32)).reshape(2, 2, 48, 64)
+    pred = gt + torch.from_numpy(rng.normal(0, 300, gt.shape).astype(np.float32))
+    label = gt.clone()
+    label[0, 1] = float("nan")  # image 0 has no target in channel 1
+    metric = FluorescenceMetric("PCC")
+    metric(pred, label)
+    scores = light_my_cells_metrics(pred, gt)["PCC"]
+    expected = (scores[0, 0] + scores[1, 0] + scores[1, 1]) / 3
+    assert metric.aggregate().item() == pytest.approx(expected.item(), rel=1e-6)
+    only_channel_1 = FluorescenceMetric("PCC", channels=[1])
+    only_channel_1(pred, label)
+    assert only_channel_1.aggregate().item() == pytest.approx(scores[1, 1].item(), rel=1e-6)
+    empty = FluorescenceMetric("SSIM")
+    empty(pred, torch.full_like(label, float("nan")))
+    with pytest.raises(RuntimeError, match="no target"):
+        empty.aggregate()
+
+
+def test_report_rows_one_per_present_organelle_with_its_metrics():
+    rng = np.random.default_rng(11)
+    organelles = ["Nucleus", "Mitochondria", "Tubulin", "Actin"]
+    gt = torch.from_numpy(np.stack([fluorescence_like(rng) for _ in range(4)]).astype(np.float32))
+    pred = torch.rand(gt.shape)
+    label = gt.clone()
+    label[[1, 2]] = float("nan")  # only nucleus and actin targets
+    rows = LightMyCellsScore(organelles)(pred, label, {"modality": "PC"})
+    assert [row["organelle"] for row in rows] == ["Nucleus", "Actin"]
+    assert set(rows[0]) == {"organelle", "PCC", "SSIM", "MAE", "E_dist", "C_dist", "organelle_modality"}
+    assert set(rows[1]) == {"organelle", "PCC", "SSIM", "organelle_modality"}
+    assert rows[1]["organelle_modality"] == "Actin PC"
+    expected = reference_metrics(pred[3].numpy(), gt[3].numpy())
+    assert rows[1]["PCC"] == pytest.approx(expected["PCC"], rel=1e-6)
+    assert rows[1]["SSIM"] == pytest.approx(expected["SSIM"], rel=1e-6)
+    assert LightMyCellsScore(organelles)(pred, torch.full_like(label, float("nan"))) == []
+    with pytest.raises(ValueError, match="C = 4 organelles"):
+        LightMyCellsScore(organelles)(pred[:3], label[:3])

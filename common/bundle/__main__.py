@@ -8,11 +8,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from common.bundle.export import export_bundle
 from common.bundle.verify import BundleCheckError, verify_bundle
+
+
+def parse_override(item: str) -> tuple[str, object]:
+    key, _, value = item.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -28,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     verify = commands.add_parser("verify", help="model-zoo checks of a bundle folder or zip, offline")
     verify.add_argument("bundle", type=Path)
     verify.add_argument("--schema", type=Path, help="metadata schema file (meta_schema_20240725.json)")
+    verify.add_argument("--set", action="append", default=[], metavar="ID=JSON",
+                        help="override a config id where the network is built, e.g. --set backbone='\"efficientnet-b0\"'")
     args = parser.parse_args(argv)
     if args.command == "export" and not (args.bundle or args.all):
         parser.error("export: name bundle folders or pass --all")
@@ -38,7 +49,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.command == "verify":
         try:
-            verify_bundle(args.bundle, args.schema)
+            verify_bundle(args.bundle, args.schema, overrides=dict(parse_override(item) for item in args.set))
         except (BundleCheckError, FileNotFoundError) as error:
             print(error, file=sys.stderr)
             return 1

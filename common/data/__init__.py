@@ -1,0 +1,6 @@
+"""Data for training: synthetic datasets in every native layout (:mod:`.synthetic`) and what a run samples
+(:mod:`.sampling`: several datasets together, amplified sampling, memory replay) and MEDIAR's modality discovery
+that writes the amplified sampling (:mod:`.modalities`)."""
+
+from .sampling import ReplayLoader, amplified_datalist, combined_datalist
+from .modalities import amplified_repeats, cluster_embeddings, discover_modalities, encoder_embeddings

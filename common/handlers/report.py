@@ -100,9 +100,12 @@ class MetricsReport:
         return rows
 
     def collect(self, engine: Engine) -> None:
-        output = engine.state.output
-        for item in output if isinstance(output, list) else [output]:
-            self.rows.extend(self._item_rows(item))
+        output, batch = engine.state.output, engine.state.batch
+        outputs = output if isinstance(output, list) else [output]
+        # MONAI engines keep the dataset's own fields (e.g. modality) in the decollated batch, not in the output
+        batches = batch if isinstance(batch, list) and len(batch) == len(outputs) else [{}] * len(outputs)
+        for fields, item in zip(batches, outputs):
+            self.rows.extend(self._item_rows({**fields, **item} if isinstance(fields, Mapping) else item))
             self.images += 1
 
     def summary(self) -> dict:

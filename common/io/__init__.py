@@ -6,6 +6,7 @@ from .challenge_layouts import (
     adipocyte_split,
     livecell_datalist,
     lmc_datalist,
+    lmc_slices,
     lmc_split,
 )
 from .coco import CocoIndex, CocoPolygonsToMask, CocoPolygonsToMaskd, load_coco, polygons_to_labels, polygons_to_mask

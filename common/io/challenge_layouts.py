@@ -2,7 +2,7 @@
 
 * LIVECell (Sartorius): phase-contrast images and COCO polygon annotations -> :func:`livecell_datalist`.
 * Light My Cells (LMC, France-BioImaging): transmitted-light z-slices and organelle targets, OME-TIFF, one
-  folder per study -> :func:`lmc_datalist`, split by :func:`lmc_split`.
+  folder per study -> :func:`lmc_datalist`, split by :func:`lmc_split`, one item per slice by :func:`lmc_slices`.
 * Adipocyte Cell Imaging Challenge (AstraZeneca/AI Sweden): 7-plane brightfield stacks and three fluorescence
   targets per field of view, one folder per magnification -> :func:`adipocyte_datalist`, split by
   :func:`adipocyte_split`.
@@ -30,6 +30,7 @@ __all__ = [
     "livecell_name_fields",
     "lmc_datalist",
     "lmc_split",
+    "lmc_slices",
     "adipocyte_datalist",
     "adipocyte_split",
     "adipocyte_pairs",
@@ -325,6 +326,28 @@ def lmc_split(items: Sequence[dict], val_fraction: float = 0.1, seed: int = 42) 
     """
     train, validation = split_datalist(items, (1.0 - val_fraction, val_fraction), seed=seed, stratify="organelles")
     return train, validation
+
+
+def lmc_slices(items: Sequence[dict], slices: str = "all") -> list[dict]:
+    """One item per transmitted-light z-slice of LMC ``items`` (as :func:`lmc_datalist` gives), for evaluation.
+
+    Args:
+        items: LMC image items.
+        slices: ``"all"`` keeps every slice (the challenge's test inputs are single slices of any focus);
+            ``"middle"`` keeps the middle one of each image (a cheap, fixed choice for validation).
+
+    Returns:
+        ``{"image": str, "z": k, "modality", "study", "id", <organelle>: str ...}`` per slice: the keys of the
+        image item without its lists, so the items batch as they are.
+    """
+    if slices not in ("all", "middle"):
+        raise ValueError(f"slices: expected 'all' or 'middle', got {slices!r}.")
+    kept = []
+    for item in items:
+        flat = {key: value for key, value in item.items() if key not in ("inputs", "z", "targets", "organelles")}
+        chosen = range(len(item["inputs"])) if slices == "all" else [(len(item["inputs"]) - 1) // 2]
+        kept += [{"image": item["inputs"][index], "z": item["z"][index], **flat} for index in chosen]
+    return kept
 
 
 # ------------------------------------------------------------------------------------------------ Adipocyte

@@ -1,3 +1,5 @@
 """Losses the bundles share."""
 
 from .dice_bce import WeightedDiceBCELoss
+from .flow_loss import FlowCellprobLoss
+from .fluorescence import L1L2PCCLoss, PCCLoss

@@ -1,22 +1,53 @@
 """Challenge metrics: object matching (F1 at IoU thresholds) and their MONAI metric classes."""
 
+from .cellseg import cellseg_counts, cellseg_f1, cellseg_score, remove_border_instances
 from .cumulative import InstanceF1Metric
 from .instance import CAICEDO_THRESHOLDS, f1_from_iou, iou_matrix, match_from_iou, match_instances, mean_average_f1
 
 __all__ = [
     "CAICEDO_THRESHOLDS",
     "InstanceF1Metric",
+    "cellseg_counts",
+    "cellseg_f1",
+    "cellseg_score",
     "f1_from_iou",
     "iou_matrix",
     "match_from_iou",
     "match_instances",
     "mean_average_f1",
+    "remove_border_instances",
+]
+
+from .fluorescence import (
+    LMC_METRICS,
+    FluorescenceMetric,
+    LightMyCellsScore,
+    cosine_distance,
+    euclidean_distance,
+    light_my_cells_metrics,
+    mean_absolute_error,
+    normalise_for_metrics,
+    pearson_correlation,
+    structural_similarity,
+)
+
+__all__ += [
+    "LMC_METRICS",
+    "FluorescenceMetric",
+    "LightMyCellsScore",
+    "cosine_distance",
+    "euclidean_distance",
+    "light_my_cells_metrics",
+    "mean_absolute_error",
+    "normalise_for_metrics",
+    "pearson_correlation",
+    "structural_similarity",
 ]
 
 from .semantic import semantic_scores
 
 __all__ += ["semantic_scores"]
 
-from .fluorescence import FluorescenceScores, mae_over_median, median, psnr
+from .adipocyte import AdipocyteScores, mae_over_median, median, psnr
 
-__all__ += ["FluorescenceScores", "mae_over_median", "median", "psnr"]
+__all__ += ["AdipocyteScores", "mae_over_median", "median", "psnr"]

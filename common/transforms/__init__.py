@@ -1,34 +1,53 @@
 """MONAI transforms of the collection, each as an array class and a dictionary (``...d``) class."""
 
 from .boundary import InstanceToBoundaryTargets, InstanceToBoundaryTargetsd, instance_to_boundary_targets
+from .cell_intensity import CellAwareIntensity, CellAwareIntensityd, NonZeroPercentileNormalize, NonZeroPercentileNormalized
+from .cell_labels import BoundaryExclusion, BoundaryExclusiond, RemoveBorderInstances, RemoveBorderInstancesd
 from .channels import AsChannels, AsChannelsd
 from .flows import FlowsToLabels, FlowsToLabelsd, LabelsToFlows, LabelsToFlowsd
+from .intensity import ScalePercentiles, ScalePercentilesd, Whiten, Whitend, percentile, scale_percentiles, whiten
+from .meta import CopyItemsToMetad
+from .partial_targets import ConcatChannels, ConcatChannelsd, RandSliceAndTarget, RandSliceAndTargetd
+from .projection import MaxIntensityProjection, MaxIntensityProjectiond
+from .tiles import MergeTiles, MergeTilesd, Tile, Tiled, merge_tiles, tile_grid_shape, tile_image
 
 __all__ = [
     "AsChannels",
     "AsChannelsd",
+    "BoundaryExclusion",
+    "BoundaryExclusiond",
+    "CellAwareIntensity",
+    "CellAwareIntensityd",
+    "ConcatChannels",
+    "ConcatChannelsd",
+    "CopyItemsToMetad",
     "FlowsToLabels",
     "FlowsToLabelsd",
     "InstanceToBoundaryTargets",
     "InstanceToBoundaryTargetsd",
     "LabelsToFlows",
     "LabelsToFlowsd",
-    "instance_to_boundary_targets",
-]
-from .projection import MaxIntensityProjection, MaxIntensityProjectiond
-from .tiles import MergeTiles, MergeTilesd, Tile, Tiled, merge_tiles, tile_grid_shape, tile_image
-
-__all__ += [
     "MaxIntensityProjection",
     "MaxIntensityProjectiond",
     "MergeTiles",
     "MergeTilesd",
+    "NonZeroPercentileNormalize",
+    "NonZeroPercentileNormalized",
+    "RandSliceAndTarget",
+    "RandSliceAndTargetd",
+    "RemoveBorderInstances",
+    "RemoveBorderInstancesd",
+    "ScalePercentiles",
+    "ScalePercentilesd",
     "Tile",
     "Tiled",
+    "Whiten",
+    "Whitend",
+    "instance_to_boundary_targets",
     "merge_tiles",
+    "percentile",
+    "scale_percentiles",
     "tile_grid_shape",
     "tile_image",
+    "whiten",
 ]
-from .meta import CopyItemsToMetad
-
-__all__ += ["CopyItemsToMetad"]

@@ -18,7 +18,7 @@ class CopyItemsToMetad(MapTransform):
     MONAI engines hand on only ``image``, ``label`` and ``pred`` as their output, so the other entries of a sample
     are out of reach of handlers and deployment writers; the meta data of an image, however, follows it through
     collation, inferers and networks into the prediction (``pred.meta``), where :class:`common.io.SaveChannelsd`
-    and :class:`common.metrics.FluorescenceScores` read them. A dictionary-only transform, like MONAI's
+    and :class:`common.metrics.AdipocyteScores` read them. A dictionary-only transform, like MONAI's
     ``CopyItemsd``: it moves values between entries.
 
     Args:

@@ -89,7 +89,7 @@ def test_config_ids(bundle):
     assert "finalize" in multi_gpu
 
 
-def test_network_input_output_matches_metadata(bundle):
+def test_network_input_output_matches_metadata(bundle, spec):
     verify_net_in_out(
         net_id="network_def",
         meta_file=str(bundle / "configs" / "metadata.json"),
@@ -97,11 +97,14 @@ def test_network_input_output_matches_metadata(bundle):
         device="cpu",
         n=1,
         bundle_root=str(bundle),
+        **spec.get("inference_overrides", {}),
     )
 
 
 def test_torchscript_export_equals_eager_network(bundle, spec, tmp_path):
+    overrides = spec.get("inference_overrides", {})
     parser = parser_for(bundle, "inference.json")
+    parser.update(overrides)
     parser["bundle_root"] = str(tmp_path)
     network = parser.get_parsed_content("network_def")
     torch.save(network.state_dict(), tmp_path / "model.pt")
@@ -116,6 +119,7 @@ def test_torchscript_export_equals_eager_network(bundle, spec, tmp_path):
         config_file=configs(bundle, "inference.json"),
         bundle_root=str(tmp_path),
         **trace,
+        **overrides,
     )
     scripted = torch.jit.load(str(tmp_path / "model.ts"))
     x = torch.rand(*shape)

@@ -33,7 +33,7 @@ DOWNLOADED_RUN = textwrap.dedent("""
     run("inferring", meta_file=root + "/configs/metadata.json", config_file=root + "/configs/inference.json",
         logging_file=root + "/configs/logging.conf", bundle_root=root, **args["overrides"])
     network = load(args["name"], bundle_dir=args["bundle_dir"], model_file=args["model_file"],
-                   workflow_type="inference", device="cpu")
+                   workflow_type="inference", device="cpu", args_file=args["args_file"])
     import common, torch
     state = torch.load(root + "/" + args["model_file"], weights_only=True)
     same = all(torch.equal(state[k].cpu(), v.cpu()) for k, v in network.state_dict().items())
@@ -54,8 +54,9 @@ def test_zip_holds_one_bundle_folder_with_weights_hashes_and_common(bundle, rele
         export_bundle(release["source"], release["zip"].parent)
 
 
-def test_verify_passes_on_the_zip(release):
-    results = verify_bundle(release["zip"], SCHEMA if SCHEMA.exists() else None, report=lambda line: None)
+def test_verify_passes_on_the_zip(spec, release):
+    results = verify_bundle(release["zip"], SCHEMA if SCHEMA.exists() else None, report=lambda line: None,
+                            overrides=spec.get("inference_overrides", {}))
     assert set(results) == {"files", "metadata schema", "version in changelog", "network input/output",
                             "TorchScript export"}
 
@@ -70,7 +71,9 @@ def test_downloaded_bundle_runs_and_loads_without_this_repository(bundle, spec, 
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    args = {"bundle_root": str(root), "bundle_dir": str(downloads), "name": bundle.name,
+    args_file = tmp_path / "inference_overrides.json"  # the network the release's weights were made for
+    args_file.write_text(json.dumps(spec.get("inference_overrides", {})))
+    args = {"bundle_root": str(root), "bundle_dir": str(downloads), "name": bundle.name, "args_file": str(args_file),
             "model_file": release["model_file"], "overrides": {**overrides, "output_dir": str(tmp_path / "downloaded")}}
     done = subprocess.run([sys.executable, "-c", DOWNLOADED_RUN, json.dumps(args)], cwd=elsewhere,
                           capture_output=True, text=True, timeout=900,

@@ -1,0 +1,81 @@
+"""The metric of the NeurIPS 2022 cell segmentation challenge, as MEDIAR computes it.
+
+Per image: cells touching the ``border``-pixel frame of the image are removed from both label images, cells
+are matched one to one (:mod:`common.metrics.instance`, a hit at IoU >= 0.5), and F1 = 2PR / (P + R), taken
+as 0 when there is no true positive (also when both images are empty). Images of 25 megapixels and more are
+cut into 2000 x 2000 patches (the last ones padded), border cells are removed in each patch and the counts
+summed. The challenge score is the mean F1 over images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .instance import _as_label_array, iou_matrix, match_from_iou
+
+__all__ = [
+    "remove_border_instances", "cellseg_counts", "cellseg_f1", "cellseg_score", "LARGE_IMAGE_PIXELS", "PATCH_SIZE"
+]
+
+#: images with at least this many pixels are scored patch by patch, in patches of PATCH_SIZE squared.
+LARGE_IMAGE_PIXELS = 5000 * 5000
+PATCH_SIZE = 2000
+
+
+def remove_border_instances(labels, width: int = 2) -> np.ndarray:
+    """(H, W) labels without the instances that have a pixel within ``width`` pixels of the image edge.
+
+    Other ids are kept as they are (not renumbered). NumPy or torch input; returns a NumPy array.
+    """
+    labels = _as_label_array(labels, "labels").copy()
+    if width <= 0:
+        return labels
+    frame = np.ones(labels.shape, bool)
+    frame[width:-width, width:-width] = False
+    touching = np.unique(labels[frame])
+    labels[np.isin(labels, touching[touching > 0])] = 0
+    return labels
+
+
+def cellseg_counts(gt, pred, threshold: float = 0.5, border: int = 2) -> dict:
+    """True positives, false positives and false negatives of one image under the challenge's rules."""
+    gt, pred = _as_label_array(gt, "gt"), _as_label_array(pred, "pred")
+    if gt.shape != pred.shape:
+        raise ValueError(f"gt and pred shapes differ: {gt.shape} vs {pred.shape}.")
+    if gt.size < LARGE_IMAGE_PIXELS:
+        return _counts(gt, pred, threshold, border)
+    height, width = gt.shape
+    padded = (-(-height // PATCH_SIZE) * PATCH_SIZE, -(-width // PATCH_SIZE) * PATCH_SIZE)
+    totals = {"tp": 0, "fp": 0, "fn": 0}
+    for y in range(0, padded[0], PATCH_SIZE):
+        for x in range(0, padded[1], PATCH_SIZE):
+            # the padding is background; a patch reaching into it has its frame there
+            patch = [np.zeros((PATCH_SIZE, PATCH_SIZE), labels.dtype) for labels in (gt, pred)]
+            for target, labels in zip(patch, (gt, pred)):
+                part = labels[y : y + PATCH_SIZE, x : x + PATCH_SIZE]
+                target[: part.shape[0], : part.shape[1]] = part
+            for key, value in _counts(*patch, threshold, border).items():
+                totals[key] += value
+    return totals
+
+
+def _counts(gt: np.ndarray, pred: np.ndarray, threshold: float, border: int) -> dict:
+    gt, pred = remove_border_instances(gt, border), remove_border_instances(pred, border)
+    match = match_from_iou(iou_matrix(gt, pred), threshold, strict=False)
+    return {key: match[key] for key in ("tp", "fp", "fn")}
+
+
+def cellseg_f1(gt, pred, threshold: float = 0.5, border: int = 2) -> dict:
+    """Challenge score of one image: ``tp``, ``fp``, ``fn``, ``precision``, ``recall``, ``f1`` (all 0 without a
+    true positive)."""
+    counts = cellseg_counts(gt, pred, threshold, border)
+    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
+    if tp == 0:
+        return {**counts, "precision": 0.0, "recall": 0.0, "f1": 0.0}
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    return {**counts, "precision": precision, "recall": recall, "f1": 2 * precision * recall / (precision + recall)}
+
+
+def cellseg_score(pred, label, item=None) -> dict:
+    """:func:`cellseg_f1` of ``label`` and ``pred``: the ``score`` for :class:`common.handlers.MetricsReport`."""
+    return cellseg_f1(label, pred)

@@ -1,0 +1,73 @@
+"""Ensembles of networks with one output tensor: the mean of their outputs, and building one from checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .weights import read_state_dict
+
+__all__ = ["AverageEnsemble", "ensemble_from_checkpoints"]
+
+
+class AverageEnsemble(nn.Module):
+    """Mean of the outputs of ``networks``, which take the same input and give outputs of one shape.
+
+    Averaging raw outputs (logits, flows) is what MEDIAR does with its two models; since the mean is linear,
+    test-time augmentation around the ensemble equals the mean of each model's test-time augmentation.
+    """
+
+    def __init__(self, networks: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if len(networks) == 0:
+            raise ValueError("networks: expected at least one network.")
+        self.networks = nn.ModuleList(networks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(0)
+        for index, network in enumerate(self.networks):
+            out = network(x)
+            total = out if index == 0 else total + out
+        return total / len(self.networks)
+
+
+def ensemble_from_checkpoints(
+    network: nn.Module,
+    checkpoints: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]],
+    device=None,
+    loader: Optional[Callable[[nn.Module, Union[str, os.PathLike]], nn.Module]] = None,
+) -> nn.Module:
+    """``network`` with the weights of one checkpoint, or an :class:`AverageEnsemble` of copies of it, one per
+    checkpoint.
+
+    Args:
+        network: the architecture (left unchanged: each checkpoint loads into a copy).
+        checkpoints: one file or several.
+        device: where the result goes.
+        loader: ``loader(network, path)`` loads a file into a network; by default a state dict as the bundles'
+            ``CheckpointSaver`` writes it (bare or under ``"model"``). :func:`common.networks.load_pretrained`
+            also reads MEDIAR's released checkpoints.
+
+    Raises:
+        FileNotFoundError / ValueError: naming the checkpoint that is missing or does not fit.
+    """
+    paths = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
+    if not paths:
+        raise ValueError("checkpoints: expected at least one checkpoint file.")
+    members = []
+    for path in paths:
+        members.append((loader or _load_state_dict)(copy.deepcopy(network), path))
+    model = members[0] if len(members) == 1 else AverageEnsemble(members)
+    return model.to(device) if device is not None else model
+
+
+def _load_state_dict(network: nn.Module, path: Union[str, os.PathLike]) -> nn.Module:
+    try:
+        network.load_state_dict(read_state_dict(path))
+    except RuntimeError as error:  # wrong architecture: name the file
+        raise ValueError(f"{path}: checkpoint does not fit the network: {error}") from error
+    return network

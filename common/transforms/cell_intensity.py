@@ -1,0 +1,194 @@
+"""Intensity transforms of MEDIAR: percentile normalisation over non-zero pixels, and cell-aware intensity
+diversification (a random subset of cells brightened). Backend: torch on the input's device; NumPy input is
+returned as NumPy."""
+
+from __future__ import annotations
+
+from typing import Hashable, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, RandomizableTransform, Transform
+from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
+
+from .flows import _Mapd  # applies an array transform to each key, naming the key in errors
+
+__all__ = ["NonZeroPercentileNormalize", "NonZeroPercentileNormalized", "CellAwareIntensity", "CellAwareIntensityd"]
+
+
+def _percentiles(values: torch.Tensor, qs: Sequence[float]) -> list:
+    """Percentiles (linear interpolation, as ``numpy.percentile``) of a 1-D tensor, by selection, not sorting."""
+    n = values.numel()
+    out = []
+    for q in qs:
+        rank = q / 100.0 * (n - 1)
+        below = int(np.floor(rank))
+        low = values.kthvalue(below + 1).values
+        high = values.kthvalue(min(below + 2, n)).values if rank > below else low
+        out.append(low + (rank - below) * (high - low))
+    return out
+
+
+class NonZeroPercentileNormalize(Transform):
+    """(C, H, W) image -> float32 in [0, 1]: ``(x - p_lower) / (p_upper - p_lower)``, clipped, where the
+    percentiles are taken over the image's non-zero pixels (all channels together, or each channel).
+
+    MEDIAR (lower 0, upper 99.5) stores the result as uint8 (values floored to multiples of 1/255) and then
+    rescales min-max, which changes nothing because the least non-zero pixel maps to 0 and the brightest to 1;
+    ``levels=256`` reproduces the 8-bit steps, ``levels=None`` keeps full precision. An image without
+    non-zero pixels, or whose non-zero pixels are all equal, becomes zeros.
+
+    Args:
+        lower, upper: percentiles in [0, 100] mapped to 0 and 1.
+        channel_wise: percentiles of each channel (channels without non-zero pixels stay 0).
+        levels: number of grey levels of the output (values floored to multiples of ``1 / (levels - 1)``), or None.
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(
+        self, lower: float = 0.0, upper: float = 99.5, channel_wise: bool = False, levels: Optional[int] = 256
+    ) -> None:
+        if not 0.0 <= lower < upper <= 100.0:
+            raise ValueError(f"lower, upper: expected 0 <= lower < upper <= 100, got {lower}, {upper}.")
+        if levels is not None and levels < 2:
+            raise ValueError(f"levels: expected at least 2 grey levels or None, got {levels}.")
+        self.lower, self.upper, self.channel_wise, self.levels = lower, upper, channel_wise, levels
+
+    def _scale(self, x: torch.Tensor) -> torch.Tensor:
+        values = x[x != 0]
+        if values.numel() == 0:
+            return torch.zeros_like(x)
+        low, high = _percentiles(values, (self.lower, self.upper))
+        if not high > low:
+            return torch.zeros_like(x)
+        out = ((x - low) / (high - low)).clamp(0.0, 1.0)
+        if self.levels is not None:
+            out = torch.floor(out * (self.levels - 1)) / (self.levels - 1)
+        return out
+
+    def __call__(self, img):
+        x = convert_to_tensor(img, track_meta=False)
+        if x.ndim != 3:
+            raise ValueError(f"image: expected a channel-first (C, H, W) image, got shape {tuple(x.shape)}.")
+        x = x.to(torch.float64 if x.dtype in (torch.int64, torch.int32, torch.float64) else torch.float32)
+        out = torch.stack([self._scale(c) for c in x]) if self.channel_wise else self._scale(x)
+        return convert_to_dst_type(out, img, dtype=torch.float32)[0]
+
+
+class NonZeroPercentileNormalized(_Mapd):
+    """Dictionary version of :class:`NonZeroPercentileNormalize`; ``output_keys`` (default ``keys``) receive it."""
+
+    backend = NonZeroPercentileNormalize.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        lower: float = 0.0,
+        upper: float = 99.5,
+        channel_wise: bool = False,
+        levels: Optional[int] = 256,
+        output_keys: Optional[KeysCollection] = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(NonZeroPercentileNormalize(lower, upper, channel_wise, levels), keys, output_keys,
+                         allow_missing_keys)
+
+
+class CellAwareIntensity(RandomizableTransform):
+    """Cell intensity diversification (MEDIAR): with probability ``prob``, the pixels of a random ``fraction``
+    of the cells are multiplied by one factor ``1 + f``, ``f`` uniform in ``factors``.
+
+    Call with a (C, H, W) image and its (1, H, W) instance labels (0 background; negative ids, as
+    :class:`common.transforms.BoundaryExclusion` writes for ignored pixels, are not cells). Returns the image
+    (float, of the image's type and device); pixels outside the chosen cells and the labels are untouched.
+    ``int(fraction * number of cells)`` cells are chosen, without replacement.
+
+    Args:
+        prob: probability of changing the image at all (MEDIAR's table: 0.25; its code applies it always).
+        fraction: fraction of cells changed (MEDIAR: 0.4).
+        factors: range of ``f`` (MEDIAR: 0 to 0.7, so cells get up to 70 % brighter).
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, prob: float = 0.25, fraction: float = 0.4, factors: Sequence[float] = (0.0, 0.7)) -> None:
+        RandomizableTransform.__init__(self, prob)
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction: expected a fraction of cells in [0, 1], got {fraction}.")
+        if len(factors) != 2 or factors[0] > factors[1]:
+            raise ValueError(f"factors: expected a (low, high) range, got {factors}.")
+        self.fraction = fraction
+        self.factors = (float(factors[0]), float(factors[1]))
+        self._cells = torch.zeros(0, dtype=torch.int64)
+        self._scale = 1.0
+
+    def randomize(self, labels) -> None:
+        """Draw whether to act, which cells of ``labels`` and the factor."""
+        super().randomize(None)
+        if not self._do_transform:
+            return
+        ids = torch.unique(convert_to_tensor(labels, track_meta=False))
+        ids = ids[ids > 0]
+        count = int(self.fraction * ids.numel())
+        chosen = self.R.choice(ids.numel(), count, replace=False)
+        self._cells = ids[torch.as_tensor(chosen, dtype=torch.int64, device=ids.device)]
+        self._scale = 1.0 + self.R.uniform(*self.factors)
+
+    def __call__(self, img, labels, randomize: bool = True):
+        if randomize:
+            self.randomize(labels)
+        x = convert_to_tensor(img, track_meta=False)
+        if not x.is_floating_point():
+            x = x.to(torch.float32)
+        lab = convert_to_tensor(labels, track_meta=False)
+        if lab.ndim != 3 or lab.shape[0] != 1 or x.ndim != 3 or lab.shape[1:] != x.shape[1:]:
+            raise ValueError(
+                f"image and labels: expected (C, H, W) and (1, H, W) of one size, "
+                f"got {tuple(x.shape)} and {tuple(lab.shape)}."
+            )
+        if self._do_transform and self._cells.numel():
+            chosen = torch.isin(lab, self._cells.to(lab.device, lab.dtype))
+            x = torch.where(chosen, x * self._scale, x)
+        return convert_to_dst_type(x, img, dtype=x.dtype)[0]
+
+
+class CellAwareIntensityd(RandomizableTransform, MapTransform):
+    """Dictionary version of :class:`CellAwareIntensity`: the image ``keys`` change, ``label_key`` chooses the cells.
+
+    Several image keys get the same cells and factor.
+    """
+
+    backend = CellAwareIntensity.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        label_key: str = "label",
+        prob: float = 0.25,
+        fraction: float = 0.4,
+        factors: Sequence[float] = (0.0, 0.7),
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.label_key = label_key
+        self.transform = CellAwareIntensity(prob=1.0, fraction=fraction, factors=factors)
+
+    def set_random_state(self, seed: Optional[int] = None, state: Optional[np.random.RandomState] = None):
+        super().set_random_state(seed, state)
+        self.transform.set_random_state(seed, state)
+        return self
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        if self.label_key not in d:
+            raise KeyError(f"label_key: {self.label_key!r} not in the data, expected instance labels there.")
+        self.transform.randomize(d[self.label_key])
+        for key in self.key_iterator(d):
+            d[key] = self.transform(d[key], d[self.label_key], randomize=False)
+        return d

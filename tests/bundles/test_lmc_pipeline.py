@@ -1,0 +1,82 @@
+"""LMC bundle end to end through its CLI: fine-tuning from the base checkpoint, then inference that takes each
+organelle from the right checkpoint (base with test-time augmentation, fine-tuned actin without), recomputed here."""
+
+import shutil
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from conftest import REPO
+from monai.bundle import ConfigParser
+from test_bundle_suite import run_cli
+
+from common.data.synthetic import write_dataset
+from common.inferers import DihedralTTAInferer
+from common.io import LMC_ORGANELLES, read_image, read_pixel_size
+
+BUNDLE = REPO / "bundles" / "lmc_fluorescence_prediction"
+SMALL = {"backbone": "efficientnet-b0", "pretrained": False, "num_workers": 0}
+TRAIN = {**SMALL, "epochs": 1, "batch_size": 2, "val_interval": 1, "val_fraction": 0.5, "patch_size": [64, 64]}
+
+
+def network(state=None) -> torch.nn.Module:
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+    parser["backbone"] = SMALL["backbone"]
+    net = parser.get_parsed_content("network_def")
+    if state is not None:
+        net.load_state_dict(torch.load(state, weights_only=True))
+    return net.eval()
+
+
+def distance(first: torch.nn.Module, second: torch.nn.Module) -> float:
+    return sum((a - b).square().sum().item() for a, b in zip(first.parameters(), second.parameters())) ** 0.5
+
+
+def predict(net, path, tta: bool) -> np.ndarray:
+    """Whole-image prediction as the method makes it: /65535, whiten, zero-pad bottom/right to x32, crop back."""
+    image = torch.from_numpy(read_image(path).astype(np.float32) / 65535.0)[None, None]
+    image = (image - image.mean()) / image.std()
+    height, width = image.shape[-2:]
+    padded = F.pad(image, (0, -width % 32, 0, -height % 32))
+    with torch.no_grad():
+        out = DihedralTTAInferer(group="d4")(padded, net) if tta else net(padded)
+    return out[0, :, :height, :width].numpy()
+
+
+def test_fine_tuning_starts_from_the_base_model_and_inference_routes_organelles(tmp_path):
+    dataset = write_dataset("lmc", tmp_path / "lmc", n=8, size=80, seed=1)
+    root = tmp_path / "root"
+    (root / "models").mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(network().state_dict(), root / "models" / "model.pt")
+    base_bytes = (root / "models" / "model.pt").read_bytes()
+
+    output = run_cli(BUNDLE, "training", ["train.json", "finetune_actin.json"],
+                     {**TRAIN, "dataset_dir": str(dataset), "bundle_root": str(root)})
+    assert f"loaded the weights of {root / 'models' / 'model.pt'}" in output
+    assert (root / "models" / "model.pt").read_bytes() == base_bytes  # the base checkpoint is left as it was
+    assert list((root / "models").glob("actin_checkpoint_epoch=*.pt"))
+    base, actin = network(root / "models" / "model.pt"), network(root / "models" / "model_actin.pt")
+    torch.manual_seed(1)
+    assert 0 < distance(base, actin) < 0.05 * distance(base, network())  # fine-tuned from the base, not from scratch
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name in ("image_4_BF_z1.ome.tiff", "image_8_BF_z0.ome.tiff"):  # study 4: a BF study with all four organelles
+        shutil.copy(dataset / "Study_4" / name, inputs / name)
+    output = run_cli(BUNDLE, "inferring", ["inference.json"],
+                     {**SMALL, "dataset_dir": str(inputs), "bundle_root": str(root), "output_dir": str(tmp_path / "out")})
+    assert "model_tubulin.pt not found" in output
+    assert "Actin: predicted by 'actin'" in output
+    assert "Tubulin: predicted by 'base' ('tubulin' not available)" in output
+
+    for source in sorted(inputs.iterdir()):
+        with_tta, fine_tuned = predict(base, source, tta=True), predict(actin, source, tta=False)
+        expected = {"Nucleus": with_tta[0], "Mitochondria": with_tta[1], "Tubulin": with_tta[2], "Actin": fine_tuned[3]}
+        for organelle in LMC_ORGANELLES:
+            written = tmp_path / "out" / f"{organelle.lower()}-fluorescence-ome-tiff" / source.name
+            pixels = read_image(written)
+            assert pixels.dtype == np.float32 and read_pixel_size(written) == read_pixel_size(source)
+            np.testing.assert_allclose(pixels, expected[organelle], atol=1e-5, err_msg=f"{organelle} of {source.name}")
+        assert not np.allclose(with_tta[3], fine_tuned[3], atol=1e-4)  # actin really comes from the fine-tuned model
