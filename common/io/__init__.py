@@ -3,8 +3,10 @@
 from .challenge_layouts import (
     LMC_ORGANELLES,
     adipocyte_datalist,
+    adipocyte_pairs,
     adipocyte_split,
     livecell_datalist,
+    livecell_name_fields,
     lmc_datalist,
     lmc_slices,
     lmc_split,
@@ -32,6 +34,4 @@ from .labels import (
 )
 from .segmentation_layouts import BBBC039_SPLITS, bbbc039_datalist, dsb2018_datalist, neurips_datalist
 from .writers import SaveImageFiled, label_dtype
-from .challenge_layouts import livecell_name_fields
-from .challenge_layouts import adipocyte_pairs
 from .channel_writer import SaveChannelsd

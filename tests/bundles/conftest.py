@@ -52,21 +52,30 @@ def dataset(bundle, spec, tmp_path_factory) -> Path:
     return write_dataset(layout, tmp_path_factory.mktemp(bundle.name) / layout, **synthetic)
 
 
+def save_untrained_weights(bundle: Path, root: Path, overrides: dict | None = None,
+                           model_file: str = "models/model.pt") -> Path:
+    """Write the seeded initial weights of the bundle's inference network (with ``overrides``) to root/model_file."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser.update(overrides or {})
+    torch.manual_seed(0)
+    (root / model_file).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(parser.get_parsed_content("network_def").state_dict(), root / model_file)
+    return root / model_file
+
+
 @pytest.fixture(scope="module")
 def release(bundle, spec, tmp_path_factory) -> dict:
     """A copy of the bundle with seeded untrained weights (``source``), and its exported zip (``zip``)."""
     from common.bundle import export_bundle
-    from test_bundle_suite import parser_for
 
     work = tmp_path_factory.mktemp(f"{bundle.name}_release")
     source = work / bundle.name
     shutil.copytree(bundle, source, ignore=shutil.ignore_patterns("models", "eval", "predictions", "__pycache__"))
-    parser = parser_for(source, "inference.json")
-    parser.update(spec.get("inference_overrides", {}))
-    torch.manual_seed(0)
     model_file = spec["outputs"].get("model", "models/model.pt")
-    (source / model_file).parent.mkdir(parents=True)
-    torch.save(parser.get_parsed_content("network_def").state_dict(), source / model_file)
+    save_untrained_weights(source, source, spec.get("inference_overrides", {}), model_file)
     return {"source": source, "zip": export_bundle(source, work / "dist"), "model_file": model_file}
 
 

@@ -22,9 +22,9 @@ from common.bundle import export_bundle, verify_bundle
 
 # run in the fresh process: forget the editable install of this repository, put the downloaded bundle folder on
 # sys.path as a user's app does (the bundle's configs import `common` from there), then run and load the bundle
-DOWNLOADED_RUN = textwrap.dedent("""
-    import importlib.util, json, sys
-    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
+FORGET_EDITABLE = "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]"
+DOWNLOADED_RUN = f"import sys; {FORGET_EDITABLE}\n" + textwrap.dedent("""
+    import importlib.util, json
     assert importlib.util.find_spec("common") is None, "common is importable before the bundle is"
     args = json.loads(sys.argv[1])
     from monai.bundle import load, run
@@ -45,7 +45,8 @@ def test_zip_holds_one_bundle_folder_with_weights_hashes_and_common(bundle, rele
     import zipfile
 
     names = zipfile.ZipFile(release["zip"]).namelist()
-    assert release["zip"].name == f"{bundle.name}_v{json.loads((bundle / 'configs/metadata.json').read_text())['version']}.zip"
+    version = json.loads((bundle / "configs" / "metadata.json").read_text())["version"]
+    assert release["zip"].name == f"{bundle.name}_v{version}.zip"
     assert {name.split("/")[0] for name in names} == {bundle.name}
     assert f"{bundle.name}/common/flows/follow.py" in names and f"{bundle.name}/{release['model_file']}" in names
     large_files = zipfile.ZipFile(release["zip"]).read(f"{bundle.name}/large_files.yml").decode()
@@ -89,13 +90,18 @@ needs_deploy = pytest.mark.skipif(importlib.util.find_spec("monai.deploy") is No
                                 reason="MONAI Deploy SDK not installed (pip install -e '.[deploy]')")
 
 
+def deploy_overrides(spec: dict) -> list[str]:
+    """The spec's inference overrides as ``--set id=value`` arguments of the Deploy application."""
+    return [arg for key, value in spec.get("inference_overrides", {}).items()
+            for arg in ("--set", f"{key}={json.dumps(value)}")]
+
+
 @needs_deploy
 def test_deploy_app_output_equals_bundle_inference(bundle, spec, dataset, release, reference_outputs, tmp_path):
     out = tmp_path / "deploy_out"
     command = [sys.executable, "-m", "common.deploy", "--bundle", str(release["zip"]),
                "-i", str(dataset / spec["inference_input"]), "-o", str(out)]
-    for key, value in spec.get("inference_overrides", {}).items():
-        command += ["--set", f"{key}={json.dumps(value)}"]
+    command += deploy_overrides(spec)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", HOLOSCAN_WORKDIR=str(tmp_path))
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
@@ -129,9 +135,9 @@ def test_plain_app_py_with_holoscan_path_variables(bundle, spec, dataset, releas
     env = {"PATH": os.environ["PATH"], "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
            "HOLOSCAN_INPUT_PATH": str(dataset / spec["inference_input"]), "HOLOSCAN_OUTPUT_PATH": str(out),
            "HOLOSCAN_MODEL_PATH": str(release["zip"]), "HOLOSCAN_WORKDIR": str(tmp_path)}
-    script = "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]; " \
-             "sys.argv = ['app.py'] + sys.argv[1:]; import runpy; runpy.run_path('app.py', run_name='__main__')"
-    sets = [arg for key, value in spec.get("inference_overrides", {}).items() for arg in ("--set", f"{key}={json.dumps(value)}")]
-    done = subprocess.run([sys.executable, "-c", script, *sets], cwd=app, env=env, capture_output=True, text=True, timeout=900)
+    script = f"import sys; {FORGET_EDITABLE}; sys.argv = ['app.py'] + sys.argv[1:]; " \
+             "import runpy; runpy.run_path('app.py', run_name='__main__')"
+    done = subprocess.run([sys.executable, "-c", script, *deploy_overrides(spec)], cwd=app, env=env,
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     assert_same_outputs(out, reference_outputs, spec["outputs"]["inference_glob"])

@@ -3,9 +3,7 @@
 import json
 
 import pytest
-import torch
-from conftest import REPO
-from monai.bundle import ConfigParser
+from conftest import REPO, save_untrained_weights
 from test_bundle_suite import run_cli
 
 from common.data.synthetic import write_dataset
@@ -27,12 +25,7 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
     dataset = write_dataset("lmc", tmp_path / "lmc", n=24, size=128, seed=3)  # 4 studies: 16 training, 8 validation
 
     untrained = tmp_path / "untrained"
-    parser = ConfigParser()
-    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
-    parser["backbone"] = SMALL["backbone"]
-    (untrained / "models").mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(parser.get_parsed_content("network_def").state_dict(), untrained / "models" / "model.pt")
+    save_untrained_weights(BUNDLE, untrained, {"backbone": SMALL["backbone"]})
     baseline = evaluate(dataset, untrained)
 
     trained = tmp_path / "trained"

@@ -9,9 +9,7 @@ instead of the fine-tuning rate 2e-5, on 128-pixel images. Evaluation is the cha
 import json
 
 import pytest
-import torch
-from conftest import REPO
-from monai.bundle import ConfigParser
+from conftest import REPO, save_untrained_weights
 from test_bundle_suite import run_cli
 
 from common.data.synthetic import write_dataset
@@ -33,12 +31,8 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
     dataset = write_dataset("neurips", tmp_path / "neurips", n=30, size=128, seed=3)  # 18 / 6 / 6 images
 
     untrained = tmp_path / "untrained"
-    parser = ConfigParser()
-    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
-    parser.update({key: SMALL[key] for key in ("encoder", "decoder_channels", "attention_channels")})
-    (untrained / "models").mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(parser.get_parsed_content("network_def").state_dict(), untrained / "models" / "model.pt")
+    network_size = ("encoder", "decoder_channels", "attention_channels")
+    save_untrained_weights(BUNDLE, untrained, {key: SMALL[key] for key in network_size})
     baseline = evaluate(dataset, untrained)
 
     trained = tmp_path / "trained"
