@@ -4,8 +4,9 @@ from .attention_res_unet import AttentionGate, AttentionResUNet
 from .batch_norm import with_batch_norm_momentum
 from .ensemble import AverageEnsemble, ensemble_from_checkpoints
 from .manet import MANetDecoder
-from .mediar_former import MEDIAR_CHECKPOINT_RULES, MEDIARFormer, load_mediar_weights, load_pretrained
+from .mediar_former import MEDIAR_CHECKPOINT_RULES, MEDIARFormer, load_mediar_weights
 from .mix_transformer import MIT_IMAGENET_RULES, MIT_SIZES, MixTransformer, load_mit_imagenet_weights
 from .model_bank import MagnificationModels
 from .threshold_baseline import ThresholdBaseline
-from .weights import load_renamed, read_state_dict, rename_keys
+from .weights import (PUBLISHED_FORMATS, load_pretrained, load_renamed, read_state_dict, register_published_format,
+                      rename_keys)

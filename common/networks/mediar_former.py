@@ -16,9 +16,9 @@ from torch import nn
 
 from .manet import MANetDecoder
 from .mix_transformer import MIT_IMAGENET_RULES, MixTransformer, load_mit_imagenet_weights
-from .weights import load_renamed, read_state_dict
+from .weights import load_renamed, register_published_format
 
-__all__ = ["MEDIARFormer", "FlowHead", "MEDIAR_CHECKPOINT_RULES", "load_mediar_weights", "load_pretrained"]
+__all__ = ["MEDIARFormer", "FlowHead", "MEDIAR_CHECKPOINT_RULES", "load_mediar_weights"]
 
 
 class FlowHead(nn.Sequential):
@@ -117,20 +117,5 @@ def load_mediar_weights(network: MEDIARFormer, path: Union[str, os.PathLike]) ->
     return load_renamed(network, path, MEDIAR_CHECKPOINT_RULES)
 
 
-def load_pretrained(network: MEDIARFormer, path: Optional[Union[str, os.PathLike]]) -> MEDIARFormer:
-    """``network`` with the weights of ``path``: a checkpoint of this bundle (our parameter names) or one of
-    MEDIAR's published checkpoints (its names, see :data:`MEDIAR_CHECKPOINT_RULES`); None leaves it as it is.
-
-    Raises:
-        FileNotFoundError / KeyError / ValueError: naming the file, when it is missing or does not fit.
-    """
-    if path is None:
-        return network
-    state = read_state_dict(path)
-    if set(state) == set(network.state_dict()):
-        try:
-            network.load_state_dict(state)
-        except RuntimeError as error:  # same names, other shapes: another model size
-            raise ValueError(f"{path}: checkpoint of another model size: {error}") from error
-        return network
-    return load_mediar_weights(network, path)
+register_published_format(MEDIARFormer, "MEDIAR's published checkpoints (segmentation_models_pytorch MAnet)",
+                          MEDIAR_CHECKPOINT_RULES)
