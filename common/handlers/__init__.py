@@ -1,5 +1,7 @@
-"""Ignite handlers of the collection: evaluation reports."""
+"""Ignite handlers of the collection: resumable training, guards, evaluation reports."""
 
+from .checkpoints import BestModelSaver, ResumableCheckpoint, check_finite_state, epoch_seed
 from .instance_report import InstanceSegmentationReport
+from .nonfinite import StopOnNonFiniteLoss, batch_sources
 from .report import MetricsReport, source_name
 from .semantic_report import SemanticSegmentationReport

@@ -27,6 +27,7 @@ from monai.data import ImageReader
 from monai.utils import MetaKeys
 from PIL import Image
 
+from .atomic import atomic_path
 from .errors import ImageFileError
 
 __all__ = [
@@ -264,17 +265,11 @@ def write_image(
         raise ImageFileError(f"{path}: cannot write an array of shape {array.shape}, expected (H, W) or (H, W, C).")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: file exists; pass overwrite=True to replace it.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    try:
+    with atomic_path(path) as partial:
         if suffix == ".png":
             _write_png(partial, array, path)
         else:
-            ome = suffix.startswith(".ome") if ome is None else ome
-            _write_tiff(partial, array, pixel_size, ome)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+            _write_tiff(partial, array, pixel_size, suffix.startswith(".ome") if ome is None else ome)
     return path
 
 
