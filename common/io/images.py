@@ -17,6 +17,7 @@ Axes rule, the same for every format: an image comes back as ``(H, W)`` when it 
 
 from __future__ import annotations
 
+import logging
 import os
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -45,6 +46,8 @@ __all__ = [
 
 PathLike = Union[str, os.PathLike]
 
+logger = logging.getLogger(__name__)
+
 PILLOW_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg")
 TIFF_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
 #: every suffix :func:`read_image` reads, longest first so that ``.ome.tif`` wins over ``.tif``.
@@ -71,14 +74,26 @@ def is_image_file(path: PathLike) -> bool:
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def read_image(path: PathLike) -> np.ndarray:
+#: what :func:`read_image` does with NaN or Inf pixels of a float image.
+NONFINITE_POLICIES = ("error", "median")
+
+
+def read_image(path: PathLike, nonfinite: str = "error") -> np.ndarray:
     """Pixels of one 2D image file as ``(H, W)`` or ``(H, W, C)`` in the file's dtype (see the module axes rule).
 
     Big-endian pixels are returned in native byte order (same values), as torch needs.
 
+    Args:
+        path: the file.
+        nonfinite: NaN or Inf pixels (float images only) are an error (``"error"``), or are replaced by the
+            median of the finite pixels with a warning naming the file and the count (``"median"``).
+
     Raises:
-        ImageFileError: the file is missing, of an unsupported suffix, corrupt or truncated, empty, or not 2D.
+        ImageFileError: the file is missing, of an unsupported suffix, corrupt or truncated, empty, not 2D, or
+            holds NaN / Inf pixels (with ``nonfinite="error"``).
     """
+    if nonfinite not in NONFINITE_POLICIES:
+        raise ValueError(f"nonfinite: expected one of {NONFINITE_POLICIES}, got {nonfinite!r}.")
     path = Path(path)
     suffix = image_suffix(path)
     if not suffix:
@@ -90,7 +105,24 @@ def read_image(path: PathLike) -> np.ndarray:
         raise ImageFileError(f"{path}: empty image of shape {pixels.shape}, expected at least one pixel.")
     if pixels.ndim not in (2, 3):
         raise ImageFileError(f"{path}: image of shape {pixels.shape}, expected (H, W) or (H, W, C).")
-    return pixels if pixels.dtype.isnative else pixels.astype(pixels.dtype.newbyteorder("="))
+    pixels = pixels if pixels.dtype.isnative else pixels.astype(pixels.dtype.newbyteorder("="))
+    return _finite(pixels, path, nonfinite) if np.issubdtype(pixels.dtype, np.inexact) else pixels
+
+
+def _finite(pixels: np.ndarray, path: Path, policy: str) -> np.ndarray:
+    """``pixels`` checked for NaN / Inf, which are refused or replaced by the median of the others (see ``read_image``)."""
+    bad = ~np.isfinite(pixels)
+    count = int(bad.sum())
+    if not count:
+        return pixels
+    if policy == "error" or count == pixels.size:
+        raise ImageFileError(f"{path}: {count} of {pixels.size} pixels are NaN or Inf; expected finite values "
+                             f"(the reader's nonfinite='median' replaces them, where that is acceptable).")
+    logger.warning("%s: %d of %d pixels are NaN or Inf; replaced by the median of the others.", path, count,
+                   pixels.size)
+    pixels = pixels.copy()
+    pixels[bad] = np.median(pixels[~bad])
+    return pixels
 
 
 def _read_pillow(path: Path) -> np.ndarray:
@@ -329,11 +361,20 @@ class MicroscopyReader(ImageReader):
     ``original_channel_dim`` (``"no_channel"`` for one grey file, -1 otherwise), identity ``affine`` and
     ``pixel_size_um`` ``(y_um, x_um)`` (NaN when the file does not store it).
 
+    Float pixels that are NaN or Inf are an error naming the file; ``MicroscopyReader(nonfinite="median")``
+    replaces them by the median of the others and says so (see :func:`read_image`).
+
     Errors of a file (missing, corrupt, unsupported) surface as :class:`ImageFileError` from ``get_data`` rather
     than from ``read``, so that ``LoadImage`` does not fall back to a reader with another axis order.
 
     In a bundle config: ``"reader": "$common.io.MicroscopyReader()"`` or ``"reader": "common.io.MicroscopyReader"``.
     """
+
+    def __init__(self, nonfinite: str = "error") -> None:
+        super().__init__()
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"nonfinite: expected one of {NONFINITE_POLICIES}, got {nonfinite!r}.")
+        self.nonfinite = nonfinite
 
     def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
         """Whether every file of ``filename`` (one path or several) has a suffix :func:`read_image` reads."""
@@ -350,7 +391,7 @@ class MicroscopyReader(ImageReader):
     def get_data(self, img: tuple[Path, ...]) -> tuple[np.ndarray, dict]:
         """``(H, W)`` or ``(H, W, C)`` pixels of the files ``img`` and their meta data dict."""
         paths = tuple(img) if isinstance(img, (tuple, list)) else (Path(img),)
-        images = [read_image(path) for path in paths]
+        images = [read_image(path, self.nonfinite) for path in paths]
         pixels = images[0] if len(images) == 1 else _concatenate_channels(images, paths)
         pixel_size = read_pixel_size(paths[0])
         meta = {

@@ -62,12 +62,17 @@ class SaveImageFiled(MapTransform):
         self.output_dir, self.postfix, self.suffix, self.kind = Path(output_dir), postfix, suffix, kind
         self.name_key, self.path_key, self.overwrite = name_key, path_key, overwrite
 
-    def _pixels(self, value) -> np.ndarray:
+    def _pixels(self, value, path: Path) -> np.ndarray:
         array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
         if array.ndim != 3:
-            raise ValueError(f"expected a channel-first (C, H, W) array to write, got shape {array.shape}.")
+            raise ValueError(f"{path}: expected a channel-first (C, H, W) array to write, got shape {array.shape}.")
         array = array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
         if self.kind == "labels":
+            if not np.issubdtype(array.dtype, np.integer) and array.dtype != bool:
+                fraction = ~np.isfinite(array) | (array != np.round(array))
+                if fraction.any():
+                    raise ValueError(f"{path}: labels must be whole numbers, got {int(fraction.sum())} other values "
+                                     f"(e.g. {array[fraction].flat[0]}); refusing to truncate them.")
             return array.astype(label_dtype(array))
         return array.astype(np.float32) if self.kind == "float" else array
 
@@ -88,6 +93,6 @@ class SaveImageFiled(MapTransform):
         stem, pixel_size = self._source(d)
         for key in self.key_iterator(d):
             path = self.output_dir / f"{stem}{self.postfix}{self.suffix}"
-            write_image(path, self._pixels(d[key]), pixel_size=pixel_size, overwrite=self.overwrite)
+            write_image(path, self._pixels(d[key], path), pixel_size=pixel_size, overwrite=self.overwrite)
             d[self.path_key or f"{key}_path"] = str(path)
         return d

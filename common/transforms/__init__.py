@@ -4,9 +4,10 @@ from .boundary import InstanceToBoundaryTargets, InstanceToBoundaryTargetsd, ins
 from .cell_intensity import CellAwareIntensity, CellAwareIntensityd, NonZeroPercentileNormalize, NonZeroPercentileNormalized
 from .cell_labels import BoundaryExclusion, BoundaryExclusiond, RemoveBorderInstances, RemoveBorderInstancesd
 from .channels import AsChannels, AsChannelsd
+from .checks import CheckSpatialShapesd, SourceCompose
 from .flows import FlowsToLabels, FlowsToLabelsd, LabelsToFlows, LabelsToFlowsd
 from .intensity import ScalePercentiles, ScalePercentilesd, Whiten, Whitend, percentile, scale_percentiles, whiten
-from .meta import CopyItemsToMetad
+from .meta import CopyItemsToMetad, source_file
 from .partial_targets import ConcatChannels, ConcatChannelsd, RandSliceAndTarget, RandSliceAndTargetd
 from .projection import MaxIntensityProjection, MaxIntensityProjectiond
 from .tiles import MergeTiles, MergeTilesd, Tile, Tiled, merge_tiles, tile_grid_shape, tile_image
@@ -18,6 +19,7 @@ __all__ = [
     "BoundaryExclusiond",
     "CellAwareIntensity",
     "CellAwareIntensityd",
+    "CheckSpatialShapesd",
     "ConcatChannels",
     "ConcatChannelsd",
     "CopyItemsToMetad",
@@ -39,6 +41,7 @@ __all__ = [
     "RemoveBorderInstancesd",
     "ScalePercentiles",
     "ScalePercentilesd",
+    "SourceCompose",
     "Tile",
     "Tiled",
     "Whiten",
@@ -47,6 +50,7 @@ __all__ = [
     "merge_tiles",
     "percentile",
     "scale_percentiles",
+    "source_file",
     "tile_grid_shape",
     "tile_image",
     "whiten",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Hashable, Mapping, Sequence
 
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-__all__ = ["CopyItemsToMetad"]
+__all__ = ["CopyItemsToMetad", "source_file"]
 
 
 class CopyItemsToMetad(MapTransform):
@@ -51,3 +52,23 @@ class CopyItemsToMetad(MapTransform):
             # a new MetaTensor on the same pixels: the input's meta data stay as they were
             d[key] = MetaTensor(image.as_tensor(), meta=meta, applied_operations=list(image.applied_operations))
         return d
+
+
+def source_file(data: object, keys: Sequence[Hashable] = ("image",)) -> str | None:
+    """The file the sample ``data`` came from: the first of ``keys`` that is a path, or whose meta data (MetaTensor
+    ``.meta`` or ``<key>_meta_dict``) holds ``filename_or_obj``; None when none does."""
+    if not isinstance(data, Mapping):
+        return None
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, (str, os.PathLike)):
+            return str(value)
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, os.PathLike)) for v in value):
+            return str(value[0])
+        meta = getattr(value, "meta", None) or data.get(f"{key}_meta_dict") or {}
+        source = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
+        if isinstance(source, (list, tuple)):
+            source = source[0] if source else None
+        if source:
+            return str(source)
+    return None
