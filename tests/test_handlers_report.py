@@ -61,3 +61,15 @@ def test_empty_runs_and_missing_keys_are_errors(tmp_path):
     with pytest.raises(KeyError, match="'label'"):
         run(MetricsReport(str(tmp_path), abs_error), [[{"image": torch.zeros(1), "pred": torch.zeros(1)}]])
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_report_of_an_earlier_run_is_not_replaced_unless_asked(tmp_path):
+    batches = [[item("a.tif", "x", [1.0], [0.0])]]
+    run(MetricsReport(str(tmp_path), abs_error), batches)
+    before = (tmp_path / "metrics.json").read_text()
+    with pytest.raises(FileExistsError, match=r"metrics\.(csv|json).*--overwrite True"):
+        run(MetricsReport(str(tmp_path), abs_error), [[item("a.tif", "x", [5.0], [0.0])]])
+    assert (tmp_path / "metrics.json").read_text() == before
+    run(MetricsReport(str(tmp_path), abs_error, overwrite=True), [[item("a.tif", "x", [5.0], [0.0])]])
+    assert (tmp_path / "metrics.json").read_text() != before
+    assert not list(tmp_path.glob(".*"))

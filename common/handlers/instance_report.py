@@ -25,6 +25,7 @@ class InstanceSegmentationReport(MetricsReport):
         pred_key: key of the (1, H, W) predicted labels in the decollated engine output.
         label_key: key of the (1, H, W) true labels.
         name: file name stem of the report.
+        overwrite: replace the report of an earlier run (see :class:`MetricsReport`).
     """
 
     def __init__(
@@ -35,8 +36,10 @@ class InstanceSegmentationReport(MetricsReport):
         pred_key: str = "pred",
         label_key: str = "label",
         name: str = "instance_metrics",
+        overwrite: bool = False,
     ) -> None:
-        super().__init__(output_dir, self.score_pair, pred_key=pred_key, label_key=label_key, name=name)
+        super().__init__(output_dir, self.score_pair, pred_key=pred_key, label_key=label_key, name=name,
+                         overwrite=overwrite)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.strict = strict
 

@@ -12,6 +12,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ignite.engine import Engine, Events
 
+from ..io.atomic import atomic_path
+
 __all__ = ["MetricsReport", "source_name"]
 
 Score = Callable[[Any, Any, Mapping], "Mapping[str, Any] | Sequence[Mapping[str, Any]]"]
@@ -57,6 +59,8 @@ class MetricsReport:
         group_by: item fields (str values such as ``cell_type``, ``modality``) or row columns to group means by.
         name: file name stem of the report.
         image_key: key whose source file names the image.
+        overwrite: replace the report files of an earlier run; without it they are an error when the handler is
+            attached, before any work is done.
     """
 
     def __init__(
@@ -68,16 +72,27 @@ class MetricsReport:
         group_by: Sequence[str] = (),
         name: str = "metrics",
         image_key: str = "image",
+        overwrite: bool = False,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.score = score
         self.pred_key, self.label_key, self.image_key, self.name = pred_key, label_key, image_key, name
         self.group_by = tuple(group_by)
+        self.overwrite = overwrite
         self.rows: list[dict] = []
         self.images = 0
         self.logger = logging.getLogger(type(self).__module__)
 
+    @property
+    def paths(self) -> tuple[Path, Path]:
+        """The report's CSV and JSON files."""
+        return self.output_dir / f"{self.name}.csv", self.output_dir / f"{self.name}.json"
+
     def attach(self, engine: Engine) -> None:
+        existing = [str(path) for path in self.paths if path.exists()]
+        if existing and not self.overwrite:
+            raise FileExistsError(f"{existing}: report of an earlier evaluation; pass --overwrite True to replace "
+                                  f"it, or choose another --output_dir.")
         engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
@@ -120,14 +135,15 @@ class MetricsReport:
         return {"images": self.images, **column_means(self.rows), **({"groups": groups} if groups else {})}
 
     def write_files(self, summary: Mapping) -> None:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         columns = list(dict.fromkeys(key for row in self.rows for key in row))
         columns.sort(key=lambda key: key != "image")
-        with open(self.output_dir / f"{self.name}.csv", "w", newline="") as stream:
+        csv_path, json_path = self.paths
+        with atomic_path(csv_path) as partial, open(partial, "w", newline="") as stream:
             writer = csv.DictWriter(stream, fieldnames=columns, restval="")
             writer.writeheader()
             writer.writerows(self.rows)
-        (self.output_dir / f"{self.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+        with atomic_path(json_path) as partial:
+            partial.write_text(json.dumps(summary, indent=2) + "\n")
 
     def log(self, summary: Mapping) -> None:
         means = ", ".join(f"{key} {value:.4f}" for key, value in summary.items() if _is_number(value) and key != "images")

@@ -51,6 +51,7 @@ class SemanticSegmentationReport(MetricsReport):
         pred_key, label_key: keys of the ``(C, H, W)`` binary prediction and the ``(1, H, W)`` true mask.
         name: file name stem of the report.
         image_key: key whose source file names the image.
+        overwrite: replace the report of an earlier run (see :class:`MetricsReport`).
     """
 
     def __init__(
@@ -63,8 +64,9 @@ class SemanticSegmentationReport(MetricsReport):
         label_key: str = "label",
         name: str = "semantic_metrics",
         image_key: str = "image",
+        overwrite: bool = False,
     ) -> None:
-        super().__init__(output_dir, self.score_pair, pred_key, label_key, group_by, name, image_key)
+        super().__init__(output_dir, self.score_pair, pred_key, label_key, group_by, name, image_key, overwrite)
         self.channel_names = list(channel_names) if channel_names is not None else None
         self.fields_from_name = fields_from_name
 
