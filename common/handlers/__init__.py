@@ -1,6 +1,6 @@
 """Ignite handlers of the collection: resumable training, guards, evaluation reports."""
 
-from .checkpoints import BestModelSaver, ResumableCheckpoint, check_finite_state, epoch_seed
+from .checkpoints import ModelSaver, ResumableCheckpoint, check_finite_state, epoch_seed
 from .folder_run import FolderRun, FolderRunError
 from .instance_report import InstanceSegmentationReport
 from .nonfinite import StopOnNonFiniteLoss, batch_sources

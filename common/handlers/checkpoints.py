@@ -10,8 +10,9 @@ A training run with these handlers can be killed at any moment and resumed with 
 - It also seeds every random generator at the start of each epoch from ``(seed, epoch, rank)`` (torch, NumPy,
   Python and the training dataset's MONAI transforms), so an epoch's augmentation does not depend on whether the
   run was interrupted before it.
-- :class:`BestModelSaver` (on the validator) writes the model file each time the key metric improves; after a
-  resume it compares against the restored best, so a worse model never replaces a better one.
+- :class:`ModelSaver` writes the model file that evaluation and inference load: the best by the validator's key
+  metric (after a resume compared against the restored best, so a worse model never replaces a better one), or
+  the last epoch's.
 
 Both refuse to start over files a previous run wrote unless the user says ``resume`` or ``overwrite``.
 """
@@ -32,7 +33,7 @@ from monai.data.utils import set_rnd
 
 from ..io.atomic import remove_partials, save_atomic
 
-__all__ = ["ResumableCheckpoint", "BestModelSaver", "epoch_seed", "check_finite_state"]
+__all__ = ["ResumableCheckpoint", "ModelSaver", "epoch_seed", "check_finite_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -197,37 +198,55 @@ class ResumableCheckpoint:
             old.unlink(missing_ok=True)
 
 
-class BestModelSaver:
-    """Write the network's weights to ``save_dir/filename`` whenever the validator's key metric improves.
+class ModelSaver:
+    """Write the network's weights to ``save_dir/filename``: the best so far by the validator's key metric, or the
+    last epoch's at the end of training.
 
-    Attach to the validation evaluator. The file holds ``{"model": state dict}`` as MONAI's ``CheckpointSaver``
-    writes it, written beside and renamed; weights with NaN or Inf are refused, never saved.
+    Attach to the trainer (after its ``ValidationHandler``): with ``keep="best"`` the file is written at each
+    epoch end where the validator's key metric improved (after a resume, against the restored best, so a worse
+    model never replaces a better one); with ``keep="last"`` once training completes. The file holds
+    ``{"model": state dict}`` as MONAI's ``CheckpointSaver`` writes it (of the module inside
+    DistributedDataParallel), written by rank 0 beside and renamed; weights with NaN or Inf are refused.
 
     Args:
         save_dir: folder of the model file.
-        network: the network (its ``module`` is saved when it is wrapped in DistributedDataParallel).
+        network: the network.
         filename: name of the model file.
+        keep: ``"best"`` or ``"last"``.
+        validator: the validation evaluator (needed for ``keep="best"``).
         resume, overwrite: an existing model file is an error unless one of them is set (``resume``: it is the
-            best model so far of the run being resumed; ``overwrite``: the user starts over).
+            model of the run being resumed; ``overwrite``: the user starts over).
     """
 
     def __init__(
-        self, save_dir: str, network: torch.nn.Module, filename: str = "model.pt",
-        resume: bool = False, overwrite: bool = False,
+        self, save_dir: str, network: torch.nn.Module, filename: str = "model.pt", keep: str = "best",
+        validator: Optional[Engine] = None, resume: bool = False, overwrite: bool = False,
     ) -> None:
+        if keep not in ("best", "last"):
+            raise ValueError(f"keep: expected 'best' or 'last', got {keep!r}.")
+        if keep == "best" and validator is None:
+            raise ValueError("keep='best' needs the validator whose key metric picks the model.")
         self.path = Path(save_dir) / filename
-        self.network, self.resume, self.overwrite = network, resume, overwrite
+        self.network, self.keep, self.validator = network, keep, validator
+        self.resume, self.overwrite = resume, overwrite
 
-    def attach(self, evaluator: Engine) -> None:
+    def attach(self, trainer: Engine) -> None:
         _refuse_existing([self.path], self.resume, self.overwrite)
-        evaluator.add_event_handler(Events.EPOCH_COMPLETED, self)
+        if self.keep == "best":
+            trainer.add_event_handler(Events.EPOCH_COMPLETED, self.save_if_best)
+        else:
+            trainer.add_event_handler(Events.COMPLETED, self.save)
 
-    def __call__(self, evaluator: Engine) -> None:
-        if evaluator.state.best_metric_epoch != evaluator.state.epoch:
+    def save_if_best(self, trainer: Engine) -> None:
+        state = self.validator.state
+        if state.best_metric_epoch == trainer.state.epoch:
+            self.save(trainer)
+
+    def save(self, trainer: Engine) -> None:
+        if _rank() != 0:
             return
         network = getattr(self.network, "module", self.network)
         state = {"model": network.state_dict()}
         check_finite_state(state["model"], str(self.path))
         save_atomic(state, self.path)
-        logger.info("%s: saved (key metric %.4f at epoch %d).", self.path, evaluator.state.best_metric,
-                    evaluator.state.epoch)
+        logger.info("%s: saved the %s model (epoch %d).", self.path, self.keep, trainer.state.epoch)

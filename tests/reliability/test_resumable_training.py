@@ -10,7 +10,7 @@ from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import MeanSquaredError, ValidationHandler, from_engine
 from monai.transforms import Compose, RandFlipd, RandGaussianNoised, RandSpatialCropd
 
-from common.handlers import BestModelSaver, ResumableCheckpoint, StopOnNonFiniteLoss
+from common.handlers import ModelSaver, ResumableCheckpoint, StopOnNonFiniteLoss
 
 
 def _data(n, seed, nan_at=None):
@@ -24,7 +24,7 @@ def _data(n, seed, nan_at=None):
     return items
 
 
-def _run(tmp_path, epochs, resume=False, overwrite=False, nan_at=None, num_workers=0):
+def _run(tmp_path, epochs, resume=False, overwrite=False, nan_at=None, num_workers=0, keep="best"):
     """Build the whole training run anew (as a new process would) and run it for ``epochs`` in all."""
     torch.manual_seed(1234)  # the network's initial weights; a resumed run replaces them from the checkpoint
     network = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
@@ -45,11 +45,11 @@ def _run(tmp_path, epochs, resume=False, overwrite=False, nan_at=None, num_worke
         device="cpu", max_epochs=epochs, train_data_loader=train_loader, network=network, optimizer=optimizer,
         loss_function=torch.nn.MSELoss(), train_handlers=[ValidationHandler(1, evaluator)],
     )
-    BestModelSaver(tmp_path, network, "model.pt", resume=resume, overwrite=overwrite).attach(evaluator)
     StopOnNonFiniteLoss().attach(trainer)
     checkpoint = ResumableCheckpoint(tmp_path, {"model": network, "optimizer": optimizer, "trainer": trainer},
                                      validator=evaluator, seed=7, resume=resume, overwrite=overwrite)
     checkpoint.attach(trainer)
+    ModelSaver(tmp_path, network, "model.pt", keep, evaluator, resume=resume, overwrite=overwrite).attach(trainer)
     trainer.run()
     return network, evaluator
 
@@ -131,3 +131,10 @@ def test_completed_run_resumed_changes_nothing(tmp_path):
     again, _ = _run(tmp_path, 2, resume=True)
     assert _same(network, again)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+
+
+def test_last_epoch_model_kept_when_asked(tmp_path):
+    network, evaluator = _run(tmp_path, 3, keep="last")
+    saved = torch.load(tmp_path / "model.pt")["model"]
+    assert all(torch.equal(saved[k], v) for k, v in network.state_dict().items())
+    assert evaluator.state.best_metric_epoch != 3
