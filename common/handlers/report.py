@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -28,6 +29,11 @@ def source_name(item: Mapping, key: str, index: int) -> str:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def natural_key(text: str) -> list:
+    """Sort key ordering the digit runs of ``text`` by value: "z 2" before "z 10"."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def column_means(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -116,7 +122,8 @@ class MetricsReport:
             for row in self.rows:
                 if field in row:
                     members[str(row[field])].append(row)
-            groups[field] = {value: {"rows": len(rows), **column_means(rows)} for value, rows in sorted(members.items())}
+            ordered = sorted(members.items(), key=lambda pair: natural_key(pair[0]))
+            groups[field] = {value: {"rows": len(rows), **column_means(rows)} for value, rows in ordered}
         return {"images": self.images, **column_means(self.rows), **({"groups": groups} if groups else {})}
 
     def write_files(self, summary: Mapping) -> None:
