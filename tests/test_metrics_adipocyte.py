@@ -91,7 +91,8 @@ def test_pooled_score_is_the_challenge_formula_not_a_mean_of_image_ratios():
                               {"magnification": int(magnification[:2]), "channels": [1, 2], "id": f"{index}"})]
     summary = scores.summary()
     expected = challenge_pixel_score(sets)
-    assert summary["challenge_mae_over_median"] == pytest.approx(expected, rel=1e-6)  # NumPy sums float32, as the notebook
+    # rel 1e-6: NumPy sums float32, as the notebook does
+    assert summary["challenge_mae_over_median"] == pytest.approx(expected, rel=1e-6)
     details = summary["challenge_pixel_metric"]
     assert details["images"] == {"20x": 2, "40x": 1}
     assert details["per_magnification"]["40x"] == pytest.approx(challenge_pixel_score({"40x": sets["40x"]}), rel=1e-6)

@@ -109,6 +109,7 @@ def test_keras_initialisation_is_glorot_uniform_with_zero_bias():
     # PyTorch's default (Kaiming uniform, a = sqrt(5)): bound 1 / sqrt(fan_in), here below Glorot's, non-zero biases
     conv = AttentionResUNet(init="torch", **SMALL).bridge[0][2]
     fan_in = conv.weight[0].numel()
-    assert conv.weight.abs().max() <= 1 / math.sqrt(fan_in) < math.sqrt(6.0 / (2 * fan_in)) and conv.bias.abs().sum() > 0
+    assert conv.weight.abs().max() <= 1 / math.sqrt(fan_in) < math.sqrt(6.0 / (2 * fan_in))
+    assert conv.bias.abs().sum() > 0
     with pytest.raises(ValueError, match="init"):
         AttentionResUNet(init="glorot")

@@ -88,7 +88,8 @@ class _Pool:
         values, counts = values.double().cpu(), counts.cpu()
         if self.values is not None:  # merge with the values seen so far (16-bit targets: at most 65536 of them)
             values, inverse = torch.unique(torch.cat([self.values, values]), return_inverse=True)
-            counts = torch.zeros_like(values, dtype=counts.dtype).scatter_add_(0, inverse, torch.cat([self.counts, counts]))
+            merged = torch.zeros_like(values, dtype=counts.dtype)
+            counts = merged.scatter_add_(0, inverse, torch.cat([self.counts, counts]))
         self.values, self.counts = values, counts
 
     def score(self) -> float:
@@ -127,7 +128,9 @@ class PooledMaeOverMedian:
 
     def aggregate(self) -> dict:
         """``{"per_channel": {m: {c: score}}, "per_magnification": {m: score}, "images": {m: n}, "total": score}``."""
-        per_channel = {m: {c: pool.score() for c, pool in sorted(pools.items())} for m, pools in sorted(self.pools.items())}
+        per_channel = {
+            m: {c: pool.score() for c, pool in sorted(pools.items())} for m, pools in sorted(self.pools.items())
+        }
         per_magnification = {m: sum(scores.values()) / len(scores) for m, scores in per_channel.items()}
         images = {m: self.images[m] for m in per_magnification}
         total = sum(images[m] * score for m, score in per_magnification.items()) / max(sum(images.values()), 1)

@@ -33,7 +33,7 @@ _BN = {"eps": 1e-3, "momentum": 0.01}
 
 
 def init_like_keras(network: nn.Module) -> nn.Module:
-    """Give every convolution of ``network`` Keras' default initialisation (Glorot uniform weights, zero bias), in place."""
+    """Keras' default initialisation of every convolution of ``network``, in place: Glorot uniform, zero bias."""
     for module in network.modules():
         if isinstance(module, nn.modules.conv._ConvNd):
             nn.init.xavier_uniform_(module.weight)
