@@ -59,6 +59,8 @@ class MetricsReport:
     Args:
         output_dir: folder of the report (created if absent).
         score: ``(pred, label, item) -> row | rows``; ``pred`` and ``label`` are ``item[pred_key]``, ``item[label_key]``.
+            A score with ``reset()`` and ``summary() -> dict`` (figures pooled over the run) has them called at the
+            start of each run and merged into the JSON summary.
         pred_key, label_key: keys of the prediction and the ground truth in the decollated engine output.
         group_by: item fields (str values such as ``cell_type``, ``modality``) or row columns to group means by.
         name: file name stem of the report.
@@ -90,6 +92,8 @@ class MetricsReport:
 
     def reset(self, engine: Engine | None = None) -> None:
         self.rows, self.images = [], 0
+        if callable(getattr(self.score, "reset", None)):
+            self.score.reset()
 
     def _item_rows(self, item: Mapping) -> list[dict]:
         for key in (self.pred_key, self.label_key):
@@ -124,7 +128,8 @@ class MetricsReport:
                     members[str(row[field])].append(row)
             ordered = sorted(members.items(), key=lambda pair: natural_key(pair[0]))
             groups[field] = {value: {"rows": len(rows), **column_means(rows)} for value, rows in ordered}
-        return {"images": self.images, **column_means(self.rows), **({"groups": groups} if groups else {})}
+        pooled = self.score.summary() if callable(getattr(self.score, "summary", None)) else {}
+        return {"images": self.images, **column_means(self.rows), **pooled, **({"groups": groups} if groups else {})}
 
     def write_files(self, summary: Mapping) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
