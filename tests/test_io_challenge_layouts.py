@@ -16,6 +16,7 @@ from common.io.challenge_layouts import (
     livecell_datalist,
     lmc_datalist,
     lmc_split,
+    read_lmc_best_z,
 )
 from common.io.coco import CocoPolygonsToMaskd
 from common.io.datalist import build_datalist
@@ -274,6 +275,30 @@ def test_lmc_layout_problems_are_listed_together(tmp_path):
     assert "image_5: targets ['Actin'] without transmitted-light z-slices" in message
     assert "image_40: z-slices of mixed modalities ['BF', 'DIC']" in message
     assert "image_7_brightfield.ome.tiff: expected" in message
+
+
+def test_lmc_best_z_is_the_middle_slice_or_read_from_the_evaluator_table(tmp_path):
+    root = lmc_root(tmp_path)
+    assert [item["best_z"] for item in lmc_datalist(root)] == [2, 1, 4, 0]  # middle of z0, z2, z10 is z2
+    table = tmp_path / "best_z.csv"
+    table.write_text("name,modality,image_z,best_z\n"  # the challenge evaluator's columns, one row per slice
+                     "image_1_BF_z0.ome.tiff,BF,0,10\nimage_1_BF_z2.ome.tiff,BF,2,10\n"
+                     "image_3_PC_z1.ome.tiff,PC,1,3\nimage_7_BF_z4.ome.tiff,BF,4,4\n")
+    items = lmc_datalist(root, exclude_studies=(11,), best_z=table)
+    assert [item["best_z"] for item in items] == [10, 3, 4]
+    assert read_lmc_best_z(table)["image_3_PC_z1.ome.tiff"] == 3
+    with pytest.raises(LayoutError, match="Study_11/image_40: no slice listed"):
+        lmc_datalist(root, best_z=table)
+    with pytest.raises(LayoutError, match=r"Study_2/image_1: slices give several best z \[1, 10\]"):
+        lmc_datalist(root, exclude_studies=(11,), best_z={**read_lmc_best_z(table), "image_1_BF_z10.ome.tiff": 1})
+    table.write_text("name,best_z\nimage_1_BF_z0.ome.tiff,two\n")
+    with pytest.raises(LayoutError, match="best_z.csv, line 2: best_z 'two' is not an integer"):
+        read_lmc_best_z(table)
+    table.write_text("file,z\na,1\n")
+    with pytest.raises(LayoutError, match="expected columns name and best_z"):
+        read_lmc_best_z(table)
+    with pytest.raises(LayoutError, match="absent.csv: best focal plane table not found"):
+        read_lmc_best_z(tmp_path / "absent.csv")
 
 
 def test_lmc_missing_or_empty_root(tmp_path):

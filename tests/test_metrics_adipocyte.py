@@ -8,7 +8,7 @@ import torch
 from monai.data import MetaTensor
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from common.metrics import AdipocyteScores, mae_over_median, median
+from common.metrics import AdipocyteScores, mae_over_median, median, median_of_counts
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +61,53 @@ def test_shapes_and_channel_names_are_checked(pair):
     # engine outputs keep only image, label and pred: the sample's fields travel in the prediction's meta data
     rows = AdipocyteScores()(MetaTensor(pred, meta={"channels": [2, 3], "magnification": 60, "id": "P_"}), target, {})
     assert [(row["image"], row["model"]) for row in rows] == [("P_", "60x_c02"), ("P_", "60x_c03")]
+
+
+def challenge_pixel_score(sets: dict) -> float:
+    """The challenge notebook's formula, written out with NumPy: per magnification, each channel's images stacked,
+    ``mean |target - pred| / median(target)`` over the stack, averaged over channels; magnifications weighed by
+    their image counts."""
+    scores, counts = [], []
+    for pairs in sets.values():  # pairs: list of (pred (C, H, W), target (C, H, W)), one per image
+        preds, targets = np.stack([p for p, _ in pairs]), np.stack([t for _, t in pairs])  # (N, C, H, W)
+        channels = [np.mean(np.abs(targets[:, c].flatten() - preds[:, c].flatten())) / np.median(targets[:, c])
+                    for c in range(targets.shape[1])]
+        scores.append(np.average(channels))
+        counts.append(len(pairs))
+    return float(np.sum(np.multiply(counts, scores)) / np.sum(counts))
+
+
+def test_pooled_score_is_the_challenge_formula_not_a_mean_of_image_ratios():
+    rng = np.random.default_rng(1)
+    # 20x: a dim and a bright image (per-image ratios and pooling differ); 40x: one image (weights 2 : 1)
+    sets = {"20x": [], "40x": []}
+    for magnification, brightness in [("20x", 200.0), ("20x", 5000.0), ("40x", 1000.0)]:
+        target = rng.integers(0, 2 * brightness, size=(2, 16, 12)).astype(np.float32)
+        pred = (target + rng.normal(0, 300, size=target.shape)).clip(0).astype(np.float32)
+        sets[magnification].append((pred, target))
+    scores = AdipocyteScores()
+    rows = [row for magnification, pairs in sets.items() for index, (pred, target) in enumerate(pairs)
+            for row in scores(torch.from_numpy(pred), torch.from_numpy(target),
+                              {"magnification": int(magnification[:2]), "channels": [1, 2], "id": f"{index}"})]
+    summary = scores.summary()
+    expected = challenge_pixel_score(sets)
+    # rel 1e-6: NumPy sums float32, as the notebook does
+    assert summary["challenge_mae_over_median"] == pytest.approx(expected, rel=1e-6)
+    details = summary["challenge_pixel_metric"]
+    assert details["images"] == {"20x": 2, "40x": 1}
+    assert details["per_magnification"]["40x"] == pytest.approx(challenge_pixel_score({"40x": sets["40x"]}), rel=1e-6)
+    first = sets["20x"]
+    c02 = np.mean(np.abs(np.stack([t[1] - p[1] for p, t in first]))) / np.median(np.stack([t[1] for _, t in first]))
+    assert details["per_channel"]["20x"]["C02"] == pytest.approx(c02, rel=1e-6)
+    # the per-image table stays, and its mean is a different number on this set
+    per_image = np.mean([row["mae_over_median"] for row in rows])
+    assert len(rows) == 6 and abs(per_image - expected) > 0.1 * expected
+    scores.reset()
+    assert scores.summary()["challenge_pixel_metric"]["images"] == {}
+
+
+@pytest.mark.parametrize("size", [7, 8])
+def test_median_of_counts_is_numpy_median(size):
+    sample = np.random.default_rng(size).integers(0, 5, size=size).astype(np.float64)
+    values, counts = torch.unique(torch.from_numpy(sample), return_counts=True)
+    assert median_of_counts(values, counts) == np.median(sample)

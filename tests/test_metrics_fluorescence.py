@@ -5,9 +5,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from ignite.engine import Engine
+from monai.data import MetaTensor
 from scipy.spatial import distance
 from scipy.stats import pearsonr
 from skimage.metrics import structural_similarity as skimage_ssim
+
+from common.handlers import MetricsReport
 
 from common.metrics import (
     FluorescenceMetric,
@@ -151,9 +155,65 @@ def test_report_rows_one_per_present_organelle_with_its_metrics():
     assert set(rows[0]) == {"organelle", "PCC", "SSIM", "MAE", "E_dist", "C_dist", "organelle_modality"}
     assert set(rows[1]) == {"organelle", "PCC", "SSIM", "organelle_modality"}
     assert rows[1]["organelle_modality"] == "Actin PC"
+    crossed = LightMyCellsScore(organelles, cross_keys=["modality", "z_offset"])(pred, label, {"modality": "PC", "z_offset": 2})
+    assert crossed[1]["organelle_z_offset"] == "Actin 2" and crossed[1]["organelle_modality"] == "Actin PC"
     expected = reference_metrics(pred[3].numpy(), gt[3].numpy())
     assert rows[1]["PCC"] == pytest.approx(expected["PCC"], rel=1e-6)
     assert rows[1]["SSIM"] == pytest.approx(expected["SSIM"], rel=1e-6)
     assert LightMyCellsScore(organelles)(pred, torch.full_like(label, float("nan"))) == []
     with pytest.raises(ValueError, match="C = 4 organelles"):
         LightMyCellsScore(organelles)(pred[:3], label[:3])
+
+
+def test_report_groups_per_organelle_and_z_distance_as_the_evaluator_aggregates():
+    """MetricsReport + LightMyCellsScore against the evaluator's per-organelle, per-|z - best z| means
+    (its ``calcul_mean_z``) and per-modality means (``calcul_mean_tl``), recomputed with SciPy / scikit-image."""
+    rng = np.random.default_rng(5)
+    organelles = ["Nucleus", "Mitochondria", "Tubulin", "Actin"]
+    # (modality, |z - best z|, organelles present) of six input slices
+    slices = [("BF", 0, "NMA"), ("BF", 1, "NM"), ("PC", 1, "NTA"), ("BF", 12, "NMTA"), ("DIC", 2, "N"), ("PC", 0, "MA")]
+    batches, expected_rows = [], []
+    for index, (modality, offset, present) in enumerate(slices):
+        gt = np.stack([fluorescence_like(rng) for _ in organelles]).astype(np.float32)
+        pred = np.clip(gt + rng.normal(0, 0.3 * gt.std(), gt.shape), 0, None).astype(np.float32)
+        label = gt.copy()
+        for channel, name in enumerate(organelles):
+            if name[0] not in present:
+                label[channel] = np.nan
+            else:
+                scores = reference_metrics(pred[channel], gt[channel])
+                kept = ("PCC", "SSIM") if name in ("Tubulin", "Actin") else tuple(scores)  # the evaluator's lists
+                expected_rows.append((name, modality, offset, {metric: scores[metric] for metric in kept}))
+        image = MetaTensor(torch.zeros(1, 2, 2), meta={"filename_or_obj": f"/in/image_{index}_{modality}_z0.ome.tiff"})
+        batches.append([{"image": image, "pred": torch.from_numpy(pred), "label": torch.from_numpy(label),
+                         "input_modality": modality, "z_offset": offset}])
+    report = MetricsReport(".", LightMyCellsScore(organelles, cross_keys=["input_modality", "z_offset"]),
+                           group_by=["organelle_z_offset", "z_offset", "organelle_input_modality"])
+    engine = Engine(lambda engine, batch: batch)
+    report.attach(engine)
+    report.write = lambda engine: None  # the grouping is checked, not the files
+    engine.run(batches, max_epochs=1)
+    groups = report.summary()["groups"]
+
+    def means(key):
+        table = {}
+        for name, modality, offset, scores in expected_rows:
+            table.setdefault(key(name, modality, offset), []).append(scores)
+        return {group: {metric: np.mean([scores[metric] for scores in members]) for metric in members[0]}
+                | {"rows": len(members)} for group, members in table.items()}
+
+    per_z = means(lambda name, modality, offset: f"{name} {offset}")
+    assert list(groups["organelle_z_offset"]) == ["Actin 0", "Actin 1", "Actin 12", "Mitochondria 0", "Mitochondria 1",
+                                                   "Mitochondria 12", "Nucleus 0", "Nucleus 1", "Nucleus 2",
+                                                   "Nucleus 12", "Tubulin 1", "Tubulin 12"]  # numbers by value
+    for group, expected in per_z.items():
+        got = groups["organelle_z_offset"][group]
+        assert set(got) == set(expected), group  # actin and tubulin have PCC and SSIM only
+        for metric, value in expected.items():
+            assert got[metric] == pytest.approx(value, rel=1e-5, abs=1e-6), (group, metric)
+    assert list(groups["z_offset"]) == ["0", "1", "2", "12"]
+    assert groups["z_offset"]["1"]["rows"] == 5 and groups["z_offset"]["1"]["PCC"] == pytest.approx(
+        np.mean([scores["PCC"] for _, _, offset, scores in expected_rows if offset == 1]), rel=1e-5)
+    per_modality = means(lambda name, modality, offset: f"{name} {modality}")
+    for group, expected in per_modality.items():
+        assert groups["organelle_input_modality"][group]["PCC"] == pytest.approx(expected["PCC"], rel=1e-5), group

@@ -1,5 +1,7 @@
 """Attention Residual U-Net: the published size, shapes, the attention gate, gradients, TorchScript."""
 
+import math
+
 import pytest
 import torch
 
@@ -82,3 +84,32 @@ def test_torchscript_equals_eager(gate):
         torch.testing.assert_close(scripted(x), network(x))
     with pytest.raises(Exception, match="multiples of 8"):
         scripted(torch.rand(1, 1, 12, 16))
+
+
+def test_keras_initialisation_is_glorot_uniform_with_zero_bias():
+    """Keras' Conv2D default: weights U(-b, b), b = sqrt(6 / (fan_in + fan_out)), fan = channels x kernel area, bias 0;
+    batch norm as Keras starts it (weight 1, bias 0, mean 0, variance 1). ``init="torch"`` keeps PyTorch's draw."""
+    torch.manual_seed(4)
+    network = AttentionResUNet()  # published widths: large layers make the moment checks tight
+    convolutions = [m for m in network.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convolutions) == 42  # stem 3, encoder 4 x 3, bridge 2, decoder 4 x (3 gate + 3 block), head 1
+    for conv in convolutions:
+        out_channels, in_channels, kh, kw = conv.weight.shape
+        bound = math.sqrt(6.0 / ((in_channels + out_channels) * kh * kw))
+        assert conv.weight.abs().max() <= bound and torch.all(conv.bias == 0)
+        if conv.weight.numel() >= 10_000:  # uniform on (-b, b): mean 0, variance b^2 / 3, reaching the bounds
+            weights = conv.weight.double()
+            assert abs(float(weights.mean())) < 0.02 * bound
+            assert float(weights.var()) == pytest.approx(bound**2 / 3, rel=0.03)
+            assert float(weights.abs().max()) > 0.99 * bound
+    for norm in (m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        assert torch.all(norm.weight == 1) and torch.all(norm.bias == 0)
+        assert torch.all(norm.running_mean == 0) and torch.all(norm.running_var == 1)
+        assert (norm.eps, norm.momentum) == (1e-3, 0.01)
+    # PyTorch's default (Kaiming uniform, a = sqrt(5)): bound 1 / sqrt(fan_in), here below Glorot's, non-zero biases
+    conv = AttentionResUNet(init="torch", **SMALL).bridge[0][2]
+    fan_in = conv.weight[0].numel()
+    assert conv.weight.abs().max() <= 1 / math.sqrt(fan_in) < math.sqrt(6.0 / (2 * fan_in))
+    assert conv.bias.abs().sum() > 0
+    with pytest.raises(ValueError, match="init"):
+        AttentionResUNet(init="glorot")

@@ -1,118 +1,100 @@
-"""Histogram thresholds (Otsu, triangle, Huang, maximum entropy), disk morphology and the threshold baseline.
+"""Histogram thresholds (Otsu, triangle, Huang, maximum entropy), ball morphology and the threshold baseline.
 
-Otsu and triangle are checked against scikit-image; Huang and Kapur's maximum entropy, which scikit-image lacks,
-against direct loop transcriptions of their published definitions (as ImageJ's AutoThresholder states them).
+The reference is SimpleITK itself (a test-only dependency): the LIVECell baseline ran its filters with their
+default settings, so every mask and threshold here must equal theirs exactly, on 8-bit images (ITK bins them
+over ``[-0.5, 255.5]``) and on float images (over each image's range).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
-from skimage.filters import threshold_otsu, threshold_triangle
 
 from common.networks import ThresholdBaseline
 from common.postprocess.morphology import binary_dilation, binary_erosion, disk
-from common.postprocess.thresholds import (
-    huang_threshold,
-    image_histograms,
-    max_entropy_threshold,
-    otsu_threshold,
-    threshold_images,
-    triangle_threshold,
-)
+from common.postprocess.thresholds import ITK_DEFAULT_BINS, image_histograms, threshold_images
+
+sitk = pytest.importorskip("SimpleITK", reason="SimpleITK (the `test` extra) is the reference for these tests")
+
+FILTERS = {
+    "otsu": sitk.OtsuThresholdImageFilter,
+    "triangle": sitk.TriangleThresholdImageFilter,
+    "huang": sitk.HuangThresholdImageFilter,
+    "max_entropy": sitk.MaximumEntropyThresholdImageFilter,
+}
+UINT8_RANGE = (-0.5, 255.5)
+SEEDS = range(12)
 
 
-def bimodal_image(seed: int, shape=(60, 80)) -> np.ndarray:
-    """uint8 image of two overlapping grey populations, spanning 0..255 so that bin = grey value."""
+def phase_image(seed: int, shape=(52, 70)) -> np.ndarray:
+    """uint8 phase-contrast-like image: a noisy grey background, darker cells with bright halos."""
     rng = np.random.default_rng(seed)
-    dark = rng.random(shape) < rng.uniform(0.2, 0.6)
-    image = np.where(dark, rng.normal(rng.uniform(60, 110), rng.uniform(8, 25), shape),
-                     rng.normal(rng.uniform(130, 190), rng.uniform(8, 25), shape))  # fmt: skip
-    image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    image.flat[:2] = (0, 255)
-    return image
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image = rng.normal(rng.uniform(100, 140), rng.uniform(3, 10), shape)
+    for _ in range(int(rng.integers(3, 12))):
+        cy, cx, radius = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(3, 9)
+        distance = np.hypot(yy - cy, xx - cx)
+        image += np.where(distance < radius, rng.uniform(-40, -10), 0.0)
+        image += np.where(abs(distance - radius) < 1.2, rng.uniform(20, 50), 0.0)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def huang_reference(counts: np.ndarray) -> int:
-    """Huang and Wang's fuzzy-entropy threshold, one split and one bin at a time."""
-    nonzero = np.flatnonzero(counts)
-    first, last = nonzero[0], nonzero[-1]
-    c = last - first
-    best, threshold = math.inf, first
-    for t in range(first, last + 1):
-        low = range(first, t + 1)
-        high = range(t + 1, last + 1)
-        mu0 = sum(g * counts[g] for g in low) / sum(counts[g] for g in low)
-        mu1 = sum(g * counts[g] for g in high) / max(sum(counts[g] for g in high), 1e-300)
-        entropy = 0.0
-        for bins, mu in ((low, mu0), (high, mu1)):
-            for g in bins:
-                membership = 1.0 / (1.0 + abs(g - mu) / c)
-                if 1e-6 <= membership <= 0.999999:
-                    entropy += counts[g] * (-membership * math.log(membership) - (1 - membership) * math.log(1 - membership))
-        if entropy < best:
-            best, threshold = entropy, t
-    return threshold
+def sitk_threshold(image: np.ndarray, method: str) -> tuple[np.ndarray, float]:
+    """SimpleITK's mask (inside 1 = at or below the threshold) and threshold, default settings."""
+    thresholder = FILTERS[method]()
+    thresholder.SetInsideValue(1)
+    thresholder.SetOutsideValue(0)
+    mask = sitk.GetArrayFromImage(thresholder.Execute(sitk.GetImageFromArray(image))).astype(bool)
+    return mask, thresholder.GetThreshold()
 
 
-def kapur_reference(counts: np.ndarray) -> int:
-    """Kapur, Sahoo and Wong's maximum-entropy threshold, one split at a time."""
-    p = counts / counts.sum()
-    best, threshold = -math.inf, None
-    for t in range(len(p)):
-        mass0, mass1 = p[: t + 1].sum(), p[t + 1 :].sum()
-        if mass0 <= 1e-12 or mass1 <= 1e-12:
-            continue
-        entropy = -sum(q / mass0 * math.log(q / mass0) for q in p[: t + 1] if q > 0)
-        entropy -= sum(q / mass1 * math.log(q / mass1) for q in p[t + 1 :] if q > 0)
-        if entropy > best:
-            best, threshold = entropy, t
-    return threshold
+def test_default_bin_counts_are_simpleitks():
+    assert {method: FILTERS[method]().GetNumberOfHistogramBins() for method in FILTERS} == ITK_DEFAULT_BINS
 
 
-SEEDS = range(6)
-
-
-@pytest.mark.parametrize("method, reference", [("otsu", threshold_otsu), ("triangle", threshold_triangle)])
-def test_otsu_and_triangle_masks_equal_scikit_image(method, reference):
-    images = np.stack([bimodal_image(seed) for seed in SEEDS])
-    masks = threshold_images(torch.from_numpy(images)[:, None], method, bins=256, foreground="bright")
+@pytest.mark.parametrize("method", sorted(FILTERS))
+def test_masks_equal_simpleitk_on_8_bit_images(method):
+    images = np.stack([phase_image(seed) for seed in SEEDS])
+    masks = threshold_images(torch.from_numpy(images)[:, None].float(), method, value_range=UINT8_RANGE)
+    thresholds = set()
     for image, mask in zip(images, masks[:, 0].numpy()):
-        np.testing.assert_array_equal(mask, image > reference(image))
+        expected, threshold = sitk_threshold(image, method)
+        np.testing.assert_array_equal(mask, expected)
+        thresholds.add(threshold)
+    assert len(thresholds) > 3  # the images do differ
 
 
-def test_huang_and_max_entropy_equal_their_definitions():
-    counts = torch.stack([image_histograms(torch.from_numpy(bimodal_image(seed))[None], 256)[0][0] for seed in SEEDS])
-    counts[2, 200:] = 0  # an empty tail changes first/last
-    counts[3, :40] = 0
-    expected_huang = [huang_reference(row.numpy()) for row in counts]
-    expected_kapur = [kapur_reference(row.numpy()) for row in counts]
-    assert huang_threshold(counts).tolist() == expected_huang
-    assert max_entropy_threshold(counts).tolist() == expected_kapur
-    assert len(set(expected_huang)) > 1 and len(set(expected_kapur)) > 1  # the cases differ
+@pytest.mark.parametrize("method", sorted(FILTERS))
+def test_masks_equal_simpleitk_on_float_images(method):
+    """Float images: ITK bins each over its own range; the threshold is compared in float32 as ITK does."""
+    images = np.stack([(phase_image(seed) / 255.0 * 0.9 + 0.05).astype(np.float32) for seed in SEEDS])
+    images[::3] += np.random.default_rng(0).normal(0, 1e-3, images[::3].shape).astype(np.float32)  # not on a grid
+    masks = threshold_images(torch.from_numpy(images)[:, None], method)
+    for image, mask in zip(images, masks[:, 0].numpy()):
+        np.testing.assert_array_equal(mask, sitk_threshold(image, method)[0])
 
 
-def test_thresholds_split_two_separated_populations_between_them():
-    counts = torch.zeros(1, 64)
-    counts[0, 10:16] = torch.tensor([5.0, 20, 40, 40, 20, 5])
-    counts[0, 40:46] = torch.tensor([3.0, 12, 25, 25, 12, 3])
-    for method in (otsu_threshold, huang_threshold, triangle_threshold):
-        assert 15 <= int(method(counts)) < 40, method.__name__
-    # maximum entropy is not a valley finder: here the most even split cuts into the first population
-    assert int(max_entropy_threshold(counts)) == kapur_reference(counts[0].numpy()) < 15
+def test_other_bin_counts_and_bright_foreground():
+    image = phase_image(3)
+    for method, thresholder in FILTERS.items():
+        reference = thresholder()
+        reference.SetNumberOfHistogramBins(64)
+        reference.SetInsideValue(0)
+        reference.SetOutsideValue(1)
+        expected = sitk.GetArrayFromImage(reference.Execute(sitk.GetImageFromArray(image))).astype(bool)
+        bright = threshold_images(torch.from_numpy(image)[None, None].float(), method, bins=64,
+                                  foreground="bright", value_range=UINT8_RANGE)  # fmt: skip
+        np.testing.assert_array_equal(bright[0, 0].numpy(), expected, err_msg=method)
 
 
-def test_histograms_are_per_image_and_dark_foreground_is_the_complement():
+def test_histograms_bin_like_itk():
     images = torch.stack([torch.arange(12.0).reshape(1, 3, 4), 100 + 5 * torch.arange(12.0).reshape(1, 3, 4)])
-    counts, index = image_histograms(images, bins=12)
-    assert counts.tolist() == [[1.0] * 12] * 2 and torch.equal(index[0], index[1])
-    dark = threshold_images(images, "otsu", bins=12)
-    bright = threshold_images(images, "otsu", bins=12, foreground="bright")
-    assert torch.equal(dark, ~bright) and dark[0].sum() == 6
+    counts, edges = image_histograms(images, bins=12)
+    assert counts.tolist() == [[1.0] * 12] * 2  # the maximum falls in the last bin, within the 1 % margin
+    assert edges[0, -1].item() == pytest.approx(11 + 11 / 12 / 100)
+    counts, edges = image_histograms(torch.tensor([[0.0, 1, 2, 255]]), bins=128, value_range=UINT8_RANGE)
+    assert counts[0, 0] == 2 and counts[0, 1] == 1 and counts[0, 127] == 1 and edges[0, 1] == 1.5
 
 
 def test_bad_threshold_arguments_are_named():
@@ -122,58 +104,60 @@ def test_bad_threshold_arguments_are_named():
         threshold_images(torch.rand(1, 1, 4, 4), "otsu", foreground="cells")
     with pytest.raises(ValueError, match="bins"):
         image_histograms(torch.rand(1, 1, 4, 4), bins=1)
+    with pytest.raises(ValueError, match="value_range"):
+        image_histograms(torch.rand(1, 1, 4, 4), bins=8, value_range=(1.0, 0.0))
 
 
 # ------------------------------------------------------------------------------------------- morphology
 
 
-@pytest.mark.parametrize("radius", [1, 3, 9])
-def test_dilation_and_erosion_equal_scipy_with_itk_borders(radius):
-    rng = np.random.default_rng(radius)
-    masks = ndimage.binary_opening(rng.random((2, 1, 40, 50)) < 0.3, np.ones((1, 1, 2, 2)))
-    masks[0, 0, :6, :6] = True  # an object on the border
-    structure = disk(radius).bool().numpy()[None, None]
-    dilated = binary_dilation(torch.from_numpy(masks), radius).numpy()
-    eroded = binary_erosion(torch.from_numpy(masks), radius).numpy()
-    np.testing.assert_array_equal(dilated, ndimage.binary_dilation(masks, structure))
-    np.testing.assert_array_equal(eroded, ndimage.binary_erosion(masks, structure, border_value=1))
-
-
-def test_disk_shape():
-    assert disk(1).tolist() == [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
-    assert disk(9).sum() == sum(1 for y in range(-9, 10) for x in range(-9, 10) if y * y + x * x <= 81)
+def test_ball_equals_itks_kernel():
+    for radius in (1, 3, 9, 11):
+        point = np.zeros((2 * radius + 3,) * 2, np.uint8)
+        point[radius + 1, radius + 1] = 1
+        kernel = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(point), [radius] * 2))
+        np.testing.assert_array_equal(kernel[1:-1, 1:-1], disk(radius).numpy())
+    assert disk(9).sum() == 293
     with pytest.raises(ValueError, match="radius"):
         disk(-1)
+
+
+@pytest.mark.parametrize("radius", [1, 3, 9, 11])
+def test_dilation_and_erosion_equal_simpleitk(radius):
+    rng = np.random.default_rng(radius)
+    for density in (0.05, 0.4, 0.8):
+        mask = (rng.random((40, 50)) < density).astype(np.uint8)
+        mask[:6, :6] = 1  # an object on the border
+        image = sitk.GetImageFromArray(mask)
+        tensor = torch.from_numpy(mask)[None, None]
+        np.testing.assert_array_equal(binary_dilation(tensor, radius)[0, 0].numpy(),
+                                      sitk.GetArrayFromImage(sitk.BinaryDilate(image, [radius] * 2)).astype(bool))
+        np.testing.assert_array_equal(binary_erosion(tensor, radius)[0, 0].numpy(),
+                                      sitk.GetArrayFromImage(sitk.BinaryErode(image, [radius] * 2)).astype(bool))
 
 
 # ------------------------------------------------------------------------------------------- the baseline
 
 
-def dark_blobs(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1, 1, H, W) grey image with dark discs on a bright noisy background, and the discs' mask."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:96, :96]
-    mask = np.zeros((96, 96), bool)
-    for _ in range(6):
-        cy, cx, r = rng.integers(10, 86, 2).tolist() + [int(rng.integers(5, 10))]
-        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-    image = np.where(mask, 80.0, 160.0) + rng.normal(0, 12, mask.shape)
-    return torch.from_numpy(image).float()[None, None], torch.from_numpy(mask)[None, None]
-
-
-def test_baseline_channels_follow_methods_and_closing():
-    baseline = ThresholdBaseline()
+def test_baseline_equals_the_published_simpleitk_pipeline():
+    """Each channel equals the original's: SimpleITK filter, then BinaryDilate(9) and BinaryErode(11)."""
+    images = np.stack([phase_image(seed, shape=(60, 80)) for seed in range(4)])
+    baseline = ThresholdBaseline(value_range=UINT8_RANGE)
     assert baseline.names == ["otsu", "otsu+closing", "triangle", "triangle+closing", "huang", "huang+closing",
                               "max_entropy", "max_entropy+closing"]  # fmt: skip
-    image, mask = dark_blobs(0)
-    out = baseline(image)
-    assert out.shape == (1, 8, 96, 96) and out.dtype == torch.float32 and set(out.unique().tolist()) <= {0.0, 1.0}
-    plain = threshold_images(image, "huang")
-    torch.testing.assert_close(out[:, 4:5], plain.float())
-    torch.testing.assert_close(out[:, 5:6], binary_erosion(binary_dilation(plain, 9), 11).float())
-    assert list(ThresholdBaseline(["huang"], closing=[True, False])(image)[0, :, 0, 0].shape) == [2]
-    otsu = out[0, 0].bool()
-    assert (otsu & mask[0, 0]).sum() / (otsu | mask[0, 0]).sum() > 0.7  # dark discs found
+    out = baseline(torch.from_numpy(images)[:, None].float())
+    assert out.shape == (4, 8, 60, 80) and out.dtype == torch.float32
+    for image, channels in zip(images, out.numpy()):
+        expected = []
+        for method, thresholder in FILTERS.items():
+            reference = thresholder()
+            reference.SetInsideValue(1)
+            reference.SetOutsideValue(0)
+            mask = reference.Execute(sitk.GetImageFromArray(image))
+            closed = sitk.BinaryErode(sitk.BinaryDilate(mask, [9, 9]), [11, 11])
+            expected += [sitk.GetArrayFromImage(mask), sitk.GetArrayFromImage(closed)]
+        np.testing.assert_array_equal(channels, np.stack(expected).astype(np.float32))
+    assert list(ThresholdBaseline(["huang"], closing=[True, False])(out[:1, :1]).shape) == [1, 2, 60, 80]
 
 
 def test_baseline_rejects_bad_arguments():

@@ -69,5 +69,9 @@ def test_lmc_slices_gives_one_batchable_item_per_slice_or_the_middle_one():
     assert [entry["z"] for entry in lmc_slices(items, "middle")] == [1, 1]
     assert every[2]["image"].endswith("z2.ome.tiff") and every[2]["Actin"] == items[0]["Actin"]
     assert not {"inputs", "targets", "organelles"} & set(every[0])
+    assert "z_offset" not in every[0]  # items without a best focal plane
+    focused = lmc_slices([{**items[1], "best_z": 3}])
+    assert [(entry["z"], entry["z_offset"], entry["best_z"]) for entry in focused] == [
+        (0, 3, 3), (1, 2, 3), (2, 1, 3), (3, 0, 3)]
     with pytest.raises(ValueError, match="'all' or 'middle'"):
         lmc_slices(items, "best")

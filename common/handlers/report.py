@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -32,6 +33,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def natural_key(text: str) -> list:
+    """Sort key ordering the digit runs of ``text`` by value: "z 2" before "z 10"."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
 def column_means(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Mean of every numeric column over the rows that have it (NaN values left out), in first-seen order."""
     values: dict[str, list[float]] = defaultdict(list)
@@ -55,6 +61,8 @@ class MetricsReport:
     Args:
         output_dir: folder of the report (created if absent).
         score: ``(pred, label, item) -> row | rows``; ``pred`` and ``label`` are ``item[pred_key]``, ``item[label_key]``.
+            A score with ``reset()`` and ``summary() -> dict`` (figures pooled over the run) has them called at the
+            start of each run and merged into the JSON summary.
         pred_key, label_key: keys of the prediction and the ground truth in the decollated engine output.
         group_by: item fields (str values such as ``cell_type``, ``modality``) or row columns to group means by.
         name: file name stem of the report.
@@ -99,6 +107,8 @@ class MetricsReport:
 
     def reset(self, engine: Engine | None = None) -> None:
         self.rows, self.images = [], 0
+        if callable(getattr(self.score, "reset", None)):
+            self.score.reset()
 
     def _item_rows(self, item: Mapping) -> list[dict]:
         for key in (self.pred_key, self.label_key):
@@ -131,8 +141,10 @@ class MetricsReport:
             for row in self.rows:
                 if field in row:
                     members[str(row[field])].append(row)
-            groups[field] = {value: {"rows": len(rows), **column_means(rows)} for value, rows in sorted(members.items())}
-        return {"images": self.images, **column_means(self.rows), **({"groups": groups} if groups else {})}
+            ordered = sorted(members.items(), key=lambda pair: natural_key(pair[0]))
+            groups[field] = {value: {"rows": len(rows), **column_means(rows)} for value, rows in ordered}
+        pooled = self.score.summary() if callable(getattr(self.score, "summary", None)) else {}
+        return {"images": self.images, **column_means(self.rows), **pooled, **({"groups": groups} if groups else {})}
 
     def write_files(self, summary: Mapping) -> None:
         columns = list(dict.fromkeys(key for row in self.rows for key in row))

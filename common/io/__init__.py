@@ -10,6 +10,7 @@ from .challenge_layouts import (
     lmc_datalist,
     lmc_slices,
     lmc_split,
+    read_lmc_best_z,
 )
 from .coco import CocoIndex, CocoPolygonsToMask, CocoPolygonsToMaskd, load_coco, polygons_to_labels, polygons_to_mask
 from .datalist import LAYOUTS, SPLITS, build_datalist, dataset_split, image_folder_datalist, split_datalist

@@ -2,7 +2,8 @@
 
 * LIVECell (Sartorius): phase-contrast images and COCO polygon annotations -> :func:`livecell_datalist`.
 * Light My Cells (LMC, France-BioImaging): transmitted-light z-slices and organelle targets, OME-TIFF, one
-  folder per study -> :func:`lmc_datalist`, split by :func:`lmc_split`, one item per slice by :func:`lmc_slices`.
+  folder per study -> :func:`lmc_datalist`, split by :func:`lmc_split`, one item per slice by :func:`lmc_slices`;
+  the best focal plane of each image from the challenge's table by :func:`read_lmc_best_z`.
 * Adipocyte Cell Imaging Challenge (AstraZeneca/AI Sweden): 7-plane brightfield stacks and three fluorescence
   targets per field of view, one folder per magnification -> :func:`adipocyte_datalist`, split by
   :func:`adipocyte_split`.
@@ -14,6 +15,7 @@ several files are gathered in one message.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import warnings
@@ -31,6 +33,7 @@ __all__ = [
     "lmc_datalist",
     "lmc_split",
     "lmc_slices",
+    "read_lmc_best_z",
     "adipocyte_datalist",
     "adipocyte_split",
     "adipocyte_pairs",
@@ -213,7 +216,9 @@ _LMC_INPUT = re.compile(r"^image_(?P<image>\d+)_(?P<modality>BF|PC|DIC)_z(?P<z>\
 _LMC_TARGET = re.compile(r"^image_(?P<image>\d+)_(?P<organelle>Nucleus|Mitochondria|Tubulin|Actin)\.ome\.tiff?$")
 
 
-def lmc_datalist(root: PathLike, exclude_studies: Iterable[int] = ()) -> list[dict]:
+def lmc_datalist(
+    root: PathLike, exclude_studies: Iterable[int] = (), best_z: PathLike | Mapping[str, int] | None = None
+) -> list[dict]:
     """Items of the Light My Cells training data: one per image of a study.
 
     Layout: ``root/Study_<n>/image_<i>_<BF|PC|DIC>_z<k>.ome.tiff`` (transmitted-light z-slices) and
@@ -225,12 +230,16 @@ def lmc_datalist(root: PathLike, exclude_studies: Iterable[int] = ()) -> list[di
     Args:
         root: the folder holding the ``Study_<n>`` folders.
         exclude_studies: study numbers to leave out (the LMC README leaves out study 11).
+        best_z: the best focal plane of each image, which the challenge's evaluator measures z-distances
+            from: None takes the middle slice's k (the training data do not record it); a CSV file in the
+            evaluator's format (columns ``name`` and ``best_z``, one row per slice file name) or a mapping of
+            slice file name to best z (:func:`read_lmc_best_z`) gives it per image.
 
     Returns:
         per image, sorted by (study, i)::
 
-            {"inputs": [str, ...] z-slices sorted by k, "z": [k, ...], "modality": "BF" | "PC" | "DIC",
-             "targets": {organelle: str}, "organelles": sorted names present, "study": n,
+            {"inputs": [str, ...] z-slices sorted by k, "z": [k, ...], "best_z": k, "modality": "BF" | "PC" |
+             "DIC", "targets": {organelle: str}, "organelles": sorted names present, "study": n,
              "id": "Study_<n>/image_<i>", <organelle>: str for each present organelle}
 
         The flat ``<organelle>`` keys exist only for the organelles present, so that
@@ -240,7 +249,8 @@ def lmc_datalist(root: PathLike, exclude_studies: Iterable[int] = ()) -> list[di
 
     Raises:
         LayoutError: missing folder, no study, a file not following the patterns, a target without z-slices,
-            mixed modalities or a repeated z within an image, no image at all.
+            mixed modalities or a repeated z within an image, no image at all; an image without a best z in
+            ``best_z`` or with slices giving different ones.
     """
     studies = _lmc_studies(_existing_folder(Path(root), "Light My Cells dataset folder"))
     excluded = {int(study) for study in exclude_studies}
@@ -253,7 +263,43 @@ def lmc_datalist(root: PathLike, exclude_studies: Iterable[int] = ()) -> list[di
         raise LayoutError(f"{root}: files not in the Light My Cells layout:\n  " + "\n  ".join(problems))
     if not items:
         raise LayoutError(f"{root}: no image found in the studies kept ({_listing([f.name for _, f in studies])}).")
+    table = read_lmc_best_z(best_z) if isinstance(best_z, (str, os.PathLike)) else best_z
+    for item in items:
+        item["best_z"] = item["z"][(len(item["z"]) - 1) // 2] if table is None else _table_best_z(item, table, problems)
+    if problems:
+        raise LayoutError(f"{best_z}: best focal planes of the images kept:\n  " + "\n  ".join(problems))
     return items
+
+
+def read_lmc_best_z(path: PathLike) -> dict[str, int]:
+    """Slice file name -> best z, from a CSV in the format of the challenge's evaluator table
+    (``name,modality,image_z,best_z``; only ``name`` and ``best_z`` are read).
+
+    Raises:
+        LayoutError: missing file or column, a best z that is not an integer (file and line named).
+    """
+    if not Path(path).is_file():
+        raise LayoutError(f"{path}: best focal plane table not found.")
+    with open(path, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    if rows and not {"name", "best_z"} <= set(rows[0]):
+        raise LayoutError(f"{path}: expected columns name and best_z, found {sorted(rows[0])}.")
+    table = {}
+    for line, row in enumerate(rows, start=2):
+        try:
+            table[Path(row["name"]).name] = int(row["best_z"])
+        except (TypeError, ValueError):
+            raise LayoutError(f"{path}, line {line}: best_z {row['best_z']!r} is not an integer.") from None
+    return table
+
+
+def _table_best_z(item: Mapping, table: Mapping[str, int], problems: list[str]) -> int | None:
+    """The one best z the table gives the slices of an LMC item; a problem appended when none or several."""
+    found = {table[Path(path).name] for path in item["inputs"] if Path(path).name in table}
+    if len(found) != 1:
+        problems.append(f"{item['id']}: " + (f"slices give several best z {sorted(found)}" if found else "no slice listed"))
+        return None
+    return found.pop()
 
 
 def _lmc_studies(root: Path) -> list[tuple[int, Path]]:
@@ -338,7 +384,8 @@ def lmc_slices(items: Sequence[dict], slices: str = "all") -> list[dict]:
 
     Returns:
         ``{"image": str, "z": k, "modality", "study", "id", <organelle>: str ...}`` per slice: the keys of the
-        image item without its lists, so the items batch as they are.
+        image item without its lists, so the items batch as they are; items with a ``best_z`` also give
+        ``"z_offset": |k - best_z|``, the distance the challenge's evaluator groups scores by.
     """
     if slices not in ("all", "middle"):
         raise ValueError(f"slices: expected 'all' or 'middle', got {slices!r}.")
@@ -346,7 +393,10 @@ def lmc_slices(items: Sequence[dict], slices: str = "all") -> list[dict]:
     for item in items:
         flat = {key: value for key, value in item.items() if key not in ("inputs", "z", "targets", "organelles")}
         chosen = range(len(item["inputs"])) if slices == "all" else [(len(item["inputs"]) - 1) // 2]
-        kept += [{"image": item["inputs"][index], "z": item["z"][index], **flat} for index in chosen]
+        for index in chosen:
+            z = item["z"][index]
+            offset = {"z_offset": abs(z - item["best_z"])} if item.get("best_z") is not None else {}
+            kept.append({"image": item["inputs"][index], "z": z, **flat, **offset})
     return kept
 
 

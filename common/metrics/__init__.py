@@ -49,5 +49,7 @@ from .semantic import semantic_scores
 __all__ += ["semantic_scores"]
 
 from .adipocyte import AdipocyteScores, mae_over_median, median, psnr
+from .adipocyte import PooledMaeOverMedian, median_of_counts
 
 __all__ += ["AdipocyteScores", "mae_over_median", "median", "psnr"]
+__all__ += ["PooledMaeOverMedian", "median_of_counts"]

@@ -4,8 +4,15 @@
   ``tf.image.psnr`` with ``max_val`` 65535): SSIM with an 11 x 11 Gaussian window of sigma 1.5, k1 = 0.01,
   k2 = 0.03, over valid window positions, which MONAI's ``compute_ssim_and_cs`` (``SSIMMetric``) computes the
   same way.
-* The Adipocyte Cell Imaging Challenge's pixel metric: mean absolute error divided by the median of the
-  target, per channel (lower is better).
+* The Adipocyte Cell Imaging Challenge's pixel metric (lower is better), per image and channel (mean absolute
+  error over the target's median) and as the challenge computed it (:class:`PooledMaeOverMedian`).
+
+The challenge's evaluation notebook (``evaluation_code/hackathon_evaluation_metrics.ipynb`` of
+aidotse/adipocyte_cell_challenge) stacks all images of a magnification and channel and divides the mean absolute
+error over all their pixels by the median of all their target pixels; the pixel score of a magnification is the
+mean of its three channels, and the final score weighs each magnification by its number of images,
+``(n_20 S_20 + n_40 S_40 + n_60 S_60) / n``. A mean of per-image ratios differs from this wherever images differ
+in brightness.
 
 With ``data_range`` 65535, SSIM's stability constants are (655)² and (1966)², large next to the variances of
 images that use a small part of the 16-bit range, so SSIM stays near 1 for rough predictions; pass the
@@ -23,7 +30,7 @@ from monai.metrics import compute_ssim_and_cs
 
 from .fluorescence import mean_absolute_error
 
-__all__ = ["AdipocyteScores", "mae_over_median", "median", "psnr"]
+__all__ = ["AdipocyteScores", "PooledMaeOverMedian", "mae_over_median", "median", "median_of_counts", "psnr"]
 
 
 def median(values: torch.Tensor) -> torch.Tensor:
@@ -55,6 +62,81 @@ def mae_over_median(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float(mean_absolute_error(pred, target)) / middle
 
 
+def median_of_counts(values: torch.Tensor, counts: torch.Tensor) -> float:
+    """NumPy's median of a sample given as sorted distinct ``values`` (K,) and their ``counts`` (K,)."""
+    cumulative = counts.cumsum(0)
+    total = int(cumulative[-1])
+    if total == 0:
+        raise ValueError("counts: the median of an empty sample is undefined.")
+    # the k-th (0-based) smallest element is the first value whose cumulative count exceeds k
+    middle = torch.tensor([(total - 1) // 2, total // 2], dtype=cumulative.dtype, device=cumulative.device)
+    return float(values[torch.searchsorted(cumulative, middle, right=True)].double().mean())
+
+
+class _Pool:
+    """Running sums of one (magnification, channel): absolute error, pixel count, target value counts."""
+
+    def __init__(self) -> None:
+        self.abs_error, self.pixels = 0.0, 0
+        self.values: torch.Tensor | None = None
+        self.counts: torch.Tensor | None = None
+
+    def add(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        self.abs_error += float((pred.double() - target.double()).abs().sum())
+        self.pixels += target.numel()
+        values, counts = torch.unique(target.reshape(-1), return_counts=True)
+        values, counts = values.double().cpu(), counts.cpu()
+        if self.values is not None:  # merge with the values seen so far (16-bit targets: at most 65536 of them)
+            values, inverse = torch.unique(torch.cat([self.values, values]), return_inverse=True)
+            merged = torch.zeros_like(values, dtype=counts.dtype)
+            counts = merged.scatter_add_(0, inverse, torch.cat([self.counts, counts]))
+        self.values, self.counts = values, counts
+
+    def score(self) -> float:
+        middle = median_of_counts(self.values, self.counts)
+        return math.nan if middle <= 0 else self.abs_error / self.pixels / middle
+
+
+class PooledMaeOverMedian:
+    """The challenge's pixel metric, accumulated image by image over an evaluation run.
+
+    ``update(pred, target, magnification, channels)`` takes one image's (C, H, W) prediction and target and the
+    names of its magnification (``"20x"``) and C channels (``["C01", ...]``). :meth:`aggregate` returns, per
+    magnification and channel, ``sum |pred - target| / pixels / median(targets)`` over all images of that pair
+    (NaN where that median is <= 0), per magnification the mean over its channels, the image counts and the
+    image-weighted mean over magnifications (``total``). Target medians are exact: the distinct target values
+    are counted (at most 65536 for 16-bit images), not stored pixel by pixel.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.pools: dict[str, dict[str, _Pool]] = {}
+        self.images: dict[str, int] = {}
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor, magnification: str, channels: Sequence[str]) -> None:
+        if pred.shape != target.shape or pred.shape[0] != len(channels):
+            raise ValueError(
+                f"pred, target and channels: expected (C, H, W) twice and C names, got {tuple(pred.shape)}, "
+                f"{tuple(target.shape)} and {list(channels)}."
+            )
+        pools = self.pools.setdefault(magnification, {})
+        for channel, p, t in zip(channels, pred, target):
+            pools.setdefault(channel, _Pool()).add(p, t)
+        self.images[magnification] = self.images.get(magnification, 0) + 1
+
+    def aggregate(self) -> dict:
+        """``{"per_channel": {m: {c: score}}, "per_magnification": {m: score}, "images": {m: n}, "total": score}``."""
+        per_channel = {
+            m: {c: pool.score() for c, pool in sorted(pools.items())} for m, pools in sorted(self.pools.items())
+        }
+        per_magnification = {m: sum(scores.values()) / len(scores) for m, scores in per_channel.items()}
+        images = {m: self.images[m] for m in per_magnification}
+        total = sum(images[m] * score for m, score in per_magnification.items()) / max(sum(images.values()), 1)
+        return {"per_channel": per_channel, "per_magnification": per_magnification, "images": images, "total": total}
+
+
 class AdipocyteScores:
     """Score function of :class:`common.handlers.MetricsReport`: per channel MSE, SSIM, PSNR and MAE / median.
 
@@ -71,7 +153,9 @@ class AdipocyteScores:
 
     ``__call__(pred, label, item)`` takes (C, H, W) prediction and target (tensors or arrays, same shape) and
     returns C rows ``{"image", "magnification", "channel", "model", "mse", "ssim", "psnr", "mae_over_median"}``,
-    ``model`` naming the (magnification, channel) pair as the checkpoints do (``20x_c01``).
+    ``model`` naming the (magnification, channel) pair as the checkpoints do (``20x_c01``). It also pools every
+    pair into a :class:`PooledMaeOverMedian`: :meth:`summary` gives the challenge's score over the images seen since
+    :meth:`reset` (``MetricsReport`` calls both).
     """
 
     def __init__(
@@ -90,6 +174,17 @@ class AdipocyteScores:
             "kernel_size": (win_size, win_size), "kernel_sigma": (kernel_sigma, kernel_sigma), "k1": k1, "k2": k2
         }
         self.channels_key, self.group_keys, self.id_key = channels_key, tuple(group_keys), id_key
+        self.pooled = PooledMaeOverMedian()
+
+    def reset(self) -> None:
+        """Forget the pooled images (start of an evaluation run)."""
+        self.pooled.reset()
+
+    def summary(self) -> dict:
+        """The challenge's pixel metric over the images scored since :meth:`reset`: ``challenge_mae_over_median``
+        (the image-weighted total) and ``challenge_pixel_metric`` (per magnification and channel, image counts)."""
+        pooled = self.pooled.aggregate()
+        return {"challenge_mae_over_median": pooled.pop("total"), "challenge_pixel_metric": pooled}
 
     def _channel_names(self, item: Mapping, count: int) -> list[str]:
         channels = item.get(self.channels_key)
@@ -122,6 +217,7 @@ class AdipocyteScores:
             pred[:, None], label[:, None], spatial_dims=2, data_range=self.data_range, **self.ssim_options
         )
         ssim = ssim_map.flatten(1).mean(1)
+        self.pooled.update(pred, label, self._group_values(item).get("magnification", "all"), names)
         mse = (pred.double() - label.double()).square().flatten(1).mean(1)
         rows = []
         for index, name in enumerate(names):

@@ -4,7 +4,9 @@ Per image: cells touching the ``border``-pixel frame of the image are removed fr
 are matched one to one (:mod:`common.metrics.instance`, a hit at IoU >= 0.5), and F1 = 2PR / (P + R), taken
 as 0 when there is no true positive (also when both images are empty). Images of 25 megapixels and more are
 cut into 2000 x 2000 patches (the last ones padded), border cells are removed in each patch and the counts
-summed. The challenge score is the mean F1 over images.
+summed over the patches before precision, recall and F1 are taken. As in MEDIAR's ``get_confusion``
+(``train_tools/measures.py``), an image or patch without a predicted cell (after border removal) counts
+nothing: no false negatives for its true cells. The challenge score is the mean F1 over images.
 """
 
 from __future__ import annotations
@@ -37,22 +39,33 @@ def remove_border_instances(labels, width: int = 2) -> np.ndarray:
     return labels
 
 
-def cellseg_counts(gt, pred, threshold: float = 0.5, border: int = 2) -> dict:
-    """True positives, false positives and false negatives of one image under the challenge's rules."""
+def cellseg_counts(
+    gt,
+    pred,
+    threshold: float = 0.5,
+    border: int = 2,
+    large_image_pixels: int = LARGE_IMAGE_PIXELS,
+    patch_size: int = PATCH_SIZE,
+) -> dict:
+    """True positives, false positives and false negatives of one (H, W) image pair under the challenge's rules.
+
+    Images with at least ``large_image_pixels`` pixels are counted patch by patch (``patch_size`` squared
+    patches, zero-padded at the bottom and right), each patch with its own border removal; the counts are summed.
+    """
     gt, pred = _as_label_array(gt, "gt"), _as_label_array(pred, "pred")
     if gt.shape != pred.shape:
         raise ValueError(f"gt and pred shapes differ: {gt.shape} vs {pred.shape}.")
-    if gt.size < LARGE_IMAGE_PIXELS:
+    if gt.size < large_image_pixels:
         return _counts(gt, pred, threshold, border)
     height, width = gt.shape
-    padded = (-(-height // PATCH_SIZE) * PATCH_SIZE, -(-width // PATCH_SIZE) * PATCH_SIZE)
+    padded = (-(-height // patch_size) * patch_size, -(-width // patch_size) * patch_size)
     totals = {"tp": 0, "fp": 0, "fn": 0}
-    for y in range(0, padded[0], PATCH_SIZE):
-        for x in range(0, padded[1], PATCH_SIZE):
+    for y in range(0, padded[0], patch_size):
+        for x in range(0, padded[1], patch_size):
             # the padding is background; a patch reaching into it has its frame there
-            patch = [np.zeros((PATCH_SIZE, PATCH_SIZE), labels.dtype) for labels in (gt, pred)]
+            patch = [np.zeros((patch_size, patch_size), labels.dtype) for labels in (gt, pred)]
             for target, labels in zip(patch, (gt, pred)):
-                part = labels[y : y + PATCH_SIZE, x : x + PATCH_SIZE]
+                part = labels[y : y + patch_size, x : x + patch_size]
                 target[: part.shape[0], : part.shape[1]] = part
             for key, value in _counts(*patch, threshold, border).items():
                 totals[key] += value
@@ -61,14 +74,16 @@ def cellseg_counts(gt, pred, threshold: float = 0.5, border: int = 2) -> dict:
 
 def _counts(gt: np.ndarray, pred: np.ndarray, threshold: float, border: int) -> dict:
     gt, pred = remove_border_instances(gt, border), remove_border_instances(pred, border)
+    if not pred.any():  # MEDIAR counts nothing here, not even false negatives
+        return {"tp": 0, "fp": 0, "fn": 0}
     match = match_from_iou(iou_matrix(gt, pred), threshold, strict=False)
     return {key: match[key] for key in ("tp", "fp", "fn")}
 
 
-def cellseg_f1(gt, pred, threshold: float = 0.5, border: int = 2) -> dict:
+def cellseg_f1(gt, pred, threshold: float = 0.5, border: int = 2, **patching) -> dict:
     """Challenge score of one image: ``tp``, ``fp``, ``fn``, ``precision``, ``recall``, ``f1`` (all 0 without a
-    true positive)."""
-    counts = cellseg_counts(gt, pred, threshold, border)
+    true positive). ``patching``: ``large_image_pixels`` and ``patch_size`` of :func:`cellseg_counts`."""
+    counts = cellseg_counts(gt, pred, threshold, border, **patching)
     tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
     if tp == 0:
         return {**counts, "precision": 0.0, "recall": 0.0, "f1": 0.0}

@@ -219,17 +219,19 @@ class LightMyCellsScore:
 
     ``score(pred, label, item)`` with (C, H, W) ``pred`` and ``label`` in the channel order of ``organelles``
     (NaN label channels for absent targets) gives ``{"organelle": name, <metric>: value, ...}`` per present
-    organelle, with the metrics :data:`LMC_METRICS` lists for it. When ``item`` has ``cross_key`` (e.g. the
-    input ``modality``), the row also gets ``"organelle_<cross_key>": "<organelle> <value>"``, so that the
-    report can average per organelle and modality together.
+    organelle, with the metrics :data:`LMC_METRICS` lists for it. For each of ``cross_keys`` the item has
+    (e.g. the input ``modality``, the ``z_offset`` from the best focal plane), the row also gets
+    ``"organelle_<key>": "<organelle> <value>"``, so that the report can average per organelle and that
+    field together, as the challenge's evaluator does.
     """
 
     def __init__(self, organelles: Sequence[str], metrics: Mapping[str, Sequence[str]] = LMC_METRICS,
-                 cross_key: str | None = "modality") -> None:
+                 cross_keys: str | Sequence[str] = ("modality",)) -> None:
         missing = [name for name in organelles if name not in metrics]
         if missing:
             raise ValueError(f"metrics: no metric list for {missing}.")
-        self.organelles, self.metrics, self.cross_key = list(organelles), dict(metrics), cross_key
+        self.organelles, self.metrics = list(organelles), dict(metrics)
+        self.cross_keys = (cross_keys,) if isinstance(cross_keys, str) else tuple(cross_keys)
 
     def __call__(self, pred, label, item: Mapping | None = None) -> list[dict]:
         pred, label = torch.as_tensor(pred), torch.as_tensor(label)
@@ -247,7 +249,8 @@ class LightMyCellsScore:
         for position, index in enumerate(channels):
             name = self.organelles[index]
             row = {"organelle": name, **{metric: float(scores[metric][position]) for metric in self.metrics[name]}}
-            if item is not None and self.cross_key and self.cross_key in item:
-                row[f"organelle_{self.cross_key}"] = f"{name} {item[self.cross_key]}"
+            for key in self.cross_keys:
+                if item is not None and key in item:
+                    row[f"organelle_{key}"] = f"{name} {item[key]}"
             rows.append(row)
         return rows

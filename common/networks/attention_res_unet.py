@@ -12,6 +12,11 @@ concatenates ``[upsampled, gated upsampled]``; encoder features reach the decode
 one-channel coefficient (``gate="decoder"``, the default). ``gate="skip"`` wires the gate as Oktay et al.
 (2018) describe it: the coefficient multiplies the encoder skip and the decoder concatenates
 ``[upsampled, gated skip]``.
+
+Initialisation (``init``): ``"keras"`` (the default, as the original trained) draws every convolution's weights
+from Glorot's uniform distribution, U(-b, b) with b = sqrt(6 / (fan_in + fan_out)) and fan = channels x kernel
+area, and sets its bias to zero, Keras' ``Conv2D`` defaults; batch norm starts at weight 1, bias 0, running mean 0
+and variance 1 in Keras and PyTorch alike. ``"torch"`` keeps PyTorch's default (Kaiming-uniform) initialisation.
 """
 
 from __future__ import annotations
@@ -21,10 +26,20 @@ from typing import List, Sequence
 import torch
 from torch import nn
 
-__all__ = ["AttentionGate", "AttentionResUNet", "PreActivationConv", "ResidualBlock"]
+__all__ = ["AttentionGate", "AttentionResUNet", "PreActivationConv", "ResidualBlock", "init_like_keras"]
 
 #: batch-norm settings of Keras' defaults (momentum 0.99 in Keras' convention), as the original trained with.
 _BN = {"eps": 1e-3, "momentum": 0.01}
+
+
+def init_like_keras(network: nn.Module) -> nn.Module:
+    """Keras' default initialisation of every convolution of ``network``, in place: Glorot uniform, zero bias."""
+    for module in network.modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return network
 
 
 class PreActivationConv(nn.Sequential):
@@ -121,6 +136,7 @@ class AttentionResUNet(nn.Module):
             decoder levels end with ``channels[-1], channels[-2], ..., channels[1]``.
         negative_slope: of every LeakyReLU (0.3, Keras' default, as in the original).
         gate: ``"decoder"`` (the original wiring) or ``"skip"`` (Oktay et al.); see the module docstring.
+        init: ``"keras"`` (Glorot uniform, zero bias: the original's) or ``"torch"`` (PyTorch's defaults).
     """
 
     def __init__(
@@ -130,6 +146,7 @@ class AttentionResUNet(nn.Module):
         channels: Sequence[int] = (64, 128, 256, 512, 512),
         negative_slope: float = 0.3,
         gate: str = "decoder",
+        init: str = "keras",
     ) -> None:
         super().__init__()
         channels = [int(c) for c in channels]
@@ -137,6 +154,8 @@ class AttentionResUNet(nn.Module):
             raise ValueError(f"channels: expected at least two positive widths, got {channels}.")
         if gate not in ("decoder", "skip"):
             raise ValueError(f"gate: expected 'decoder' (original wiring) or 'skip' (Oktay et al.), got {gate!r}.")
+        if init not in ("keras", "torch"):
+            raise ValueError(f"init: expected 'keras' (the original's) or 'torch' (PyTorch's defaults), got {init!r}.")
         self.multiple = 2 ** (len(channels) - 1)
         self.stem = ResidualBlock(in_channels, channels[0], 1, negative_slope, preactivate_input=False)
         self.encoder = nn.ModuleList(
@@ -153,6 +172,8 @@ class AttentionResUNet(nn.Module):
             for c_in, c_skip, c_out in zip(ins, skips, outs)
         )
         self.head = nn.Sequential(nn.Conv2d(outs[-1], out_channels, 1), nn.LeakyReLU(negative_slope))
+        if init == "keras":
+            init_like_keras(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2] % self.multiple != 0 or x.shape[-1] % self.multiple != 0:

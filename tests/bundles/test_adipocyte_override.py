@@ -5,7 +5,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from conftest import REPO, load_spec
+from monai.bundle import ConfigParser
 from test_bundle_suite import run_cli
 
 from common.data.synthetic import write_dataset
@@ -37,10 +39,24 @@ def trained(spec, dataset, tmp_path_factory):
     return root
 
 
-def test_training_writes_the_model_named_after_magnification_and_channel(trained):
-    assert sorted(path.name for path in (trained / "models").glob("model*.pt")) == ["model_40x_c02.pt"]
-    checkpoints = list((trained / "models").glob("checkpoint*.pt"))
+def test_training_writes_the_models_named_after_magnification_and_channel(trained):
+    models = trained / "models"
+    assert sorted(path.name for path in models.glob("model*.pt")) == ["model_40x_c02.pt", "model_40x_c02_best_ssim.pt"]
+    checkpoints = list(models.glob("checkpoint*.pt"))
     assert [path.name.startswith("checkpoint_40x_c02_") for path in checkpoints] == [True]
+    # model_<m>x_c0<c>.pt holds the weights of the last epoch (what the original's test script loads)
+    last, resumable = torch.load(models / "model_40x_c02.pt"), torch.load(checkpoints[0])["model"]
+    assert last.keys() == resumable.keys() and all(torch.equal(last[k], resumable[k]) for k in last)
+
+
+@pytest.mark.parametrize("configs", [["inference.json"], ["train.json", "evaluate.json"]])
+def test_inference_and_evaluation_load_the_last_epoch_models_unless_best_ssim_is_set(configs):
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / name) for name in configs])
+    assert parser.get_parsed_content("model_name").format(magnification=40, channel=2) == "model_40x_c02.pt"
+    parser["best_ssim"] = True
+    parser.parse()
+    assert parser.get_parsed_content("model_name").format(magnification=40, channel=2) == "model_40x_c02_best_ssim.pt"
 
 
 def test_training_resumes_its_own_checkpoint(spec, dataset, trained):
@@ -58,6 +74,9 @@ def test_evaluation_reports_the_40x_c02_model_on_the_40x_test_split(spec, datase
     assert list(report["groups"]["magnification"]) == ["40x"] and list(report["groups"]["channel"]) == ["C02"]
     assert list(report["groups"]["model"]) == ["40x_c02"]
     assert 0 < report["ssim"] <= 1 and report["mse"] > 0
+    # the challenge's pooled pixel metric next to the per-image means (one image: the two agree)
+    assert report["challenge_pixel_metric"]["images"] == {"40x": 1}
+    assert report["challenge_mae_over_median"] == pytest.approx(report["mae_over_median"], rel=1e-6)
 
 
 def test_inference_predicts_c02_for_every_40x_field_and_names_the_missing_models(spec, dataset, trained, tmp_path):

@@ -21,7 +21,7 @@ def test_unet_trained_a_few_hundred_iterations_beats_the_threshold_baseline(tmp_
     common = {**SMALL, "dataset_dir": str(dataset)}
 
     baseline_root = tmp_path / "baseline"
-    run_cli(BUNDLE, "baseline", ["train.json", "baseline.json"], {**common, "bundle_root": str(baseline_root)})
+    run_cli(BUNDLE, "baseline", ["train.json", "baseline.json"], {**common, "bundle_root": str(baseline_root), "eval_split": "test"})
     baseline = json.loads((baseline_root / "eval" / "baseline_metrics_test.json").read_text())
 
     trained = tmp_path / "trained"

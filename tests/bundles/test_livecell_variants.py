@@ -11,7 +11,7 @@ from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
 
 BUNDLE = REPO / "bundles" / "livecell_semantic_segmentation"
 CONFIGS = BUNDLE / "configs"
-VARIANTS = ["unet_6l_3r", "unet_4l", "unet_2l", "vnet", "swin_unetr"]
+VARIANTS = ["unet_6l_3r", "unet_6l_0r", "unet_4l", "unet_2l", "vnet", "swin_unetr"]
 #: MONAI's SwinUNETR needs einops and cannot be compiled by torch.jit.script in 2D: traced instead
 TRACED = {"swin_unetr"}
 

@@ -30,7 +30,7 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
 
     trained = tmp_path / "trained"
     # 32 epochs of 8 iterations (16 images, batch 2): 256 iterations on 64 x 64 crops; lr 1e-3 and batch-norm
-    # statistics that follow the weights, as the encoder starts from scratch; one checkpoint at the end
+    # statistics that follow the weights, as the encoder starts from scratch; the last epoch's weights kept
     run_cli(BUNDLE, "training", ["train.json"],
             {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(trained), "epochs": 32, "batch_size": 2,
              "patch_size": [64, 64], "learning_rate": 1e-3, "bn_momentum": 0.1, "val_interval": 16,
@@ -39,6 +39,8 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
 
     print(f"untrained: {baseline}\ntrained: {result}")
     assert result["images"] == baseline["images"] == 8
+    assert list(result["groups"]["z_offset"]) == ["0"]  # middle slices: the default best focal plane
+    assert "Nucleus 0" in result["groups"]["organelle_z_offset"]
     assert abs(baseline["PCC"]) < 0.2, baseline
     assert result["PCC"] > 0.45 and result["PCC"] > baseline["PCC"] + 0.35, result
     for organelle, scores in result["groups"]["organelle"].items():  # every organelle learned, not only the nuclei

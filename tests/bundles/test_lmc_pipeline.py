@@ -80,3 +80,35 @@ def test_fine_tuning_starts_from_the_base_model_and_inference_routes_organelles(
             assert pixels.dtype == np.float32 and read_pixel_size(written) == read_pixel_size(source)
             np.testing.assert_allclose(pixels, expected[organelle], atol=1e-5, err_msg=f"{organelle} of {source.name}")
         assert not np.allclose(with_tta[3], fine_tuned[3], atol=1e-4)  # actin really comes from the fine-tuned model
+
+
+def test_schedules_train_as_many_epochs_as_the_original_before_its_kept_checkpoints():
+    """LMC's loops count epochs from 0 and name a checkpoint after the epoch index: model_and_optimizer_140.pth
+    holds 141 epochs, actin 199 holds 200 (its last of range(200)), tubulin 200 holds 201 (of range(300))."""
+    epochs = {}
+    for overlay in (None, "finetune_actin.json", "finetune_tubulin.json"):
+        parser = ConfigParser()
+        parser.read_config([str(BUNDLE / "configs" / name) for name in ("train.json", overlay) if name])
+        epochs[overlay] = (parser["epochs"], parser["keep_model"], parser.get_parsed_content("final_model"))
+    assert epochs == {None: (141, "last", "./models/model.pt"),
+                      "finetune_actin.json": (200, "last", "./models/model_actin.pt"),
+                      "finetune_tubulin.json": (201, "last", "./models/model_tubulin.pt")}
+
+
+def test_training_keeps_the_weights_of_its_last_epoch_or_of_the_best_validation(tmp_path):
+    dataset = write_dataset("lmc", tmp_path / "lmc", n=8, size=80, seed=1)
+    last, best = tmp_path / "last", tmp_path / "best"
+    output = run_cli(BUNDLE, "training", ["train.json"],
+                     {**TRAIN, "epochs": 2, "dataset_dir": str(dataset), "bundle_root": str(last)})
+    assert f"saved the weights of the last epoch to {last / 'models' / 'model.pt'}" in output
+    assert sorted(path.name for path in (last / "models").iterdir()) == ["checkpoint_checkpoint_epoch=2.pt", "model.pt"]
+    final = torch.load(last / "models" / "checkpoint_checkpoint_epoch=2.pt", weights_only=True)
+    assert final["trainer"]["iteration"] == 2 * final["trainer"]["epoch_length"]  # two whole epochs trained
+    kept = torch.load(last / "models" / "model.pt", weights_only=True)
+    assert kept.keys() == final["model"].keys()
+    assert all(torch.equal(kept[key], final["model"][key]) for key in kept)  # the weights after epoch 2
+
+    output = run_cli(BUNDLE, "training", ["train.json"],
+                     {**TRAIN, "keep_model": "best", "dataset_dir": str(dataset), "bundle_root": str(best)})
+    assert "saved the weights of the last epoch" not in output and "Key metric: val_mean_pcc" in output
+    assert (best / "models" / "model.pt").is_file()
