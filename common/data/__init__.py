@@ -2,5 +2,6 @@
 (:mod:`.sampling`: several datasets together, amplified sampling, memory replay) and MEDIAR's modality discovery
 that writes the amplified sampling (:mod:`.modalities`)."""
 
+from .fail_soft import FAILED, FAILED_ERROR, FailSoftDataset
 from .sampling import ReplayLoader, amplified_datalist, combined_datalist
 from .modalities import amplified_repeats, cluster_embeddings, discover_modalities, encoder_embeddings

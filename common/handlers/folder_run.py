@@ -14,7 +14,7 @@ an uninterrupted run. In a bundle's ``inference.json``::
 
     "folder_run": {"_target_": "common.handlers.FolderRun", "output_dir": "@output_dir", "overwrite": "@overwrite"},
     "datalist": "$@folder_run.pending(common.io.image_folder_datalist(@dataset_dir))",
-    "dataset": "$@folder_run.dataset(monai.data.Dataset(@datalist, @preprocessing))",
+    "dataset": {"_target_": "common.data.FailSoftDataset", "data": "@datalist", "transform": "@preprocessing"},
     "evaluator": {..., "iteration_update": "$@folder_run.iteration", "val_handlers": [..., "@folder_run"]}
 """
 
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ignite.engine import Engine, Events
-from torch.utils.data import Dataset
 
+from ..data.fail_soft import FAILED, FAILED_ERROR
 from ..io.atomic import atomic_path, remove_partials
 
 __all__ = ["FolderRun", "FolderRunError"]
@@ -36,7 +36,6 @@ __all__ = ["FolderRun", "FolderRunError"]
 logger = logging.getLogger(__name__)
 
 LOG_FIELDS = ("input", "status", "outputs", "error")
-FAILED = "__failed__"  # key of the item a failed read turns into
 
 
 class FolderRunError(RuntimeError):
@@ -57,23 +56,6 @@ def _source(item: Any, key: str) -> str:
         if source is not None:
             return str(source)
     return "(unknown input)"
-
-
-class _FailSoftDataset(Dataset):
-    """``dataset[i]``, or ``{FAILED: input, "error": message}`` when reading or preprocessing it fails."""
-
-    def __init__(self, dataset: Dataset, data: Sequence[Mapping], key: str) -> None:
-        self.inner, self.data, self.key = dataset, data, key
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __getitem__(self, index: int):
-        try:
-            return self.inner[index]
-        except Exception as error:  # any failure of one input is recorded, not fatal
-            cause = error.__cause__ if isinstance(error, RuntimeError) and error.__cause__ else error
-            return {FAILED: _source(self.data[index], self.key), "error": f"{type(cause).__name__}: {cause}"}
 
 
 class FolderRun:
@@ -130,24 +112,21 @@ class FolderRun:
         self.failures, self.done = [], 0
         return todo
 
-    def dataset(self, dataset: Dataset) -> Dataset:
-        """``dataset`` (over :meth:`pending`'s items) whose read errors become recorded failures."""
-        return _FailSoftDataset(dataset, getattr(dataset, "data", []), self.image_key)
-
     # --- during the run ---------------------------------------------------------------------------------------
     def iteration(self, engine: Engine, batch: Any) -> Any:
         """The evaluator's ``iteration_update``: its own iteration, with a failure recorded instead of raised."""
         if isinstance(batch, Mapping) and FAILED in batch:
-            errors = batch.get("error", ["unknown error"])
-            self._fail(_source(batch, self.image_key), errors[0] if isinstance(errors, list) else str(errors))
+            errors = batch.get(FAILED_ERROR, ["unknown error"])
+            self.fail(_source(batch, self.image_key), errors[0] if isinstance(errors, list) else str(errors))
             return []
         try:
             return engine._iteration(engine, batch)
         except Exception as error:  # prediction or post-processing (writers included) failed for this input
-            self._fail(_source(batch, self.image_key), f"{type(error).__name__}: {error}")
+            self.fail(_source(batch, self.image_key), f"{type(error).__name__}: {error}")
             return []
 
-    def _fail(self, source: str, error: str) -> None:
+    def fail(self, source: str, error: str) -> None:
+        """Record that ``source`` failed with ``error``; the run goes on."""
         logger.error("%s: failed (%s); going on with the next input.", source, error)
         self.failures.append((source, error))
         self._append(source, "failed", "", error)
@@ -166,15 +145,18 @@ class FolderRun:
         """Log every input of the iteration whose outputs are now written."""
         output = engine.state.output
         for item in output if isinstance(output, list) else [output]:
-            if not isinstance(item, Mapping) or not item:
-                continue
-            paths = [os.path.relpath(os.path.abspath(path), os.path.abspath(self.output_dir))
-                     for key, value in item.items() if isinstance(key, str) and key.endswith(self.path_suffixes)
-                     for path in (value if isinstance(value, (list, tuple)) else [value]) if path]
-            self._append(_source(item, self.image_key), "done", ";".join(paths), "")
-            self.done += 1
+            if isinstance(item, Mapping) and item:
+                self.record_item(item)
 
-    def finish(self, engine: Engine) -> None:
+    def record_item(self, item: Mapping) -> None:
+        """Log the input of one post-processed output, with the paths its writers recorded, as done."""
+        paths = [os.path.relpath(os.path.abspath(path), os.path.abspath(self.output_dir))
+                 for key, value in item.items() if isinstance(key, str) and key.endswith(self.path_suffixes)
+                 for path in (value if isinstance(value, (list, tuple)) else [value]) if path]
+        self._append(_source(item, self.image_key), "done", ";".join(paths), "")
+        self.done += 1
+
+    def finish(self, engine: Engine | None = None) -> None:
         """Write ``failures.csv`` and raise :class:`FolderRunError` if any input failed."""
         if not self.failures:
             self.failures_path.unlink(missing_ok=True)

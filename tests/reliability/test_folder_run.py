@@ -5,10 +5,11 @@ import csv
 import numpy as np
 import pytest
 import torch
-from monai.data import DataLoader, Dataset
+from monai.data import DataLoader
 from monai.engines import SupervisedEvaluator
 from monai.transforms import Compose, LoadImaged, Lambdad
 
+from common.data import FailSoftDataset
 from common.handlers import FolderRun, FolderRunError
 from common.io import MicroscopyReader, SaveImageFiled, image_folder_datalist, write_image
 
@@ -28,7 +29,7 @@ def _infer(folder, out, overwrite=False, fail_on=None):
     run = FolderRun(out, overwrite=overwrite)
     datalist = run.pending(image_folder_datalist(folder))
     load = Compose([LoadImaged("image", reader=MicroscopyReader(), ensure_channel_first=True)])
-    loader = DataLoader(run.dataset(Dataset(datalist, load)), batch_size=1, num_workers=0)
+    loader = DataLoader(FailSoftDataset(datalist, load), batch_size=1, num_workers=2)
 
     def threshold(pred):
         if fail_on and fail_on in str(pred.meta["filename_or_obj"]):
