@@ -6,7 +6,9 @@
 
 Graph: MicroscopyImageLoaderOperator -> BundleInferenceOperator -> MicroscopyImageWriterOperator, each input
 handed over in memory; loading, inference (with the bundle's post-processing, instance labels included) and
-writing are the bundle's own, so the files equal those of its ``inferring`` run.
+writing are the bundle's own, so the files equal those of its ``inferring`` run. As in that run, inputs whose
+outputs are complete are skipped (``--set overwrite=true`` redoes them), an input that fails is recorded and the
+others go on, and the application ends with ``failures.csv`` beside the outputs and a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from monai.deploy.core import AppContext, Application
 
 from common.deploy.operators import BundleInferenceOperator, MicroscopyImageLoaderOperator, MicroscopyImageWriterOperator
 from common.deploy.pipeline import BundlePipeline
+from common.handlers import FolderRunError
 
 __all__ = ["MicroscopyBundleApp", "main"]
 
@@ -45,11 +48,16 @@ class MicroscopyBundleApp(Application):
         pipeline = BundlePipeline(context.model_path, context.input_path, context.output_path, self.overrides)
         logging.info("bundle %s: %d inputs from %s to %s", pipeline.bundle.name, len(pipeline.datalist),
                      context.input_path, context.output_path)
+        self.pipeline = pipeline
+        if not pipeline.datalist:
+            logging.info("nothing to do: every input has its outputs in %s", context.output_path)
+            return
         loader = MicroscopyImageLoaderOperator(self, CountCondition(self, len(pipeline.datalist)),
                                                datalist=pipeline.datalist, load=pipeline.load,
-                                               keys=pipeline.loaded_keys, name="loader")
+                                               keys=pipeline.loaded_keys, on_error=pipeline.failed, name="loader")
         inference = BundleInferenceOperator(self, pipeline=pipeline, name="bundle_inference")
-        writer = MicroscopyImageWriterOperator(self, save=pipeline.save, name="writer")
+        writer = MicroscopyImageWriterOperator(self, save=pipeline.save, on_saved=pipeline.saved,
+                                               on_error=pipeline.failed, name="writer")
         self.add_flow(loader, inference, {("image", "image")})
         self.add_flow(inference, writer, {("outputs", "outputs")})
 
@@ -81,6 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     app = MicroscopyBundleApp(argv, overrides=overrides)
     app.run()
+    pipeline = getattr(app, "pipeline", None)
+    if pipeline is not None:
+        try:
+            pipeline.finish()  # failures.csv beside the outputs; a non-zero exit when any input failed
+        except FolderRunError as error:
+            raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":

@@ -16,8 +16,10 @@ from monai.data import MetaTensor
 from monai.deploy.core import ConditionType, Fragment, Image, Operator, OperatorSpec
 from monai.transforms import Compose, LoadImaged
 
+from common.data.fail_soft import FAILED
 from common.deploy.pipeline import BundlePipeline
 from common.io import MicroscopyReader, SaveImageFiled, image_folder_datalist
+from common.transforms.meta import source_file
 
 __all__ = ["MicroscopyImageLoaderOperator", "BundleInferenceOperator", "MicroscopyImageWriterOperator",
            "to_sdk_image", "from_sdk_image"]
@@ -48,16 +50,19 @@ class MicroscopyImageLoaderOperator(Operator):
         load: transform opening an item; by default TIFF / OME-TIFF / PNG through ``common.io.MicroscopyReader``
             as (C, H, W) with the pixel size in the metadata.
         keys: the keys ``load`` fills.
+        on_error: ``on_error(input file, error)`` records an input that cannot be loaded (a failure marker is then
+            emitted in its place); without it the error stops the application.
     """
 
     def __init__(self, fragment: Fragment, *args, datalist: Sequence[Mapping] | None = None, input_dir: str = "",
-                 load: Callable | None = None, keys: Sequence[str] = ("image",), **kwargs) -> None:
+                 load: Callable | None = None, keys: Sequence[str] = ("image",),
+                 on_error: Callable[[str, BaseException], None] | None = None, **kwargs) -> None:
         self.datalist = list(datalist) if datalist is not None else image_folder_datalist(input_dir)
         if not self.datalist:
             raise FileNotFoundError(f"{input_dir or 'datalist'}: no input image to process.")
         self.keys = list(keys)
         self.load = load or Compose([LoadImaged(self.keys, reader=MicroscopyReader(), ensure_channel_first=True)])
-        self.index = 0
+        self.index, self.on_error = 0, on_error
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec) -> None:
@@ -66,7 +71,15 @@ class MicroscopyImageLoaderOperator(Operator):
     def compute(self, op_input, op_output, context) -> None:
         item = self.datalist[self.index]
         self.index += 1
-        loaded = self.load(dict(item))
+        try:
+            loaded = self.load(dict(item))
+        except Exception as error:  # one unreadable input: recorded by the pipeline, the others go on
+            source = source_file(item) or str(item)
+            if self.on_error is None:
+                raise
+            self.on_error(source, error)
+            op_output.emit({FAILED: source}, "image")
+            return
         images = {key: to_sdk_image(loaded[key]) for key in self.keys}
         others = {key: value for key, value in loaded.items() if key not in images and not key.endswith("_meta_dict")}
         logger.info("loaded input %d/%d: %s", self.index, len(self.datalist), item)
@@ -87,6 +100,9 @@ class BundleInferenceOperator(Operator):
 
     def compute(self, op_input, op_output, context) -> None:
         received: Any = op_input.receive("image")
+        if isinstance(received, Mapping) and FAILED in received:  # the loader could not read this input
+            op_output.emit([], "outputs")
+            return
         if isinstance(received, Image):
             received = {self.pipeline.loaded_keys[0]: received}
         loaded = {k: from_sdk_image(v) if isinstance(v, Image) else v for k, v in received.items()}
@@ -103,8 +119,11 @@ class MicroscopyImageWriterOperator(Operator):
     """
 
     def __init__(self, fragment: Fragment, *args, save: Callable | None = None, output_dir: str = "",
-                 keys: Sequence[str] = ("pred",), postfix: str = "", **kwargs) -> None:
+                 keys: Sequence[str] = ("pred",), postfix: str = "",
+                 on_saved: Callable[[Mapping], None] | None = None,
+                 on_error: Callable[[str, BaseException], None] | None = None, **kwargs) -> None:
         self.save = save or SaveImageFiled(list(keys), output_dir=output_dir, postfix=postfix, kind="keep")
+        self.on_saved, self.on_error = on_saved, on_error
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec) -> None:
@@ -113,4 +132,12 @@ class MicroscopyImageWriterOperator(Operator):
     def compute(self, op_input, op_output, context) -> None:
         outputs = op_input.receive("outputs")
         for output in outputs if isinstance(outputs, list) else [outputs]:
-            self.save(output)
+            try:
+                written = self.save(output)
+            except Exception as error:  # recorded as this input's failure when a handler is given
+                if self.on_error is None:
+                    raise
+                self.on_error(source_file(output, ("image", "pred")) or "(unknown input)", error)
+                continue
+            if self.on_saved is not None:
+                self.on_saved(written)

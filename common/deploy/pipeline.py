@@ -84,6 +84,27 @@ class BundlePipeline:
         self._dataset = dataset
         self._outputs: list = []
         self.evaluator.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+        # the bundle's record of done and failed inputs; here an input is done once the save step wrote it
+        self.folder_run = parser.get_parsed_content("folder_run") if "folder_run" in parser else None
+        if self.folder_run is not None:
+            self.evaluator.remove_event_handler(self.folder_run.record, Events.ITERATION_COMPLETED)
+            self.evaluator.remove_event_handler(self.folder_run.finish, Events.COMPLETED)
+
+    def failed(self, source: str, error: BaseException | str) -> None:
+        """Record that ``source`` failed (in loading or saving); without a folder record, raise."""
+        if self.folder_run is None:
+            raise error if isinstance(error, BaseException) else RuntimeError(f"{source}: {error}")
+        self.folder_run.fail(source, error if isinstance(error, str) else f"{type(error).__name__}: {error}")
+
+    def saved(self, output: Mapping[str, Any]) -> None:
+        """Record the input of ``output`` as done, its files written."""
+        if self.folder_run is not None:
+            self.folder_run.record_item(output)
+
+    def finish(self) -> None:
+        """After the last input: write the failures report and raise if any input failed."""
+        if self.folder_run is not None:
+            self.folder_run.finish()
 
     @property
     def loaded_keys(self) -> list[str]:
