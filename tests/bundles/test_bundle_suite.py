@@ -7,16 +7,13 @@ Runs write under a temporary ``bundle_root``: nothing is written into the reposi
 """
 
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, SCHEMA
-from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
+from bundle_testing import REPO, SCHEMA, configs, free_port, parser_for, run_cli  # noqa: F401 (re-exported)
+from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
 
 from common.bundle import REQUIRED_FILES
 
@@ -24,42 +21,6 @@ SHARED_IDS = ["bundle_root", "device", "dataset_dir", "output_dir", "network_def
               "postprocessing", "inferer", "run"]
 TRAIN_IDS = SHARED_IDS + ["train#trainer", "train#handlers", "train#dataset", "validate#evaluator",
                           "validate#handlers", "val_interval", "training"]
-
-
-def configs(bundle: Path, *names: str) -> list[str]:
-    return [str(bundle / "configs" / name) for name in names]
-
-
-def parser_for(bundle: Path, *names: str) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config(configs(bundle, *names))
-    parser.read_meta(str(bundle / "configs" / "metadata.json"))
-    return parser
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def cli_value(value) -> str:
-    return value if isinstance(value, str) else repr(value)
-
-
-def run_cli(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.executable, "-m")) -> str:
-    """Run ``monai.bundle run`` as a user would; return its output, failing the test with it on error."""
-    command = [*launcher, "monai.bundle", "run", run_id,
-               "--meta_file", str(bundle / "configs" / "metadata.json"),
-               "--config_file", str(configs(bundle, *config_names)),
-               "--logging_file", str(bundle / "configs" / "logging.conf")]
-    for key, value in overrides.items():
-        command += [f"--{key}", cli_value(value)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    done = subprocess.run(command, cwd=bundle, env=env, capture_output=True, text=True, timeout=900)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, f"{' '.join(command)}\nexited {done.returncode}:\n{output[-6000:]}"
-    return output
 
 
 def test_bundle_files(bundle):

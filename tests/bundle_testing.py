@@ -1,0 +1,150 @@
+"""What the bundle tests share: the bundles under test, their specs, the synthetic data they run on, the bundle CLI.
+
+Each bundle has ``tests/bundles/specs/<bundle name>.json``:
+- ``synthetic``: ``{"layout", "n", "size", "seed", ...}`` passed to ``common.data.synthetic.write_dataset``;
+- ``inference_input``: the folder of the synthetic dataset that inference reads;
+- ``overrides`` / ``inference_overrides``: CLI overrides that make training / inference small and offline;
+- ``outputs``: ``evaluate`` (JSON report under bundle_root, with an ``images`` count), ``inference_glob``
+  (pattern under the inference output_dir, ``**`` allowed), optional ``inference_count`` (default: one output
+  per file of the input folder) and ``model`` (checkpoint under bundle_root, default ``models/model.pt``);
+- ``torchscript``: ``"trace"`` for a network ``torch.jit.script`` cannot compile (exported with ``--use_trace``).
+
+The fixtures (``bundle``, ``spec``, ``dataset``, ``release``, ``reference_outputs``) are made available to every
+test directory by ``tests/conftest.py``; ``tests/`` is on ``sys.path``, so tests import the helpers as
+``from bundle_testing import run_cli``.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLES = sorted(path for path in (REPO / "bundles").iterdir() if (path / "configs").is_dir())
+SPECS = REPO / "tests" / "bundles" / "specs"
+SCHEMA = REPO.parent / "shared" / "schemas" / "meta_schema_20240725.json"
+
+
+def load_spec(bundle: Path) -> dict:
+    """The bundle's spec (see the module docstring); a bundle without one fails with the instruction."""
+    spec_file = SPECS / f"{bundle.name}.json"
+    if not spec_file.exists():
+        pytest.fail(f"{bundle.name}: add {spec_file.relative_to(REPO)} saying which synthetic data and overrides test it.")
+    return json.loads(spec_file.read_text())
+
+
+# under pytest-xdist (`-n 2 --dist loadgroup`) each bundle's tests stay on one worker, so its training fixture runs once
+@pytest.fixture(scope="module", params=[pytest.param(b, marks=pytest.mark.xdist_group(b.name)) for b in BUNDLES],
+                ids=[bundle.name for bundle in BUNDLES])
+def bundle(request) -> Path:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def spec(bundle) -> dict:
+    return load_spec(bundle)
+
+
+@pytest.fixture(scope="module")
+def dataset(bundle, spec, tmp_path_factory) -> Path:
+    from common.data.synthetic import write_dataset
+
+    synthetic = dict(spec["synthetic"])
+    layout = synthetic.pop("layout")
+    return write_dataset(layout, tmp_path_factory.mktemp(bundle.name) / layout, **synthetic)
+
+
+def save_untrained_weights(bundle: Path, root: Path, overrides: dict | None = None,
+                           model_file: str = "models/model.pt") -> Path:
+    """Write the seeded initial weights of the bundle's inference network (with ``overrides``) to root/model_file."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser.update(overrides or {})
+    torch.manual_seed(0)
+    (root / model_file).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(parser.get_parsed_content("network_def").state_dict(), root / model_file)
+    return root / model_file
+
+
+@pytest.fixture(scope="module")
+def release(bundle, spec, tmp_path_factory) -> dict:
+    """A copy of the bundle with seeded untrained weights (``source``), and its exported zip (``zip``)."""
+    from common.bundle import export_bundle
+
+    work = tmp_path_factory.mktemp(f"{bundle.name}_release")
+    source = work / bundle.name
+    shutil.copytree(bundle, source, ignore=shutil.ignore_patterns("models", "eval", "predictions", "__pycache__"))
+    model_file = spec["outputs"].get("model", "models/model.pt")
+    save_untrained_weights(source, source, spec.get("inference_overrides", {}), model_file)
+    return {"source": source, "zip": export_bundle(source, work / "dist"), "model_file": model_file}
+
+
+@pytest.fixture(scope="module")
+def reference_outputs(bundle, spec, dataset, release, tmp_path_factory) -> Path:
+    """Output folder of the release's ``inferring`` run through the bundle CLI, from its source folder."""
+    out = tmp_path_factory.mktemp(f"{bundle.name}_reference")
+    run_cli(release["source"], "inferring", ["inference.json"],
+            {**spec.get("inference_overrides", {}), "dataset_dir": str(dataset / spec["inference_input"]),
+             "bundle_root": str(release["source"]), "output_dir": str(out)})
+    return out
+
+
+def assert_same_outputs(got_dir: Path, expected_dir: Path, pattern: str) -> None:
+    """Same files; integer images (labels) bitwise equal, float images to float tolerance, same dtype."""
+    from common.io import read_image
+
+    expected = {p.relative_to(expected_dir).as_posix(): read_image(p) for p in sorted(expected_dir.glob(pattern))}
+    got = {p.relative_to(got_dir).as_posix(): read_image(p) for p in sorted(got_dir.glob(pattern))}
+    assert list(got) == list(expected) and expected, f"{sorted(got)} != {sorted(expected)}"
+    for name, image in expected.items():
+        assert got[name].dtype == image.dtype, name
+        if np.issubdtype(image.dtype, np.integer):
+            np.testing.assert_array_equal(got[name], image, err_msg=name)
+        else:
+            np.testing.assert_allclose(got[name], image, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def configs(bundle: Path, *names: str) -> list[str]:
+    return [str(bundle / "configs" / name) for name in names]
+
+
+def parser_for(bundle: Path, *names: str) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(configs(bundle, *names))
+    parser.read_meta(str(bundle / "configs" / "metadata.json"))
+    return parser
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def cli_value(value) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def run_cli(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.executable, "-m")) -> str:
+    """Run ``monai.bundle run`` as a user would; return its output, failing the test with it on error."""
+    command = [*launcher, "monai.bundle", "run", run_id,
+               "--meta_file", str(bundle / "configs" / "metadata.json"),
+               "--config_file", str(configs(bundle, *config_names)),
+               "--logging_file", str(bundle / "configs" / "logging.conf")]
+    for key, value in overrides.items():
+        command += [f"--{key}", cli_value(value)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    done = subprocess.run(command, cwd=bundle, env=env, capture_output=True, text=True, timeout=900)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(command)}\nexited {done.returncode}:\n{output[-6000:]}"
+    return output
