@@ -135,16 +135,29 @@ def cli_value(value) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-def run_cli(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.executable, "-m")) -> str:
-    """Run ``monai.bundle run`` as a user would; return its output, failing the test with it on error."""
+def cli_command(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.executable, "-m")) -> list:
+    """The ``monai.bundle run`` command line a user would type (with ``--key value`` overrides)."""
     command = [*launcher, "monai.bundle", "run", run_id,
                "--meta_file", str(bundle / "configs" / "metadata.json"),
                "--config_file", str(configs(bundle, *config_names)),
                "--logging_file", str(bundle / "configs" / "logging.conf")]
     for key, value in overrides.items():
         command += [f"--{key}", cli_value(value)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    done = subprocess.run(command, cwd=bundle, env=env, capture_output=True, text=True, timeout=900)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, f"{' '.join(command)}\nexited {done.returncode}:\n{output[-6000:]}"
+    return command
+
+
+CLI_ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+
+
+def cli(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.executable, "-m")):
+    """Run ``monai.bundle run`` from the bundle folder; returns ``(exit status, stdout + stderr)``."""
+    command = cli_command(bundle, run_id, config_names, overrides, launcher)
+    done = subprocess.run(command, cwd=bundle, env=CLI_ENV, capture_output=True, text=True, timeout=900)
+    return done.returncode, done.stdout + done.stderr
+
+
+def run_cli(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.executable, "-m")) -> str:
+    """Run ``monai.bundle run`` as a user would; return its output, failing the test with it on error."""
+    status, output = cli(bundle, run_id, config_names, overrides, launcher)
+    assert status == 0, f"{run_id} {config_names} {overrides}\nexited {status}:\n{output[-6000:]}"
     return output

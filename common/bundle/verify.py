@@ -1,4 +1,5 @@
-"""Offline model-zoo checks of a bundle folder or zip: files, metadata schema, version, network I/O, TorchScript."""
+"""Offline model-zoo checks of a bundle folder or zip: files, metadata schema, version, weights (hashes of
+``large_files.yml``, loading), network I/O, TorchScript."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Callable, Iterator
 
 import torch
 
-__all__ = ["REQUIRED_FILES", "verify_bundle", "BundleCheckError", "unpacked"]
+__all__ = ["REQUIRED_FILES", "verify_bundle", "BundleCheckError", "unpacked", "check_weights", "large_files"]
 
 REQUIRED_FILES = (
     "configs/metadata.json",
@@ -110,12 +111,75 @@ def check_torchscript(bundle: Path, schema: Path | None, overrides: dict | None 
     return f"{how} network equals the eager one"
 
 
+WEIGHT_SUFFIXES = (".pt", ".pth", ".ts")
+
+
+def large_files(bundle: Path) -> list[dict]:
+    """Entries of the bundle's ``large_files.yml`` (``path``, ``url``, ``hash_val``, ``hash_type``); [] without one."""
+    listing = bundle / "large_files.yml"
+    if not listing.is_file():
+        return []
+    try:
+        import yaml
+    except ImportError as error:  # MONAI's own download_large_files needs it too
+        raise BundleCheckError(f"{listing}: reading it needs PyYAML (pip install pyyaml)") from error
+    entries = (yaml.safe_load(listing.read_text()) or {}).get("large_files")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and e.get("path") for e in entries):
+        raise BundleCheckError(f"{listing}: expected 'large_files:' followed by entries with a 'path'")
+    return entries
+
+
+def check_weights(bundle: Path, schema: Path | None, overrides: dict | None = None) -> str:
+    """Every weight file is listed in ``large_files.yml`` with its hash, is there, has that hash and loads into the
+    bundle's network; listed files without a hash (an original's published checkpoint) need a URL."""
+    import hashlib
+
+    from common.networks import load_pretrained
+
+    entries = large_files(bundle)
+    shipped = {path.relative_to(bundle).as_posix() for path in (bundle / "models").rglob("*")
+               if path.is_file() and path.suffix in WEIGHT_SUFFIXES} if (bundle / "models").is_dir() else set()
+    problems, verified, published = [], [], []
+    for entry in entries:
+        path, digest = str(entry["path"]), str(entry.get("hash_val") or "")
+        if not digest:
+            (published if entry.get("url") else problems).append(
+                path if entry.get("url") else f"{path}: listed with neither hash nor url")
+            continue
+        if not (bundle / path).is_file():
+            problems.append(f"{path}: listed in large_files.yml but missing")
+            continue
+        kind = str(entry.get("hash_type") or "sha256").lower()
+        if kind not in ("sha256", "md5", "sha1", "sha512"):
+            problems.append(f"{path}: unknown hash_type {kind!r}")
+            continue
+        actual = hashlib.new(kind, (bundle / path).read_bytes()).hexdigest()
+        if actual != digest:
+            problems.append(f"{path}: {kind} {actual} differs from large_files.yml's {digest} (altered or truncated)")
+            continue
+        if Path(path).suffix != ".ts":
+            try:
+                load_pretrained(inference_network(bundle, overrides)[0], bundle / path)
+            except Exception as error:  # names the file; a file of another network or size
+                problems.append(f"{path}: does not load into the network: {error}")
+                continue
+        verified.append(path)
+    listed = {str(entry["path"]) for entry in entries}
+    problems += [f"{path}: not listed in large_files.yml (no hash to check it against)"
+                 for path in sorted(shipped - listed)]
+    if problems:
+        raise BundleCheckError("; ".join(problems))
+    found = f"{len(verified)} file(s) match their hash and load: {verified}" if verified else "no weights shipped"
+    return found + (f"; published elsewhere, fetched from their URLs: {published}" if published else "")
+
+
 #: the checks that build the network, and so take config overrides (e.g. a smaller encoder)
-BUILDS_NETWORK = ("network input/output", "TorchScript export")
+BUILDS_NETWORK = ("weights", "network input/output", "TorchScript export")
 CHECKS: dict[str, Callable[..., str]] = {
     "files": check_files,
     "metadata schema": check_schema,
     "version in changelog": check_version,
+    "weights": check_weights,
     "network input/output": check_network_io,
     "TorchScript export": check_torchscript,
 }
