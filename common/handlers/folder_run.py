@@ -98,6 +98,7 @@ class FolderRun:
         """The items of ``datalist`` still to do; starts the log (a new one with ``overwrite``)."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
         remove_partials(self.output_dir)
+        self.failures_path.unlink(missing_ok=True)  # this run writes its own, if any input fails again
         if self.overwrite:
             self.log_path.unlink(missing_ok=True)
         done = self.completed()
