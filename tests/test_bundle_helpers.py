@@ -77,6 +77,21 @@ def test_image_folder_datalist(tmp_path):
     assert [os.path.basename(item["image"]) for item in image_folder_datalist(str(tmp_path))] == ["a.png", "b.tif"]
 
 
+def test_image_folder_datalist_skips_files_matching_exclude_patterns(tmp_path):
+    for name in ("cell_1.png", "cell_1_label.tiff", "cell_2.tif", "cell_2_label.tif", "cell_3_LABEL.tiff"):
+        (tmp_path / name).write_bytes(b"")
+
+    def names(exclude):
+        return [os.path.basename(item["image"]) for item in image_folder_datalist(str(tmp_path), exclude=exclude)]
+
+    assert names(["*_label.tiff"]) == ["cell_1.png", "cell_2.tif", "cell_2_label.tif", "cell_3_LABEL.tiff"]
+    assert names("*_label.tif*") == ["cell_1.png", "cell_2.tif", "cell_3_LABEL.tiff"]  # one pattern; case-sensitive
+    assert names(["*_label.tif", "*_LABEL.*"]) == ["cell_1.png", "cell_1_label.tiff", "cell_2.tif"]
+    assert names(None) == names([]) == sorted(path.name for path in tmp_path.iterdir())
+    with pytest.raises(LayoutError, match=r"5 excluded by \['\*'\]"):
+        image_folder_datalist(str(tmp_path), exclude=["*"])
+
+
 def test_instance_report_writes_csv_json_and_engine_metrics(tmp_path):
     gt = torch.zeros(1, 10, 10, dtype=torch.int32)
     gt[0, :5, :5], gt[0, 6:, 6:] = 1, 2

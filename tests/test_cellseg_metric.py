@@ -4,10 +4,11 @@ import inspect
 
 import numpy as np
 import pytest
+import torch
 from scipy.optimize import linear_sum_assignment
 
 import common.metrics.cellseg as cellseg
-from common.metrics import cellseg_counts, cellseg_f1, remove_border_instances
+from common.metrics import CellSegF1Metric, InstanceF1Metric, cellseg_counts, cellseg_f1, remove_border_instances
 
 
 def square(labels, y, x, size, value):
@@ -142,3 +143,47 @@ def test_large_image_counts_equal_mediars_formula():
     # below the threshold the same pair is one image
     assert cellseg_counts(gt, pred) == dict(zip(("tp", "fp", "fn"), mediar_confusion(
         mediar_remove_boundary_cells(gt), mediar_remove_boundary_cells(pred))))
+
+
+# ---------------------------------------------------------------------------- as a MONAI metric (validation)
+
+
+def mediar_f1(gt, pred):
+    """F1 of one image as MEDIAR's evaluate_f1_score_cellseg: 0 without a true positive."""
+    tp, fp, fn = mediar_confusion(mediar_remove_boundary_cells(gt), mediar_remove_boundary_cells(pred))
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def test_cellseg_metric_is_the_mean_of_mediars_per_image_f1():
+    rng = np.random.default_rng(3)
+    pairs = []
+    for index in range(5):
+        gt = random_cells(rng, (48, 56), 12)
+        pred = np.roll(gt, (index % 3, -1), axis=(0, 1)) * 2
+        pred[rng.random(gt.shape) < 0.05 * index] = 0
+        pairs.append((gt, pred))
+    pairs.append((np.zeros((48, 56), int), np.zeros((48, 56), int)))  # no cells at all: 0, not 1
+    pairs.append((pairs[0][0], np.zeros((48, 56), int)))  # no prediction: 0
+    expected = [mediar_f1(gt, pred) for gt, pred in pairs]
+    assert len(set(expected)) >= 4 and 0 < max(expected) < 1  # the images score differently
+
+    metric = CellSegF1Metric()
+    for start in (0, 4):  # two batches of (B, 1, H, W)
+        batch = pairs[start : start + 4]
+        scores = metric(torch.as_tensor(np.stack([p for _, p in batch]))[:, None],
+                        torch.as_tensor(np.stack([g for g, _ in batch]))[:, None])
+        assert scores[:, 0].tolist() == pytest.approx(expected[start : start + 4])
+        assert scores[:, 0].tolist() == pytest.approx([cellseg_f1(g, p)["f1"] for g, p in batch])
+    assert metric.aggregate().item() == pytest.approx(np.mean(expected))
+
+
+def test_two_empty_images_score_zero_with_the_challenge_metric_and_one_with_plain_f1():
+    empty = torch.zeros(1, 1, 16, 16, dtype=torch.int32)
+    metric = CellSegF1Metric()
+    metric(empty, empty)
+    assert metric.aggregate().item() == 0.0
+    plain = InstanceF1Metric(thresholds=[0.5], strict=False)
+    plain(empty, empty)
+    assert plain.aggregate().item() == 1.0
+    with pytest.raises(RuntimeError, match="CellSegF1Metric: no images"):
+        CellSegF1Metric().aggregate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from fnmatch import fnmatchcase
 from pathlib import Path
 from collections import defaultdict
 from typing import Callable, Hashable, Sequence
@@ -59,16 +60,26 @@ def dataset_split(
     return parts[SPLITS.index(split)]
 
 
-def image_folder_datalist(folder: str, key: str = "image") -> list[dict]:
-    """``[{key: path}, ...]`` of every image file directly in ``folder``, sorted by name (for inference)."""
+def image_folder_datalist(folder: str, key: str = "image", exclude: Sequence[str] | None = ()) -> list[dict]:
+    """``[{key: path}, ...]`` of every image file directly in ``folder``, sorted by name (for inference).
+
+    Args:
+        folder: the input folder.
+        key: datalist key of the image path.
+        exclude: glob patterns (``fnmatch``, case-sensitive) of file names that are not inputs, e.g. a layout's
+            label files that share the folder with their images (NeurIPS: ``["*_label.tiff"]``).
+    """
     from .images import is_image_file  # the readers are only needed here
 
     path = Path(folder)
     if not path.is_dir():
         raise LayoutError(f"{folder}: input folder not found.")
-    items = [{key: str(file)} for file in sorted(path.iterdir()) if file.is_file() and is_image_file(file)]
+    exclude = [exclude] if isinstance(exclude, str) else list(exclude or ())
+    images = [file for file in sorted(path.iterdir()) if file.is_file() and is_image_file(file)]
+    items = [{key: str(file)} for file in images if not any(fnmatchcase(file.name, pattern) for pattern in exclude)]
     if not items:
-        raise LayoutError(f"{folder}: no image files (PNG, TIFF, OME-TIFF, BMP, JPEG) in this folder.")
+        skipped = f" ({len(images)} excluded by {exclude})" if images else ""
+        raise LayoutError(f"{folder}: no image files (PNG, TIFF, OME-TIFF, BMP, JPEG) in this folder{skipped}.")
     return items
 
 

@@ -2,10 +2,12 @@
 
 from .cellseg import cellseg_counts, cellseg_f1, cellseg_score, remove_border_instances
 from .cumulative import InstanceF1Metric
+from .cumulative import CellSegF1Metric
 from .instance import CAICEDO_THRESHOLDS, f1_from_iou, iou_matrix, match_from_iou, match_instances, mean_average_f1
 
 __all__ = [
     "CAICEDO_THRESHOLDS",
+    "CellSegF1Metric",
     "InstanceF1Metric",
     "cellseg_counts",
     "cellseg_f1",

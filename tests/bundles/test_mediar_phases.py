@@ -12,7 +12,7 @@ from test_bundle_suite import parser_for
 from common.flows.testing import random_cells
 
 BUNDLE = REPO / "bundles" / "mediar_cell_segmentation"
-LOAD = ["LoadImaged", "LoadInstanceLabelsd", "AsChannelsd", "NonZeroPercentileNormalized"]
+LOAD = ["LoadImaged", "LoadInstanceLabelsd", "CheckSpatialShapesd", "AsChannelsd", "NonZeroPercentileNormalized"]
 CROP = ["SpatialPadd", "RandSpatialCropd", "RandAxisFlipd", "RandRotate90d"]
 INTENSITY = ["CellAwareIntensityd", "RandGaussianNoised", "RandAdjustContrastd", "RandGaussianSmoothd",
              "RandHistogramShiftd", "RandGaussianSharpend"]
