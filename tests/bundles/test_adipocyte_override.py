@@ -116,3 +116,10 @@ def test_inference_predicts_c02_for_every_40x_field_and_names_the_missing_models
     assert prediction.dtype == np.uint16 and prediction.shape == plane.shape
     assert "model_20x_c01.pt" in output and "20x images are skipped" in output
     assert "model_40x_c01.pt, model_40x_c03.pt" in output and "not predicted" in output
+    # the same command again (as after a kill) finds every field done and rewrites nothing
+    written_at = {name: (tmp_path / "out" / name).stat().st_mtime_ns for name in written}
+    again = run_cli(BUNDLE, "inferring", ["inference.json"],
+                    {**spec.get("inference_overrides", {}), "dataset_dir": str(dataset / spec["inference_input"]),
+                     "bundle_root": str(trained), "output_dir": str(tmp_path / "out")})
+    assert "9 of 9 inputs already done, skipped" in again
+    assert {name: (tmp_path / "out" / name).stat().st_mtime_ns for name in written} == written_at
