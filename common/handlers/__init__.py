@@ -1,6 +1,7 @@
 """Ignite handlers of the collection: resumable training, guards, evaluation reports."""
 
 from .checkpoints import ModelSaver, ResumableCheckpoint, check_finite_state, epoch_seed
+from .early_stop import ResumableEarlyStopHandler
 from .folder_run import FolderRun, FolderRunError
 from .instance_report import InstanceSegmentationReport
 from .nonfinite import StopOnNonFiniteLoss, batch_sources

@@ -49,6 +49,8 @@ def _source(item: Any, key: str) -> str:
             value = item[FAILED]
             return str(value[0] if isinstance(value, (list, tuple)) else value)
         value = item.get(key)
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, os.PathLike)) for v in value):
+            return str(value[0])  # an image stacked from several files: its first, as LoadImage's meta data name
         meta = getattr(value, "meta", None) or item.get(f"{key}_meta_dict") or {}
         source = meta.get("filename_or_obj", value if isinstance(value, (str, os.PathLike)) else None)
         if isinstance(source, (list, tuple)):

@@ -1,5 +1,6 @@
-"""The adipocyte bundle learns on synthetic challenge-layout data: a few hundred iterations through its CLI beat an
-untrained network and the mean-target baseline on held-out SSIM, all three scored by the bundle's evaluate.json."""
+"""The adipocyte bundle learns on synthetic challenge-layout data: a few hundred iterations through its CLI bring the
+held-out MSE the run minimises well below that of an untrained network and of the mean-target baseline, and its SSIM
+above both, all three models scored by the bundle's evaluate.json."""
 
 import json
 
@@ -18,6 +19,7 @@ BUNDLE = REPO / "bundles" / "adipocyte_fluorescence_prediction"
 # by 10000 so that a short run need not grow the weights to 16-bit output values (the method trains on raw values)
 SMALL = {"num_workers": 0, "crop_size": [128, 128], "tile_size": [32, 32], "intensity_scale": 10000.0,
          "network_def#channels": [16, 32, 64, 64, 64]}
+MSE_FRACTION = 0.75
 
 
 def network(seed: int = 0) -> torch.nn.Module:
@@ -55,17 +57,22 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network_and_the_me
     save_model(tmp_path / "mean", constant)
     mean = evaluate(dataset, tmp_path / "mean")
 
-    # 8 epochs of 28 iterations (14 fields, 16 tiles each, 8 per batch); lr 1e-3 and batch-norm statistics that
+    # 10 epochs of 28 iterations (14 fields, 16 tiles each, 8 per batch); lr 1e-3 and batch-norm statistics that
     # follow the weights (momentum 0.1) because the run is short
     trained_root = tmp_path / "trained"
     run_cli(BUNDLE, "training", ["train.json"], {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(trained_root),
-                                                 "epochs": 8, "batch_size": 8, "learning_rate": 1e-3,
-                                                 "bn_momentum": 0.1, "val_interval": 4})
+                                                 "epochs": 10, "batch_size": 8, "learning_rate": 1e-3,
+                                                 "bn_momentum": 0.1, "val_interval": 5})
     trained = evaluate(dataset, trained_root)
 
     print({name: {key: round(report[key], 4) for key in ("ssim", "psnr", "mse", "mae_over_median")}
            for name, report in (("untrained", untrained), ("mean", mean), ("trained", trained))})
     assert trained["images"] == mean["images"] == untrained["images"] == 2
-    assert trained["ssim"] > mean["ssim"] + 0.05, (trained, mean)
-    assert trained["ssim"] > untrained["ssim"] + 0.05, (trained, untrained)
-    assert trained["mse"] < mean["mse"]
+    # what the run optimises: the held-out MSE well below that of predicting the mean target everywhere (measured
+    # 0.57 of it) and that of the untrained network (0.49)
+    assert trained["mse"] < MSE_FRACTION * mean["mse"], (trained, mean)
+    assert trained["mse"] < MSE_FRACTION * untrained["mse"], (trained, untrained)
+    # SSIM with the method's 65535 range is dominated by its stability constants and moves by a few hundredths
+    # with the augmentation's random draws alone (see the model card), so it is required to be higher, no more
+    assert trained["ssim"] > mean["ssim"], (trained, mean)
+    assert trained["ssim"] > untrained["ssim"], (trained, untrained)

@@ -2,6 +2,7 @@
 training, resuming, evaluation and inference through the CLI, on the suite's synthetic data and overrides."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -45,8 +46,32 @@ def test_training_writes_the_models_named_after_magnification_and_channel(traine
     checkpoints = list(models.glob("checkpoint*.pt"))
     assert [path.name.startswith("checkpoint_40x_c02_") for path in checkpoints] == [True]
     # model_<m>x_c0<c>.pt holds the weights of the last epoch (what the original's test script loads)
-    last, resumable = torch.load(models / "model_40x_c02.pt"), torch.load(checkpoints[0])["model"]
-    assert last.keys() == resumable.keys() and all(torch.equal(last[k], resumable[k]) for k in last)
+    last, resumable = torch.load(models / "model_40x_c02.pt")["model"], torch.load(checkpoints[0], weights_only=False)
+    assert last.keys() == resumable["model"].keys()
+    assert all(torch.equal(last[k], resumable["model"][k]) for k in last)
+    # early stopping's counter and best score (the negated validation MSE) travel with the resumable checkpoint
+    assert resumable["early_stop"]["counter"] == 0 and resumable["early_stop"]["best_score"] < 0
+
+
+def test_another_model_trains_into_the_same_models_folder(spec, dataset, trained, tmp_path):
+    """20x C01 beside an existing 40x C02 model: each model's files are its own."""
+    root = tmp_path / "root"
+    shutil.copytree(trained / "models", root / "models")
+    before = {path.name: path.read_bytes() for path in (root / "models").iterdir()}
+    run_cli(BUNDLE, "training", ["train.json"],
+            {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(root)})
+    after = {path.name: path.read_bytes() for path in (root / "models").iterdir()}
+    assert {name: after[name] for name in before} == before
+    assert sorted(set(after) - set(before)) == ["checkpoint_20x_c01_epoch=1.pt", "model_20x_c01.pt",
+                                                "model_20x_c01_best_ssim.pt"]
+
+
+def test_training_again_over_a_models_files_is_refused(spec, dataset, trained):
+    before = {path.name: path.read_bytes() for path in (trained / "models").iterdir()}
+    with pytest.raises(AssertionError, match=r"FileExistsError: .*checkpoint_40x_c02_epoch=1\.pt.*--resume True"):
+        run_cli(BUNDLE, "training", ["train.json"],
+                {**spec["overrides"], **OVERRIDE, "dataset_dir": str(dataset), "bundle_root": str(trained)})
+    assert {path.name: path.read_bytes() for path in (trained / "models").iterdir()} == before
 
 
 @pytest.mark.parametrize("configs", [["inference.json"], ["train.json", "evaluate.json"]])
@@ -91,3 +116,10 @@ def test_inference_predicts_c02_for_every_40x_field_and_names_the_missing_models
     assert prediction.dtype == np.uint16 and prediction.shape == plane.shape
     assert "model_20x_c01.pt" in output and "20x images are skipped" in output
     assert "model_40x_c01.pt, model_40x_c03.pt" in output and "not predicted" in output
+    # the same command again (as after a kill) finds every field done and rewrites nothing
+    written_at = {name: (tmp_path / "out" / name).stat().st_mtime_ns for name in written}
+    again = run_cli(BUNDLE, "inferring", ["inference.json"],
+                    {**spec.get("inference_overrides", {}), "dataset_dir": str(dataset / spec["inference_input"]),
+                     "bundle_root": str(trained), "output_dir": str(tmp_path / "out")})
+    assert "9 of 9 inputs already done, skipped" in again
+    assert {name: (tmp_path / "out" / name).stat().st_mtime_ns for name in written} == written_at
