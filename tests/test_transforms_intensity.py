@@ -82,6 +82,8 @@ def test_quantise_matches_numpy_rounding_to_uint8():
     expected = np.rint(values * 255).astype(np.uint8) / 255.0  # half to even, as skimage.img_as_ubyte
     np.testing.assert_array_equal(quantise(torch.as_tensor(values)).numpy(), expected)
     assert np.unique(quantise(torch.rand(1, 64, 64), bits=2).numpy()).size <= 4
+    image = torch.rand(1, 8, 8, dtype=torch.float64)
+    assert torch.equal(quantise(image, bits=None), image)  # switched off
 
 
 def test_percentiles_then_8_bits_is_the_dsb_norm_images():

@@ -101,7 +101,7 @@ def scale_percentiles(
     return scaled.clamp(0.0, 1.0) if clip else scaled
 
 
-def quantise(image, bits: int = 8) -> torch.Tensor:
+def quantise(image, bits: int | None = 8) -> torch.Tensor:
     """Round an image in [0, 1] to ``2**bits`` levels and back: ``round(x * (2**bits - 1)) / (2**bits - 1)``.
 
     This is what storing a [0, 1] image as an n-bit file (scikit-image's ``img_as_ubyte`` for 8 bits, which
@@ -109,14 +109,16 @@ def quantise(image, bits: int = 8) -> torch.Tensor:
 
     Args:
         image: (..., H, W) tensor with values in [0, 1] (clip first).
-        bits: bits per pixel of the emulated file, 1 to 16.
+        bits: bits per pixel of the emulated file, 1 to 16; ``None`` returns the image unchanged (as float).
 
     Returns:
         tensor of the shape of ``image``, float.
     """
-    if not (isinstance(bits, int) and 1 <= bits <= 16):
-        raise ValueError(f"bits: expected an integer from 1 to 16, got {bits!r}.")
+    if bits is not None and not (isinstance(bits, int) and 1 <= bits <= 16):
+        raise ValueError(f"bits: expected an integer from 1 to 16 or None, got {bits!r}.")
     image = _as_float(image)
+    if bits is None:
+        return image
     if image.numel() and (image.min() < 0 or image.max() > 1):
         raise ValueError(
             f"image: expected values in [0, 1] to quantise, got [{image.min().item()}, {image.max().item()}]; clip first."
@@ -164,7 +166,7 @@ class Quantise(Transform):
 
     backend = [torch.Tensor, np.ndarray]
 
-    def __init__(self, bits: int = 8) -> None:
+    def __init__(self, bits: int | None = 8) -> None:
         quantise(torch.zeros(1, 1), bits)  # validates the argument
         self.bits = bits
 
@@ -217,5 +219,5 @@ class Quantised(_ArrayTransformd):
 
     backend = Quantise.backend
 
-    def __init__(self, keys: KeysCollection, bits: int = 8, allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, bits: int | None = 8, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, Quantise(bits), allow_missing_keys)
