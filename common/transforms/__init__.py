@@ -6,6 +6,7 @@ from .cell_labels import BoundaryExclusion, BoundaryExclusiond, RemoveBorderInst
 from .channels import AsChannels, AsChannelsd
 from .flows import FlowsToLabels, FlowsToLabelsd, LabelsToFlows, LabelsToFlowsd
 from .intensity import ScalePercentiles, ScalePercentilesd, Whiten, Whitend, percentile, scale_percentiles, whiten
+from .intensity import Quantise, Quantised, quantise
 from .meta import CopyItemsToMetad
 from .partial_targets import ConcatChannels, ConcatChannelsd, RandSliceAndTarget, RandSliceAndTargetd
 from .projection import MaxIntensityProjection, MaxIntensityProjectiond
@@ -33,6 +34,8 @@ __all__ = [
     "MergeTilesd",
     "NonZeroPercentileNormalize",
     "NonZeroPercentileNormalized",
+    "Quantise",
+    "Quantised",
     "RandSliceAndTarget",
     "RandSliceAndTargetd",
     "RemoveBorderInstances",
@@ -46,6 +49,7 @@ __all__ = [
     "instance_to_boundary_targets",
     "merge_tiles",
     "percentile",
+    "quantise",
     "scale_percentiles",
     "tile_grid_shape",
     "tile_image",
