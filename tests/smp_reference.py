@@ -12,6 +12,7 @@ import sys
 import types
 
 import pytest
+import torch
 
 REGISTRATIONS = ("torchvision._meta_registrations", "torchvision._autograd_registrations")
 PACKAGES = ("segmentation_models_pytorch", "timm", "torchvision")
@@ -39,3 +40,17 @@ def import_smp():
         return importlib.import_module("segmentation_models_pytorch")
     except Exception as error:  # noqa: BLE001 - any failure means the reference is unavailable here
         pytest.skip(f"segmentation_models_pytorch cannot be imported: {type(error).__name__}: {error}")
+
+
+def random_smp_unet(backbone: str, in_channels: int, classes: int, activation=None, seed: int = 0):
+    """smp's ``Unet`` with seeded random weights and random batch-norm statistics (so that eval-mode outputs
+    depend on every buffer), in eval mode."""
+    smp = import_smp()
+    torch.manual_seed(seed)
+    network = smp.Unet(backbone, encoder_weights=None, in_channels=in_channels, classes=classes,
+                       activation=activation)
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    return network.eval()

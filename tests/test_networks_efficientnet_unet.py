@@ -3,10 +3,11 @@ checkpoints saved as each original saves them."""
 
 import pytest
 import torch
-from smp_reference import import_smp
+from smp_reference import import_smp, random_smp_unet
 
 import monai.networks.nets.efficientnet as monai_efficientnet
 from monai.networks.nets import FlexibleUNet
+from common.bundle import load_weights
 from common.networks import SMP_FEATURE_BLOCKS, EfficientNetUNet, load_pretrained
 from common.networks.efficientnet_unet import adapt_input_channels
 
@@ -14,19 +15,6 @@ from common.networks.efficientnet_unet import adapt_input_channels
 LMC = ("efficientnet-b7", 1, 4, "sigmoid", "lmc")  # jfozard/LMC train.py: {"model_state_dict", "optimizer_state_dict"}
 DSB = ("efficientnet-b3", 3, 2, "sigmoid", "dsb")  # microscopy-with-ml training.py: model.state_dict()
 SMALL = ("efficientnet-b0", 1, 4, "sigmoid", "lmc")
-
-
-def smp_unet(backbone, in_channels, classes, activation):
-    """smp's Unet with random weights and random batch-norm statistics, in eval mode."""
-    smp = import_smp()
-    torch.manual_seed(0)
-    network = smp.Unet(backbone, encoder_weights=None, in_channels=in_channels, classes=classes,
-                       activation=activation)
-    for module in network.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-    return network.eval()
 
 
 def save_as_original(network, path, style):
@@ -41,7 +29,7 @@ def save_as_original(network, path, style):
 @pytest.mark.parametrize("case", [SMALL, DSB, LMC], ids=["b0", "dsb_b3", "lmc_b7"])
 def test_published_checkpoint_loads_and_gives_smp_outputs(case, tmp_path):
     backbone, in_channels, out_channels, activation, style = case
-    reference = smp_unet(backbone, in_channels, out_channels, activation)
+    reference = random_smp_unet(backbone, in_channels, out_channels, activation)
     path = save_as_original(reference, tmp_path / "published.pth", style)
     ours = load_pretrained(EfficientNetUNet(backbone, in_channels, out_channels, activation=activation), path).eval()
     x = torch.randn(2, in_channels, 64, 96)
@@ -51,10 +39,20 @@ def test_published_checkpoint_loads_and_gives_smp_outputs(case, tmp_path):
     assert len(ours.state_dict()) == len(reference.state_dict())
 
 
+def test_fine_tuning_can_start_from_a_published_checkpoint(tmp_path):
+    """LMC's init_checkpoint goes through common.bundle.load_weights, which reads the published format too."""
+    reference = random_smp_unet(*SMALL[:4])
+    path = save_as_original(reference, tmp_path / "model_and_optimizer_140.pth", "lmc")
+    network = load_weights(EfficientNetUNet(*SMALL[:3], activation="sigmoid"), str(path)).eval()
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        assert (network(x) - reference(x)).abs().max() < 1e-4
+
+
 def test_parameter_counts_are_smps():
     counts = {}
     for backbone, in_channels, out_channels, activation, _ in (LMC, DSB):
-        reference = smp_unet(backbone, in_channels, out_channels, activation)
+        reference = random_smp_unet(backbone, in_channels, out_channels, activation)
         ours = EfficientNetUNet(backbone, in_channels, out_channels, activation=activation)
         counts[backbone] = sum(p.numel() for p in ours.parameters())
         assert counts[backbone] == sum(p.numel() for p in reference.parameters())
@@ -105,7 +103,7 @@ def test_own_checkpoint_loads_and_other_files_are_refused_naming_them(tmp_path):
     loaded = load_pretrained(EfficientNetUNet("efficientnet-b0", 1, 4), tmp_path / "model.pt")
     torch.testing.assert_close(loaded.state_dict(), network.state_dict())
 
-    reference = smp_unet("efficientnet-b1", 1, 4, None)  # another encoder size
+    reference = random_smp_unet("efficientnet-b1", 1, 4, None)  # another encoder size
     save_as_original(reference, tmp_path / "b1.pth", "dsb")
     with pytest.raises((KeyError, ValueError), match="b1.pth"):
         load_pretrained(EfficientNetUNet("efficientnet-b0", 1, 4), tmp_path / "b1.pth")

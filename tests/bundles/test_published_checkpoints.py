@@ -7,25 +7,13 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 from conftest import REPO, assert_same_outputs, load_spec
-from smp_reference import import_smp
+from smp_reference import random_smp_unet
 from test_bundle_suite import run_cli
 
 from common.data.synthetic import write_dataset
 from common.networks import EfficientNetUNet
 
 SMALL = "efficientnet-b0"
-
-
-def smp_weights(in_channels: int, classes: int, activation, seed: int):
-    """State dict of smp's Unet (small encoder) with random weights and batch-norm statistics."""
-    torch.manual_seed(seed)
-    network = import_smp().Unet(SMALL, encoder_weights=None, in_channels=in_channels, classes=classes,
-                                activation=activation)
-    for module in network.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 1.5)
-    return network.state_dict()
 
 
 def as_own_checkpoint(smp_state: dict, network: torch.nn.Module, path: Path) -> Path:
@@ -72,7 +60,7 @@ def test_lmc_inference_on_the_published_checkpoint_format(tmp_path):
     dataset = synthetic(bundle, tmp_path)
     published, own = {}, {}
     for seed, name in enumerate(("base", "actin", "tubulin")):
-        state = smp_weights(1, 4, "sigmoid", seed)
+        state = random_smp_unet(SMALL, 1, 4, "sigmoid", seed).state_dict()
         torch.save({"model_state_dict": state, "optimizer_state_dict": {}}, tmp_path / f"{name}.pth")
         published[f"checkpoints#{name}"] = str(tmp_path / f"{name}.pth")
         own[f"checkpoints#{name}"] = str(as_own_checkpoint(
@@ -91,7 +79,7 @@ def test_dsb_inference_on_the_published_checkpoint_format(tmp_path):
     logits and the post-processing applies the sigmoid; neither has parameters)."""
     bundle = REPO / "bundles" / "dsb_nuclei_watershed_segmentation"
     dataset = synthetic(bundle, tmp_path)
-    state = smp_weights(3, 2, "sigmoid", 0)
+    state = random_smp_unet(SMALL, 3, 2, "sigmoid").state_dict()
     torch.save(state, tmp_path / "model.pth")
     own = as_own_checkpoint(state, EfficientNetUNet(SMALL, 3, 2), tmp_path / "model.pt")
     assert_networks_hold(bundle, {"ckpt_path": str(tmp_path / "model.pth")}, {"network": own})
@@ -104,6 +92,7 @@ def test_dsb_inference_on_the_published_checkpoint_format(tmp_path):
 
 def test_a_file_of_another_network_is_refused_naming_it(tmp_path):
     bundle = REPO / "bundles" / "dsb_nuclei_watershed_segmentation"
-    torch.save(smp_weights(1, 4, "sigmoid", 0), tmp_path / "lmc_like.pth")  # 1 input channel, 4 outputs
+    lmc_like = random_smp_unet(SMALL, 1, 4, "sigmoid")  # 1 input channel, 4 outputs
+    torch.save(lmc_like.state_dict(), tmp_path / "lmc_like.pth")
     with pytest.raises(AssertionError, match=r"lmc_like\.pth.*another model size"):
         infer(bundle, synthetic(bundle, tmp_path), tmp_path / "out", {"ckpt_path": str(tmp_path / "lmc_like.pth")})
