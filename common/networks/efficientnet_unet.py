@@ -66,8 +66,9 @@ class EfficientNetFeatures(nn.Module):
     Args:
         backbone: ``"efficientnet-b0"`` ... ``"efficientnet-b7"``.
         in_channels: image channels.
-        pretrained: start from MONAI's ImageNet weights (EfficientNet-PyTorch's release, as smp's ``imagenet``);
-            for ``in_channels`` other than 3 the stem kernels are adapted by :func:`adapt_input_channels`.
+        pretrained: start from the ImageNet weights MONAI downloads (EfficientNet-PyTorch's release, which smp
+            0.3-0.4 downloads for ``encoder_weights="imagenet"``); for ``in_channels`` other than 3 the stem
+            kernels are adapted by :func:`adapt_input_channels`.
     """
 
     def __init__(self, backbone: str = "efficientnet-b0", in_channels: int = 3, pretrained: bool = False) -> None:
