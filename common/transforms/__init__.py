@@ -3,7 +3,7 @@
 from .boundary import InstanceToBoundaryTargets, InstanceToBoundaryTargetsd, instance_to_boundary_targets
 from .cell_intensity import CellAwareIntensity, CellAwareIntensityd, NonZeroPercentileNormalize, NonZeroPercentileNormalized
 from .cell_labels import BoundaryExclusion, BoundaryExclusiond, RemoveBorderInstances, RemoveBorderInstancesd
-from .channels import AsChannels, AsChannelsd
+from .channels import AsChannels, AsChannelsd, ReorderChannels, ReorderChannelsd
 from .flows import FlowsToLabels, FlowsToLabelsd, LabelsToFlows, LabelsToFlowsd
 from .intensity import ScalePercentiles, ScalePercentilesd, Whiten, Whitend, percentile, scale_percentiles, whiten
 from .intensity import Quantise, Quantised, quantise
@@ -39,6 +39,8 @@ __all__ = [
     "RandSliceAndTarget",
     "RandSliceAndTargetd",
     "RemoveBorderInstances",
+    "ReorderChannels",
+    "ReorderChannelsd",
     "RemoveBorderInstancesd",
     "ScalePercentiles",
     "ScalePercentilesd",

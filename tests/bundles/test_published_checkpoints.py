@@ -76,18 +76,25 @@ def test_lmc_inference_on_the_published_checkpoint_format(tmp_path):
 
 def test_dsb_inference_on_the_published_checkpoint_format(tmp_path):
     """As microscopy-with-ml saves its model: a bare state dict (its network ends in a sigmoid, ours gives
-    logits and the post-processing applies the sigmoid; neither has parameters)."""
+    logits and the post-processing applies the sigmoid; neither has parameters) whose two outputs are (split
+    lines, nucleus), the reverse of the bundle's: ``checkpoint_channels [1, 0]`` reads them."""
     bundle = REPO / "bundles" / "dsb_nuclei_watershed_segmentation"
     dataset = synthetic(bundle, tmp_path)
     state = random_smp_unet(SMALL, 3, 2, "sigmoid").state_dict()
     torch.save(state, tmp_path / "model.pth")
-    own = as_own_checkpoint(state, EfficientNetUNet(SMALL, 3, 2), tmp_path / "model.pt")
-    assert_networks_hold(bundle, {"ckpt_path": str(tmp_path / "model.pth")}, {"network": own})
-    got = infer(bundle, dataset, tmp_path / "published" / "out", {"ckpt_path": str(tmp_path / "model.pth")})
+    # the bundle's own checkpoint of the same network, its head's two output channels in the bundle's order
+    swapped = {name: value[[1, 0]] if name.startswith("segmentation_head.") else value for name, value in state.items()}
+    own = as_own_checkpoint(swapped, EfficientNetUNet(SMALL, 3, 2), tmp_path / "model.pt")
+    got = infer(bundle, dataset, tmp_path / "published" / "out",
+                {"ckpt_path": str(tmp_path / "model.pth"), "checkpoint_channels": [1, 0]})
     expected = infer(bundle, dataset, tmp_path / "own" / "out", {"ckpt_path": str(own)})
     pattern = load_spec(bundle)["outputs"]["inference_glob"]
     assert_same_outputs(got, expected, pattern)
     assert len(list(got.glob(pattern))) == len(list((dataset / "images").iterdir()))
+    # read in the bundle's order, the published file's channels give other labels
+    misread = infer(bundle, dataset, tmp_path / "misread" / "out", {"ckpt_path": str(tmp_path / "model.pth")})
+    with pytest.raises(AssertionError):
+        assert_same_outputs(misread, expected, pattern)
 
 
 def test_a_file_of_another_network_is_refused_naming_it(tmp_path):
