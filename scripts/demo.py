@@ -91,8 +91,9 @@ def main() -> None:
 
     print("2/4 training (ImageNet weights cannot be downloaded here: the encoder starts from scratch)", flush=True)
     # a short run from scratch: higher learning rate, batch-norm statistics that keep up with it
-    bundle_cli("training", ["train.json"], **common, epochs=args.epochs, batch_size=4, learning_rate=1e-3,
-               bn_momentum=0.1, val_interval=max(args.epochs // 4, 1))
+    passes = -(-len((data / "metadata" / "training.txt").read_text().split()) // 4)  # one pass in batches of 4
+    bundle_cli("training", ["train.json"], **common, epochs=args.epochs, iterations_per_epoch=passes, batch_size=4,
+               learning_rate=1e-3, bn_momentum=0.1, val_interval=max(args.epochs // 4, 1))
 
     print("3/4 evaluating on the test split", flush=True)
     bundle_cli("evaluating", ["train.json", "evaluate.json"], **common)

@@ -28,5 +28,9 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
         "${PIP[@]}" install torch --index-url https://download.pytorch.org/whl/cpu
     fi
 fi
-# torch is now satisfied, so resolving the project's requirements installs no other build of it
-"${PIP[@]}" install -e ".[${EXTRAS}]"
+# the project's requirements resolve against this torch: without the constraint, a test requirement that
+# brings torchvision (segmentation-models-pytorch) would pull the newest torchvision and the torch it needs
+CONSTRAINTS=$(mktemp)
+trap 'rm -f "$CONSTRAINTS"' EXIT
+echo "torch==$("$VENV/bin/python" -c 'import torch; print(torch.__version__)')" > "$CONSTRAINTS"
+"${PIP[@]}" install -e ".[${EXTRAS}]" -c "$CONSTRAINTS"

@@ -1,5 +1,6 @@
 """common.bundle export and verify: what goes into a zip, and the errors for bad bundles."""
 
+import hashlib
 import json
 import shutil
 import zipfile
@@ -69,3 +70,26 @@ def test_cli_exports_every_bundle(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export"])
+
+
+def test_published_weights_keep_their_entries_and_stay_out_of_the_zip(bundle_copy, tmp_path, monkeypatch):
+    """DSB's large_files.yml names the original's published model: the export lists it (URL) before the
+    bundle's own weights (hash), leaves the published file out, and MONAI's download_large_files reads both."""
+    import monai.bundle.scripts
+
+    pytest.importorskip("yaml", reason="monai.bundle download_large_files reads large_files.yml with pyyaml")
+    (bundle_copy / "models" / "published").mkdir(parents=True)
+    (bundle_copy / "models" / "published" / "model.pth").write_bytes(b"published")
+    (bundle_copy / "models" / "model.pt").write_bytes(b"own")
+    archive = zipfile.ZipFile(export_bundle(bundle_copy, tmp_path / "dist"))
+    names = archive.namelist()
+    assert f"{DSB.name}/models/model.pt" in names and f"{DSB.name}/models/published/model.pth" not in names
+    archive.extractall(tmp_path / "unpacked")
+    requested = []
+    monkeypatch.setattr(monai.bundle.scripts, "download_url", lambda **kwargs: requested.append(kwargs))
+    monai.bundle.scripts.download_large_files(str(tmp_path / "unpacked" / DSB.name))
+    published, own = requested
+    assert published["filepath"].endswith("models/published/model.pth") and "hash_val" not in published
+    assert published["url"].startswith("https://huggingface.co/spaces/asphodel-thuang/microscopy-with-ml/")
+    assert own["filepath"].endswith("models/model.pt") and own["hash_type"] == "sha256"
+    assert own["hash_val"] == hashlib.sha256(b"own").hexdigest()

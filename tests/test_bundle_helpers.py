@@ -64,6 +64,10 @@ def test_dataset_split_uses_published_split_or_a_seeded_one(tmp_path):
     assert parts[0] == dataset_split("dsb2018", str(dsb), "training", seed=1)
     with pytest.raises(ValueError, match="split"):
         dataset_split("dsb2018", str(dsb), "train")
+    assert dataset_split("dsb2018", str(dsb), "training", seed=1, first=3) == parts[0][:3]
+    assert dataset_split("bbbc039", str(bbbc), "test", first=1) == dataset_split("bbbc039", str(bbbc), "test")[:1]
+    with pytest.raises(ValueError, match="first"):
+        dataset_split("dsb2018", str(dsb), "training", first=0)
 
 
 def test_image_folder_datalist(tmp_path):

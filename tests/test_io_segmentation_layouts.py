@@ -11,6 +11,7 @@ import tifffile
 import torch
 from monai.transforms import Compose, LoadImaged
 from PIL import Image
+from skimage.measure import label as skimage_label
 
 from common.io.datalist import build_datalist
 from common.io.errors import ImageFileError, LayoutError
@@ -78,6 +79,21 @@ def test_colour_coded_touching_objects_split_and_same_colour_apart_split(tmp_pat
     sizes = sorted(np.bincount(labels.ravel())[1:].tolist())
     assert sizes == [4, 9, 16, 16]
     assert len({labels[3, 3], labels[3, 7], labels[9, 2], labels[7, 7]}) == 4
+
+
+def test_colour_coded_8_connected_as_the_dsb_original_label_of_the_red_channel(tmp_path):
+    colours = np.zeros((H, W, 3), np.uint8)
+    colours[2:6, 2:6] = (200, 0, 0)
+    colours[6:8, 6:8] = (200, 0, 0)  # meets the first square at one corner only
+    colours[2:6, 6:10] = (90, 0, 0)  # edge to edge with the first square, another red value
+    path = save_png(tmp_path / "bbbc.png", colours)
+    eight = LoadInstanceLabelsd(keys="label", connectivity=2)({"label": path})["label"][0].numpy()
+    reference = skimage_label(colours[..., 0], background=0)  # skimage's default connectivity in 2-D: 8
+    assert eight.max() == reference.max() == 2
+    assert np.array_equal(eight, reference)  # both number components in raster order
+    assert read_instance_labels(path).max() == 3  # the default, 4-connected, keeps the corner square apart
+    with pytest.raises(ValueError, match="connectivity"):
+        LoadInstanceLabelsd(keys="label", connectivity=8)
 
 
 def test_colour_coded_rgba_alpha_zero_is_background(tmp_path):

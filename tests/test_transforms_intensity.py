@@ -5,7 +5,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from common.transforms import ScalePercentilesd, Whitend, percentile, scale_percentiles, whiten
+from common.transforms import Quantised, ScalePercentilesd, Whitend, percentile, quantise, scale_percentiles, whiten
 
 
 @pytest.mark.parametrize("shape", [(7, 5), (2, 3, 17, 23), (1, 1, 1)])
@@ -68,3 +68,37 @@ def test_scale_percentiles_rejects_bad_arguments():
         ScalePercentilesd("label", 99.0, 1.0)
     with pytest.raises(ValueError, match="'shift' or 'keep'"):
         scale_percentiles(torch.zeros(2, 2), 1, 99, constant="raw")
+
+
+def norm_images_reference(image: np.ndarray) -> np.ndarray:
+    """The DSB original's 8-bit ``norm_images`` in NumPy: 0.1 / 99.9 percentiles, clip, uint8 with rounding."""
+    low, high = np.percentile(image, 0.1), np.percentile(image, 99.9)
+    scaled = (np.clip(image, low, high) - low) / (high - low)
+    return np.rint(scaled * 255).astype(np.uint8)
+
+
+def test_quantise_matches_numpy_rounding_to_uint8():
+    values = np.array([[0, 0.5, 0.499, 0.501, 1.5, 2.5, 127.5, 128.5, 254.5, 255]]) / 255.0
+    expected = np.rint(values * 255).astype(np.uint8) / 255.0  # half to even, as skimage.img_as_ubyte
+    np.testing.assert_array_equal(quantise(torch.as_tensor(values)).numpy(), expected)
+    assert np.unique(quantise(torch.rand(1, 64, 64), bits=2).numpy()).size <= 4
+    image = torch.rand(1, 8, 8, dtype=torch.float64)
+    assert torch.equal(quantise(image, bits=None), image)  # switched off
+
+
+def test_percentiles_then_8_bits_is_the_dsb_norm_images():
+    rng = np.random.default_rng(0)
+    image = rng.gamma(2.0, 400.0, size=(1, 52, 70))  # a 16-bit-like range, float64
+    data = {"image": MetaTensor(torch.as_tensor(image))}
+    data = ScalePercentilesd("image", lower=0.1, upper=99.9, clip=True)(data)
+    out = Quantised("image", bits=8)(data)["image"]
+    assert isinstance(out, MetaTensor) and out.dtype == torch.float32
+    np.testing.assert_allclose(out.numpy(), norm_images_reference(image[0])[None] / 255.0, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(np.rint(out.numpy() * 255), norm_images_reference(image[0])[None])
+
+
+def test_quantise_rejects_unclipped_images_and_bad_bits():
+    with pytest.raises(ValueError, match="clip first"):
+        quantise(torch.tensor([[0.0, 1.5]]))
+    with pytest.raises(ValueError, match="bits"):
+        Quantised("image", bits=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -13,11 +14,13 @@ from typing import Iterable
 import common
 
 __all__ = ["export_bundle", "zip_name", "bundle_files", "weight_files", "large_files_yaml", "third_party_imports",
-           "IMPORT_TO_DISTRIBUTION"]
+           "IMPORT_TO_DISTRIBUTION", "published_large_files"]
 
 # folders a run writes into the bundle (predictions, evaluation reports, logs) and caches: never exported
 RUN_OUTPUTS = {"eval", "predictions", "runs", "logs", "mlruns", "__pycache__", ".ipynb_checkpoints"}
 WEIGHT_SUFFIXES = {".pt", ".ts", ".pth", ".onnx"}
+# a ``path:`` entry of large_files.yml
+PATH_ENTRY = re.compile(r"""\s*-?\s*path:\s*["']?([^"'\s]+)""")
 # import name -> PyPI distribution, where they differ
 IMPORT_TO_DISTRIBUTION = {"skimage": "scikit-image", "PIL": "pillow", "ignite": "pytorch-ignite", "yaml": "pyyaml"}
 # what every bundle may import without listing it (metadata.json has its own fields for these)
@@ -54,9 +57,26 @@ def weight_files(bundle: Path) -> list[Path]:
     return [path for path in bundle_files(bundle) if path.parts[-2] == "models" and path.suffix in WEIGHT_SUFFIXES]
 
 
-def large_files_yaml(bundle: Path, weights: Iterable[Path], url_base: str | None = None) -> str:
-    """``large_files.yml`` listing each weight file with its SHA-256 (and its URL when ``url_base`` is given)."""
-    lines = ["large_files:"]
+def published_large_files(bundle: Path) -> tuple[list[str], set[str]]:
+    """The entries of the bundle's own ``large_files.yml`` (weights an original method published, with their
+    URLs) as its lines after the ``large_files:`` header, and the paths they name; none if it has no such file."""
+    source = bundle / "large_files.yml"
+    if not source.is_file():
+        return [], set()
+    lines = source.read_text().splitlines()
+    headers = [index for index, line in enumerate(lines) if line.rstrip() == "large_files:"]
+    if not headers:
+        raise ValueError(f"{source}: expected a 'large_files:' list.")
+    entries = lines[headers[0] + 1:]
+    paths = {match.group(1) for match in map(PATH_ENTRY.match, entries) if match}
+    return entries, paths
+
+
+def large_files_yaml(bundle: Path, weights: Iterable[Path], url_base: str | None = None,
+                     published: Iterable[str] = ()) -> str:
+    """``large_files.yml`` listing the ``published`` entries (lines, see :func:`published_large_files`), then each
+    weight file with its SHA-256 (and its URL when ``url_base`` is given)."""
+    lines = ["large_files:", *published]
     for path in weights:
         relative = path.relative_to(bundle).as_posix()
         lines.append(f'  - path: "{relative}"')
@@ -110,6 +130,10 @@ def export_bundle(bundle: str | Path, out_dir: str | Path, url_base: str | None 
     """Write ``<out_dir>/<name>_v<version>.zip``: one top folder ``<name>/`` holding the bundle's files, its
     weights with a ``large_files.yml`` of their hashes, and a copy of the ``common`` package.
 
+    A bundle's own ``large_files.yml`` names weights an original method published (URL, no hash); the exported
+    one keeps those entries before the bundle's weights, and the published files are left out of the zip
+    (``python -m monai.bundle download_large_files`` fetches them).
+
     Raises:
         FileExistsError: the zip exists and ``overwrite`` is False.
         ValueError: ``common`` imports a package the bundle's ``required_packages_version`` does not list.
@@ -121,15 +145,18 @@ def export_bundle(bundle: str | Path, out_dir: str | Path, url_base: str | None 
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; remove it or pass overwrite=True (--overwrite).")
     target.parent.mkdir(parents=True, exist_ok=True)
-    weights = weight_files(bundle)
+    published, published_paths = published_large_files(bundle)
+    weights = [path for path in weight_files(bundle) if path.relative_to(bundle).as_posix() not in published_paths]
     partial = target.with_name(target.name + ".partial")
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in bundle_files(bundle):
-            if path.name.startswith("large_files.") and path.parent == bundle:
-                continue  # written anew below
-            archive.write(path, f"{bundle.name}/{path.relative_to(bundle).as_posix()}")
-        if weights:
-            archive.writestr(f"{bundle.name}/large_files.yml", large_files_yaml(bundle, weights, url_base))
+            relative = path.relative_to(bundle).as_posix()
+            if (path.name.startswith("large_files.") and path.parent == bundle) or relative in published_paths:
+                continue  # written anew below; published weights are fetched from their URLs
+            archive.write(path, f"{bundle.name}/{relative}")
+        if weights or published:
+            archive.writestr(f"{bundle.name}/large_files.yml",
+                             large_files_yaml(bundle, weights, url_base, published))
         for path in package_files(package_dir):
             archive.write(path, f"{bundle.name}/common/{path.relative_to(package_dir).as_posix()}")
     partial.replace(target)

@@ -6,28 +6,28 @@ import logging
 from pathlib import Path
 from typing import Mapping
 
-import torch
 from torch import nn
+
+from common.networks import load_pretrained
 
 __all__ = ["available_checkpoints", "load_weights"]
 
 logger = logging.getLogger(__name__)
 
 
-def load_weights(network: nn.Module, path: str, key: str = "model") -> nn.Module:
-    """Load the weights saved at ``path`` (a state dict, or a checkpoint dict holding it under ``key`` as
-    MONAI's ``CheckpointSaver`` writes when it saves several objects) into ``network``; return ``network``.
+def load_weights(network: nn.Module, path: str) -> nn.Module:
+    """Load the weights saved at ``path`` into ``network`` (unwrapped from ``DistributedDataParallel``) with
+    :func:`common.networks.load_pretrained`: the bundle's own checkpoints (a state dict, or the checkpoint dict
+    MONAI's ``CheckpointSaver`` writes) or a file as an original method published it; return ``network``.
 
     Raises:
         FileNotFoundError: naming ``path`` when it does not exist.
+        KeyError / ValueError: naming ``path`` when its weights do not fit the network.
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: checkpoint to start from not found.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if key in state and isinstance(state[key], Mapping):
-        state = state[key]
     target = network.module if isinstance(network, nn.parallel.DistributedDataParallel) else network
-    target.load_state_dict(state)
+    load_pretrained(target, path)
     logger.info("loaded the weights of %s", path)
     return network
 

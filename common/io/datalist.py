@@ -45,19 +45,29 @@ LAYOUTS_WITH_SPLITS = ("bbbc039", "livecell")
 
 
 def dataset_split(
-    layout: str, root: str, split: str, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0, **options
+    layout: str,
+    root: str,
+    split: str,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+    first: int | None = None,
+    **options,
 ) -> list[dict]:
     """The ``split`` part (``"training"``, ``"validation"`` or ``"test"``) of a dataset.
 
     Layouts that ship their own split (BBBC039's ``metadata/*.txt``, LIVECell's COCO files) use it; for the others the whole dataset
-    is split reproducibly with ``fractions`` (training, validation, test) and ``seed``.
+    is split reproducibly with ``fractions`` (training, validation, test) and ``seed``. ``first`` keeps only the
+    first that many items of the split, in its order (``None``: all).
     """
     if split not in SPLITS:
         raise ValueError(f"split: expected one of {SPLITS}, got {split!r}.")
+    if first is not None and first < 1:
+        raise ValueError(f"first: expected a positive number of items or None, got {first!r}.")
     if layout in LAYOUTS_WITH_SPLITS:
-        return build_datalist(layout, root, split=split, **options)
-    parts = split_datalist(build_datalist(layout, root, **options), fractions, seed)
-    return parts[SPLITS.index(split)]
+        part = build_datalist(layout, root, split=split, **options)
+    else:
+        part = split_datalist(build_datalist(layout, root, **options), fractions, seed)[SPLITS.index(split)]
+    return part[:first]
 
 
 def image_folder_datalist(folder: str, key: str = "image", exclude: Sequence[str] | None = ()) -> list[dict]:

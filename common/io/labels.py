@@ -6,9 +6,11 @@ Sources, told apart by what is given:
   of file ``k`` (in the given order) gets id ``k + 1``; an empty file leaves its id unused. Two masks sharing
   a pixel are an error naming both files (``on_overlap="error"``), or the later file wins (``"last"``).
 * one colour-coded ``(H, W, 3|4)`` file (BBBC039 ``masks/*.png``): each object has a colour, touching objects
-  differ, black (and, with alpha, fully transparent) is background. Objects are the 4-connected components of
-  each colour, numbered 1..N in raster order. 4-connectivity never joins two same-coloured nuclei that touch
-  only at a corner; the price is that a pixel attached to its object only diagonally becomes its own object.
+  differ, black (and, with alpha, fully transparent) is background. Objects are the connected components of
+  each colour, numbered 1..N in raster order; ``connectivity`` 1 (default) joins edge neighbours only, 2 also
+  diagonal ones. 4-connectivity never joins two same-coloured nuclei that touch only at a corner; the price is
+  that a pixel attached to its object only diagonally becomes its own object. 8-connectivity is the reverse,
+  and is what the DSB watershed method uses (``measure.label`` of the mask's red channel).
 * one grey ``(H, W)`` integer label file (NeurIPS ``*_label.tiff``): ids kept as they are.
 
 Result: ``(H, W)`` int32 ids, 0 background.
@@ -46,13 +48,14 @@ LabelSource = Union[PathLike, Sequence[PathLike]]
 _INT32_MAX = np.iinfo(np.int32).max
 
 
-def read_instance_labels(source: LabelSource, on_overlap: str = "error") -> np.ndarray:
+def read_instance_labels(source: LabelSource, on_overlap: str = "error", connectivity: int = 1) -> np.ndarray:
     """``(H, W)`` int32 instance ids from a list of mask files, a colour-coded file or a grey label file.
 
     Args:
         source: one path (colour-coded ``(H, W, 3|4)`` or grey ``(H, W)`` label image) or a list/tuple of
             binary mask files, one object each.
         on_overlap: for mask files sharing pixels, ``"error"`` or ``"last"`` (the later file wins).
+        connectivity: of the components of each colour of a colour-coded file, 1 or 2 (with diagonals).
 
     Raises:
         ImageFileError: naming the file, for unreadable files, wrong ndim, masks of different sizes,
@@ -61,7 +64,7 @@ def read_instance_labels(source: LabelSource, on_overlap: str = "error") -> np.n
     if isinstance(source, (str, os.PathLike)):
         labels = read_image(source)
         if labels.ndim == 3:
-            return labels_from_colour_image(labels, name=str(source))
+            return labels_from_colour_image(labels, name=str(source), connectivity=connectivity)
         return labels_from_grey_image(labels, name=str(source))
     return labels_from_mask_files(source, on_overlap=on_overlap)
 
@@ -96,13 +99,15 @@ def _read_binary_mask(path: PathLike) -> np.ndarray:
     return mask != 0
 
 
-def labels_from_colour_image(colours: np.ndarray, name: str = "labels") -> np.ndarray:
-    """``(H, W)`` int32 ids, 1..N in raster order, of the 4-connected components of each colour.
+def labels_from_colour_image(colours: np.ndarray, name: str = "labels", connectivity: int = 1) -> np.ndarray:
+    """``(H, W)`` int32 ids, 1..N in raster order, of the connected components of each colour.
 
     Args:
         colours: ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA integer image; black or alpha 0 is background.
         name: what to call the image in errors (its file).
+        connectivity: 1 (edge neighbours) or 2 (edge and diagonal neighbours).
     """
+    _check_connectivity(connectivity)
     if colours.ndim != 3 or colours.shape[2] not in (3, 4):
         raise ImageFileError(f"{name}: colour-coded labels of shape {colours.shape}, expected (H, W, 3) or (H, W, 4).")
     if not np.issubdtype(colours.dtype, np.integer):
@@ -112,7 +117,12 @@ def labels_from_colour_image(colours: np.ndarray, name: str = "labels") -> np.nd
     codes = (rgb[..., 0] << (2 * bits)) | (rgb[..., 1] << bits) | rgb[..., 2]
     if colours.shape[2] == 4:
         codes[colours[..., 3] == 0] = 0
-    return connected_components(codes, background=0, connectivity=1).astype(np.int32)
+    return connected_components(codes, background=0, connectivity=connectivity).astype(np.int32)
+
+
+def _check_connectivity(connectivity: int) -> None:
+    if connectivity not in (1, 2):
+        raise ValueError(f"connectivity: expected 1 (edge neighbours) or 2 (with diagonals), got {connectivity!r}.")
 
 
 def labels_from_grey_image(labels: np.ndarray, name: str = "labels") -> np.ndarray:
@@ -152,16 +162,19 @@ class LoadInstanceLabels(Transform):
 
     Args:
         on_overlap: for mask files sharing pixels, ``"error"`` or ``"last"`` (the later file wins).
+        connectivity: of the components of each colour of a colour-coded file, 1 or 2 (with diagonals).
     """
 
-    def __init__(self, on_overlap: str = "error") -> None:
+    def __init__(self, on_overlap: str = "error", connectivity: int = 1) -> None:
         if on_overlap not in ("error", "last"):
             raise ValueError(f"on_overlap: expected 'error' or 'last', got {on_overlap!r}.")
+        _check_connectivity(connectivity)
         self.on_overlap = on_overlap
+        self.connectivity = connectivity
 
     def __call__(self, source: LabelSource) -> MetaTensor:
         """``(1, H, W)`` int32 ids of ``source`` (one label file or a list of mask files)."""
-        labels = read_instance_labels(source, on_overlap=self.on_overlap)
+        labels = read_instance_labels(source, on_overlap=self.on_overlap, connectivity=self.connectivity)
         meta = {
             "filename_or_obj": _source_name(source),
             MetaKeys.SPATIAL_SHAPE: np.asarray(labels.shape),
@@ -176,12 +189,15 @@ class LoadInstanceLabelsd(MapTransform):
     Args:
         keys: keys whose values are a label file or a list of mask files.
         on_overlap: for mask files sharing pixels, ``"error"`` or ``"last"``.
+        connectivity: of the components of each colour of a colour-coded file, 1 or 2 (with diagonals).
         allow_missing_keys: don't raise for keys missing from the data.
     """
 
-    def __init__(self, keys: KeysCollection, on_overlap: str = "error", allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, on_overlap: str = "error", connectivity: int = 1, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.loader = LoadInstanceLabels(on_overlap=on_overlap)
+        self.loader = LoadInstanceLabels(on_overlap=on_overlap, connectivity=connectivity)
 
     def __call__(self, data: Mapping[Hashable, LabelSource]) -> dict:
         d = dict(data)

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
+from .gradient import SobelGradientL1Loss
+
 __all__ = ["WeightedDiceBCELoss"]
 
 
@@ -19,11 +21,17 @@ class WeightedDiceBCELoss(_Loss):
     model (4.0 for nucleus pixels, 333.3 for the rare touching-boundary pixels). Takes logits: the sigmoid
     is applied here, so the BCE term is the numerically stable one.
 
+    With ``gradient_weight > 0`` the Sobel gradient L1 loss (:class:`SobelGradientL1Loss`) of the
+    probabilities of ``gradient_channels`` is added with that weight, as in the method's headline run
+    (``use_gradient_loss``, weight 1.0, on the touching-boundary channel).
+
     Args:
         positive_weights: weight of positive pixels, one per channel.
         channel_weights: weight of each channel's Dice + BCE in the sum.
         bce_weight: weight of the BCE terms against the Dice terms.
         epsilon: smoothing of the Dice ratio.
+        gradient_weight: weight of the Sobel gradient L1 term; 0 leaves it out.
+        gradient_channels: the channels that term compares (default the boundary channel, 1).
     """
 
     def __init__(
@@ -32,6 +40,8 @@ class WeightedDiceBCELoss(_Loss):
         channel_weights: Sequence[float] = (1.0, 1.0),
         bce_weight: float = 1.0,
         epsilon: float = 1e-6,
+        gradient_weight: float = 0.0,
+        gradient_channels: Sequence[int] = (1,),
     ) -> None:
         super().__init__()
         if len(positive_weights) != len(channel_weights):
@@ -43,6 +53,8 @@ class WeightedDiceBCELoss(_Loss):
         self.register_buffer("channel_weights", torch.as_tensor(channel_weights, dtype=torch.float32))
         self.bce_weight = bce_weight
         self.epsilon = epsilon
+        self.gradient_weight = gradient_weight
+        self.gradient_loss = SobelGradientL1Loss(gradient_channels, sigmoid=True)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """
@@ -72,4 +84,7 @@ class WeightedDiceBCELoss(_Loss):
         bce_loss = (weights * bce).mean(reduce_dims)
 
         channel_weights = self.channel_weights.to(logits.dtype)
-        return (channel_weights * (dice_loss + self.bce_weight * bce_loss)).sum()
+        loss = (channel_weights * (dice_loss + self.bce_weight * bce_loss)).sum()
+        if self.gradient_weight:
+            loss = loss + self.gradient_weight * self.gradient_loss(logits, target)
+        return loss

@@ -2,6 +2,7 @@
 
 from .attention_res_unet import AttentionGate, AttentionResUNet
 from .batch_norm import with_batch_norm_momentum
+from .efficientnet_unet import SMP_FEATURE_BLOCKS, SMP_UNET_RULES, EfficientNetFeatures, EfficientNetUNet, UNetDecoder
 from .ensemble import AverageEnsemble, ensemble_from_checkpoints
 from .manet import MANetDecoder
 from .mediar_former import MEDIAR_CHECKPOINT_RULES, MEDIARFormer, load_mediar_weights

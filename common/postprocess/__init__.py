@@ -1,6 +1,7 @@
 """Post-processing from network outputs to instance labels."""
 
 from .watershed import (
+    LANDSCAPES,
     BoundaryWatershed,
     BoundaryWatershedd,
     foreground_mask,

@@ -3,10 +3,11 @@
 from .boundary import InstanceToBoundaryTargets, InstanceToBoundaryTargetsd, instance_to_boundary_targets
 from .cell_intensity import CellAwareIntensity, CellAwareIntensityd, NonZeroPercentileNormalize, NonZeroPercentileNormalized
 from .cell_labels import BoundaryExclusion, BoundaryExclusiond, RemoveBorderInstances, RemoveBorderInstancesd
-from .channels import AsChannels, AsChannelsd
+from .channels import AsChannels, AsChannelsd, ReorderChannels, ReorderChannelsd
 from .checks import CheckSpatialShapesd, SourceCompose
 from .flows import FlowsToLabels, FlowsToLabelsd, LabelsToFlows, LabelsToFlowsd
 from .intensity import ScalePercentiles, ScalePercentilesd, Whiten, Whitend, percentile, scale_percentiles, whiten
+from .intensity import Quantise, Quantised, quantise
 from .meta import CopyItemsToMetad, source_file
 from .partial_targets import ConcatChannels, ConcatChannelsd, RandSliceAndTarget, RandSliceAndTargetd
 from .projection import MaxIntensityProjection, MaxIntensityProjectiond
@@ -35,9 +36,13 @@ __all__ = [
     "MergeTilesd",
     "NonZeroPercentileNormalize",
     "NonZeroPercentileNormalized",
+    "Quantise",
+    "Quantised",
     "RandSliceAndTarget",
     "RandSliceAndTargetd",
     "RemoveBorderInstances",
+    "ReorderChannels",
+    "ReorderChannelsd",
     "RemoveBorderInstancesd",
     "ScalePercentiles",
     "ScalePercentilesd",
@@ -49,6 +54,7 @@ __all__ = [
     "instance_to_boundary_targets",
     "merge_tiles",
     "percentile",
+    "quantise",
     "scale_percentiles",
     "source_file",
     "tile_grid_shape",

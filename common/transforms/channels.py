@@ -1,4 +1,4 @@
-"""Bring images with any number of channels to the number a network takes."""
+"""Bring images with any number of channels to the number a network takes, and channels to the order it uses."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
-__all__ = ["AsChannels", "AsChannelsd"]
+__all__ = ["AsChannels", "AsChannelsd", "ReorderChannels", "ReorderChannelsd"]
 
 
 class AsChannels(Transform):
@@ -46,6 +46,42 @@ class AsChannelsd(MapTransform):
     def __init__(self, keys: KeysCollection, channels: int = 3, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.converter = AsChannels(channels)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.converter(d[key])
+        return d
+
+
+class ReorderChannels(Transform):
+    """(C, H, W) -> (C, H, W) with the channels in ``order`` (channel ``order[k]`` of the input becomes channel k).
+
+    For networks whose published checkpoints emit their channels in another order than the bundle's (the DSB
+    original's (split lines, nucleus) against the bundle's (nucleus, boundary): ``order=[1, 0]``).
+    """
+
+    backend = [torch.Tensor, np.ndarray]
+
+    def __init__(self, order) -> None:
+        self.order = [int(index) for index in order]
+        if sorted(self.order) != list(range(len(self.order))):
+            raise ValueError(f"order: expected a permutation of 0..{len(self.order) - 1}, got {self.order}.")
+
+    def __call__(self, image):
+        if image.ndim < 3 or image.shape[0] != len(self.order):
+            raise ValueError(f"image: expected {len(self.order)} channels first, got shape {tuple(image.shape)}.")
+        return image[self.order]
+
+
+class ReorderChannelsd(MapTransform):
+    """Dictionary wrapper of :class:`ReorderChannels`."""
+
+    backend = ReorderChannels.backend
+
+    def __init__(self, keys: KeysCollection, order, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.converter = ReorderChannels(order)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)

@@ -1,4 +1,4 @@
-"""Per-image intensity normalisation: whitening, and scaling by two percentiles.
+"""Per-image intensity normalisation: whitening, scaling by two percentiles, and quantisation to n bits.
 
 Statistics are taken per channel over the last two (spatial) axes, so the functions take ``(H, W)``,
 ``(C, H, W)`` or ``(B, C, H, W)`` tensors alike and keep their device. Integer images come back as float32.
@@ -18,10 +18,13 @@ __all__ = [
     "percentile",
     "whiten",
     "scale_percentiles",
+    "quantise",
     "Whiten",
     "Whitend",
     "ScalePercentiles",
     "ScalePercentilesd",
+    "Quantise",
+    "Quantised",
 ]
 
 
@@ -98,6 +101,32 @@ def scale_percentiles(
     return scaled.clamp(0.0, 1.0) if clip else scaled
 
 
+def quantise(image, bits: int | None = 8) -> torch.Tensor:
+    """Round an image in [0, 1] to ``2**bits`` levels and back: ``round(x * (2**bits - 1)) / (2**bits - 1)``.
+
+    This is what storing a [0, 1] image as an n-bit file (scikit-image's ``img_as_ubyte`` for 8 bits, which
+    rounds half to even as ``torch.round`` does) and dividing by ``2**bits - 1`` when reading it gives.
+
+    Args:
+        image: (..., H, W) tensor with values in [0, 1] (clip first).
+        bits: bits per pixel of the emulated file, 1 to 16; ``None`` returns the image unchanged (as float).
+
+    Returns:
+        tensor of the shape of ``image``, float.
+    """
+    if bits is not None and not (isinstance(bits, int) and 1 <= bits <= 16):
+        raise ValueError(f"bits: expected an integer from 1 to 16 or None, got {bits!r}.")
+    image = _as_float(image)
+    if bits is None:
+        return image
+    if image.numel() and (image.min() < 0 or image.max() > 1):
+        raise ValueError(
+            f"image: expected values in [0, 1] to quantise, got [{image.min().item()}, {image.max().item()}]; clip first."
+        )
+    levels = 2**bits - 1
+    return torch.round(image * levels) / levels
+
+
 class Whiten(Transform):
     """Array transform: (C, H, W) image -> each channel standardised by its own mean and std (see :func:`whiten`)."""
 
@@ -126,6 +155,23 @@ class ScalePercentiles(Transform):
     def __call__(self, image):
         scaled = scale_percentiles(image, self.lower, self.upper, self.clip, self.constant)
         return convert_to_dst_type(scaled, image, dtype=torch.float32)[0]
+
+
+class Quantise(Transform):
+    """Array transform: (C, H, W) image in [0, 1] -> the same rounded to ``2**bits`` levels (:func:`quantise`).
+
+    After ``ScalePercentiles(..., clip=True)`` it reproduces inputs stored as n-bit files, such as the DSB
+    method's 8-bit ``norm_images``.
+    """
+
+    backend = [torch.Tensor, np.ndarray]
+
+    def __init__(self, bits: int | None = 8) -> None:
+        quantise(torch.zeros(1, 1), bits)  # validates the argument
+        self.bits = bits
+
+    def __call__(self, image):
+        return convert_to_dst_type(quantise(image, self.bits), image, dtype=torch.float32)[0]
 
 
 class _ArrayTransformd(MapTransform):
@@ -166,3 +212,12 @@ class ScalePercentilesd(_ArrayTransformd):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, ScalePercentiles(lower, upper, clip, constant), allow_missing_keys)
+
+
+class Quantised(_ArrayTransformd):
+    """Dictionary wrapper of :class:`Quantise`."""
+
+    backend = Quantise.backend
+
+    def __init__(self, keys: KeysCollection, bits: int | None = 8, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, Quantise(bits), allow_missing_keys)
