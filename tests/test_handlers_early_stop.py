@@ -69,7 +69,7 @@ def test_resumed_run_stops_where_the_uninterrupted_run_stops(tmp_path):
     assert resumed.state.epoch == stopped_at
     assert resumed_stop.state_dict() == whole_stop.state_dict()
     assert _same(whole_network, resumed_network)
-    last = torch.load(tmp_path / "split" / "model.pt")["model"]
+    last = torch.load(tmp_path / "split" / "model.pt")
     assert all(torch.equal(last[k], v) for k, v in whole_network.state_dict().items())
 
 

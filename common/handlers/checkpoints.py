@@ -96,7 +96,7 @@ class ResumableCheckpoint:
         validator: the validation evaluator whose best key metric travels with the checkpoint (optional).
         seed: the run's seed; every epoch starts from :func:`epoch_seed` of it (None: no seeding).
         resume: continue from the newest complete ``<prefix>_epoch=*.pt``.
-        overwrite: start over although checkpoints of an earlier run exist (they are deleted once this run saves).
+        overwrite: start over although checkpoints of an earlier run exist (deleted once this run has saved one).
         prefix: file name prefix (one per model where a bundle trains several into one folder).
         n_saved: how many of the newest checkpoints to keep.
 
@@ -124,6 +124,7 @@ class ResumableCheckpoint:
             self.save_dict["validator"] = _BestMetric(validator)
         self.seed, self.resume, self.overwrite = seed, resume, overwrite
         self._pattern = re.compile(re.escape(prefix) + r"_epoch=(\d+)\.pt")
+        self._earlier: list[Path] = []
 
     def checkpoints(self) -> list[Path]:
         """This run's checkpoint files, oldest epoch first."""
@@ -135,6 +136,8 @@ class ResumableCheckpoint:
         self.save_dir.mkdir(parents=True, exist_ok=True)
         remove_partials(self.save_dir)
         _refuse_existing(self.checkpoints(), self.resume, self.overwrite)
+        # an earlier run's checkpoints, replaced on overwrite once this run has saved its first one
+        self._earlier = [] if self.resume else self.checkpoints()
         if self.resume:
             self.load(trainer)
         if self.seed is not None:
@@ -194,6 +197,9 @@ class ResumableCheckpoint:
         path = self.save_dir / f"{self.prefix}_epoch={trainer.state.epoch}.pt"
         check_finite_state(state.get("model", {}), str(path))
         save_atomic(state, path)
+        for old in self._earlier:
+            old.unlink(missing_ok=True)
+        self._earlier = []
         for old in self.checkpoints()[:-self.n_saved]:
             old.unlink(missing_ok=True)
 
@@ -204,9 +210,10 @@ class ModelSaver:
 
     Attach to the trainer (after its ``ValidationHandler``): with ``keep="best"`` the file is written at each
     epoch end where the validator's key metric improved (after a resume, against the restored best, so a worse
-    model never replaces a better one); with ``keep="last"`` once training completes. The file holds
-    ``{"model": state dict}`` as MONAI's ``CheckpointSaver`` writes it (of the module inside
-    DistributedDataParallel), written by rank 0 beside and renamed; weights with NaN or Inf are refused.
+    model never replaces a better one); with ``keep="last"`` once training completes. The file holds the bare
+    state dict (of the module inside DistributedDataParallel), as the model zoo's ``models/model.pt`` and MONAI's
+    ``CheckpointSaver`` with one object do, so ``monai.bundle.load`` reads it; written by rank 0 beside and
+    renamed; weights with NaN or Inf are refused.
 
     Args:
         save_dir: folder of the model file.
@@ -245,8 +252,7 @@ class ModelSaver:
     def save(self, trainer: Engine) -> None:
         if _rank() != 0:
             return
-        network = getattr(self.network, "module", self.network)
-        state = {"model": network.state_dict()}
-        check_finite_state(state["model"], str(self.path))
+        state = getattr(self.network, "module", self.network).state_dict()
+        check_finite_state(state, str(self.path))
         save_atomic(state, self.path)
         logger.info("%s: saved the %s model (epoch %d).", self.path, self.keep, trainer.state.epoch)

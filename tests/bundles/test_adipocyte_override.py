@@ -46,7 +46,7 @@ def test_training_writes_the_models_named_after_magnification_and_channel(traine
     checkpoints = list(models.glob("checkpoint*.pt"))
     assert [path.name.startswith("checkpoint_40x_c02_") for path in checkpoints] == [True]
     # model_<m>x_c0<c>.pt holds the weights of the last epoch (what the original's test script loads)
-    last, resumable = torch.load(models / "model_40x_c02.pt")["model"], torch.load(checkpoints[0], weights_only=False)
+    last, resumable = torch.load(models / "model_40x_c02.pt"), torch.load(checkpoints[0], weights_only=False)
     assert last.keys() == resumable["model"].keys()
     assert all(torch.equal(last[k], resumable["model"][k]) for k in last)
     # early stopping's counter and best score (the negated validation MSE) travel with the resumable checkpoint

@@ -66,8 +66,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, num_workers)
     assert _same(whole, resumed)
     assert (whole_eval.state.best_metric, whole_eval.state.best_metric_epoch) == (
         resumed_eval.state.best_metric, resumed_eval.state.best_metric_epoch)
-    best_whole = torch.load(tmp_path / "whole" / "model.pt")["model"]
-    best_resumed = torch.load(tmp_path / "split" / "model.pt")["model"]
+    best_whole = torch.load(tmp_path / "whole" / "model.pt")
+    best_resumed = torch.load(tmp_path / "split" / "model.pt")
     assert all(torch.equal(best_whole[k], best_resumed[k]) for k in best_whole)
     assert [p.name for p in (tmp_path / "split").glob("checkpoint*")] == ["checkpoint_epoch=4.pt"]
     assert not list((tmp_path / "split").glob(".*"))
@@ -135,6 +135,13 @@ def test_completed_run_resumed_changes_nothing(tmp_path):
 
 def test_last_epoch_model_kept_when_asked(tmp_path):
     network, evaluator = _run(tmp_path, 3, keep="last")
-    saved = torch.load(tmp_path / "model.pt")["model"]
+    saved = torch.load(tmp_path / "model.pt")
     assert all(torch.equal(saved[k], v) for k, v in network.state_dict().items())
     assert evaluator.state.best_metric_epoch != 3
+
+
+def test_overwrite_replaces_the_earlier_runs_checkpoints_once_it_has_its_own(tmp_path):
+    _run(tmp_path, 3)
+    _run(tmp_path, 1, overwrite=True)
+    assert [p.name for p in tmp_path.glob("checkpoint*")] == ["checkpoint_epoch=1.pt"]
+    assert torch.load(tmp_path / "checkpoint_epoch=1.pt", weights_only=False)["trainer"]["iteration"] == 3
