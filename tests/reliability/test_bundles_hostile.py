@@ -22,6 +22,8 @@ from common.io import build_datalist, image_suffix, read_image, write_image
 #: datalist key of a file paired with the image (label or target), per layout; None: no such file (COCO polygons)
 PARTNER = {"bbbc039": "label", "dsb2018": "label", "neurips": "label", "livecell": None,
            "lmc": "targets", "adipocyte": "C01"}
+#: files of an inference input folder that inference reads, per layout (default: every image but labels)
+READ_BY_INFERENCE = {"adipocyte": "20x_images/*Z01C04.tif"}  # brightfield planes of the magnification with a model
 #: datalist key of the input image(s), per layout
 INPUT = {"bbbc039": "image", "dsb2018": "image", "neurips": "image", "livecell": "image",
          "lmc": "inputs", "adipocyte": "brightfield"}
@@ -110,7 +112,8 @@ def _inference(spec, inputs: Path, release: dict, out: Path, **more) -> dict:
 def test_folder_inference_goes_on_past_a_bad_file_and_resumes(bundle, spec, dataset, release, reference_outputs,
                                                               tmp_path):
     inputs = Path(shutil.copytree(dataset / spec["inference_input"], tmp_path / "inputs"))
-    victim = sorted(p for p in inputs.rglob("*") if p.is_file() and image_suffix(p) and "label" not in p.name)[0]
+    pattern = READ_BY_INFERENCE.get(spec["synthetic"]["layout"], "*")
+    victim = sorted(p for p in inputs.rglob(pattern) if p.is_file() and image_suffix(p) and "label" not in p.name)[0]
     good = victim.read_bytes()
     victim.write_bytes(b"not an image")
     out = tmp_path / "out"
