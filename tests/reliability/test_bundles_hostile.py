@@ -5,9 +5,12 @@ Runs are tiny (the bundle suite's spec overrides) and most fail within seconds, 
 """
 
 import csv
+import importlib.util
+import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -131,6 +134,32 @@ def test_folder_inference_goes_on_past_a_bad_file_and_resumes(bundle, spec, data
     assert "already done, skipped" in output
     assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())
     assert not (out / "failures.csv").exists()
+    assert_same_outputs(out, reference_outputs, spec["outputs"]["inference_glob"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("monai.deploy") is None,
+                    reason="MONAI Deploy SDK not installed (pip install -e '.[deploy]')")
+def test_deploy_app_goes_on_past_a_bad_file_and_resumes(bundle, spec, dataset, release, reference_outputs, tmp_path):
+    inputs = Path(shutil.copytree(dataset / spec["inference_input"], tmp_path / "inputs"))
+    pattern = READ_BY_INFERENCE.get(spec["synthetic"]["layout"], "*")
+    victim = sorted(p for p in inputs.rglob(pattern) if p.is_file() and image_suffix(p) and "label" not in p.name)[0]
+    good = victim.read_bytes()
+    victim.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "common.deploy", "--bundle", str(release["zip"]), "-i", str(inputs),
+               "-o", str(out)]
+    command += [arg for key, value in spec.get("inference_overrides", {}).items()
+                for arg in ("--set", f"{key}={json.dumps(value)}")]
+    env = dict(CLI_ENV, HOLOSCAN_WORKDIR=str(tmp_path))
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode != 0 and "failures.csv" in done.stderr + done.stdout, done.stderr[-3000:]
+    with open(out / "failures.csv", newline="") as stream:
+        assert [Path(row["input"]).name for row in csv.DictReader(stream)] == [victim.name]
+    assert list(out.glob(spec["outputs"]["inference_glob"])), "the other inputs were written"
+    victim.write_bytes(good)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "already done, skipped" in done.stderr + done.stdout
     assert_same_outputs(out, reference_outputs, spec["outputs"]["inference_glob"])
 
 
