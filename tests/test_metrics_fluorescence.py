@@ -165,7 +165,7 @@ def test_report_rows_one_per_present_organelle_with_its_metrics():
         LightMyCellsScore(organelles)(pred[:3], label[:3])
 
 
-def test_report_groups_per_organelle_and_z_distance_as_the_evaluator_aggregates():
+def test_report_groups_per_organelle_and_z_distance_as_the_evaluator_aggregates(tmp_path):
     """MetricsReport + LightMyCellsScore against the evaluator's per-organelle, per-|z - best z| means
     (its ``calcul_mean_z``) and per-modality means (``calcul_mean_tl``), recomputed with SciPy / scikit-image."""
     rng = np.random.default_rng(5)
@@ -187,7 +187,7 @@ def test_report_groups_per_organelle_and_z_distance_as_the_evaluator_aggregates(
         image = MetaTensor(torch.zeros(1, 2, 2), meta={"filename_or_obj": f"/in/image_{index}_{modality}_z0.ome.tiff"})
         batches.append([{"image": image, "pred": torch.from_numpy(pred), "label": torch.from_numpy(label),
                          "input_modality": modality, "z_offset": offset}])
-    report = MetricsReport(".", LightMyCellsScore(organelles, cross_keys=["input_modality", "z_offset"]),
+    report = MetricsReport(str(tmp_path), LightMyCellsScore(organelles, cross_keys=["input_modality", "z_offset"]),
                            group_by=["organelle_z_offset", "z_offset", "organelle_input_modality"])
     engine = Engine(lambda engine, batch: batch)
     report.attach(engine)
