@@ -112,13 +112,20 @@ def _inference(spec, inputs: Path, release: dict, out: Path, **more) -> dict:
             "output_dir": str(out), **more}
 
 
-def test_folder_inference_goes_on_past_a_bad_file_and_resumes(bundle, spec, dataset, release, reference_outputs,
-                                                              tmp_path):
+def _inputs_with_a_bad_file(spec, dataset: Path, tmp_path: Path):
+    """A copy of the inference input folder with one file that inference reads replaced by garbage; returns the
+    folder, that file and its original bytes."""
     inputs = Path(shutil.copytree(dataset / spec["inference_input"], tmp_path / "inputs"))
     pattern = READ_BY_INFERENCE.get(spec["synthetic"]["layout"], "*")
     victim = sorted(p for p in inputs.rglob(pattern) if p.is_file() and image_suffix(p) and "label" not in p.name)[0]
     good = victim.read_bytes()
     victim.write_bytes(b"not an image")
+    return inputs, victim, good
+
+
+def test_folder_inference_goes_on_past_a_bad_file_and_resumes(bundle, spec, dataset, release, reference_outputs,
+                                                              tmp_path):
+    inputs, victim, good = _inputs_with_a_bad_file(spec, dataset, tmp_path)
     out = tmp_path / "out"
     status, output = cli(release["source"], "inferring", ["inference.json"], _inference(spec, inputs, release, out))
     assert status != 0 and "failures.csv" in output, output[-3000:]
@@ -140,11 +147,7 @@ def test_folder_inference_goes_on_past_a_bad_file_and_resumes(bundle, spec, data
 @pytest.mark.skipif(importlib.util.find_spec("monai.deploy") is None,
                     reason="MONAI Deploy SDK not installed (pip install -e '.[deploy]')")
 def test_deploy_app_goes_on_past_a_bad_file_and_resumes(bundle, spec, dataset, release, reference_outputs, tmp_path):
-    inputs = Path(shutil.copytree(dataset / spec["inference_input"], tmp_path / "inputs"))
-    pattern = READ_BY_INFERENCE.get(spec["synthetic"]["layout"], "*")
-    victim = sorted(p for p in inputs.rglob(pattern) if p.is_file() and image_suffix(p) and "label" not in p.name)[0]
-    good = victim.read_bytes()
-    victim.write_bytes(b"not an image")
+    inputs, victim, good = _inputs_with_a_bad_file(spec, dataset, tmp_path)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "common.deploy", "--bundle", str(release["zip"]), "-i", str(inputs),
                "-o", str(out)]
