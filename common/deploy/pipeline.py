@@ -9,7 +9,6 @@ No MONAI Deploy import here: the operators in ``common.deploy.operators`` wrap t
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import zipfile
