@@ -11,7 +11,7 @@ from ignite.engine import Engine
 from monai.data import MetaTensor
 from monai.networks.nets import FlexibleUNet
 
-from common.bundle import check_choice, latest_checkpoint, save_weights
+from common.bundle import latest_checkpoint
 from common.handlers import InstanceSegmentationReport
 from common.io import LayoutError, SaveImageFiled, dataset_split, image_folder_datalist, label_dtype, read_image
 from common.networks import with_batch_norm_momentum
@@ -132,14 +132,3 @@ def test_batch_norm_momentum_reaches_the_encoder():
     assert {m.momentum for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.1}
     with pytest.raises(ValueError, match="momentum"):
         with_batch_norm_momentum(network, 0.0)
-
-
-def test_save_weights_writes_the_state_dict_and_check_choice_names_the_key(tmp_path):
-    torch.manual_seed(0)
-    network, copy = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
-    path = save_weights(network, str(tmp_path / "models" / "model.pt"))  # folder created
-    copy.load_state_dict(torch.load(path, weights_only=True))
-    torch.testing.assert_close(copy.weight, network.weight)
-    assert check_choice("keep_model", "last", ("last", "best")) == "last"
-    with pytest.raises(ValueError, match=r"keep_model: expected one of \['last', 'best'\], got 'bets'"):
-        check_choice("keep_model", "bets", ("last", "best"))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 
 from common.io.challenge_layouts import (
     adipocyte_datalist,
@@ -232,9 +233,16 @@ def lmc_root(root: Path) -> Path:
     }  # fmt: skip
     for study, stems in files.items():
         for stem in stems:
-            touch(root / study / f"{stem}.ome.tiff")
+            plane(root / study / f"{stem}.ome.tiff")
     touch(root / "Study_2" / "notes.txt")  # not a TIFF: ignored
     return root
+
+
+def plane(path: Path, shape=(6, 5)) -> Path:
+    """A small uint16 TIFF: the datalist reads every listed file's header."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, np.arange(np.prod(shape), dtype=np.uint16).reshape(shape))
+    return path
 
 
 def test_lmc_items(tmp_path):
@@ -275,6 +283,37 @@ def test_lmc_layout_problems_are_listed_together(tmp_path):
     assert "image_5: targets ['Actin'] without transmitted-light z-slices" in message
     assert "image_40: z-slices of mixed modalities ['BF', 'DIC']" in message
     assert "image_7_brightfield.ome.tiff: expected" in message
+
+
+def test_lmc_damaged_files_are_all_named_before_any_is_read(tmp_path):
+    root = lmc_root(tmp_path)
+    study = root / "Study_2"
+    touch(study / "image_1_BF_z2.ome.tiff")  # zero bytes: a slice of the middle, the one validation reads
+    (study / "image_1_BF_z10.ome.tiff").write_bytes(b"II*\x00 garbage, not a TIFF directory")  # no config reads it
+    with tifffile.TiffFile(study / "image_3_Tubulin.ome.tiff") as tiff:
+        cut = tiff.pages[0].dataoffsets[0] + 10
+    cut_short = (study / "image_3_Tubulin.ome.tiff").read_bytes()[:cut]
+    (study / "image_3_Tubulin.ome.tiff").write_bytes(cut_short)  # an interrupted copy: ends inside the pixels
+    plane(study / "image_3_Actin.ome.tiff", (6, 6))  # one column more than its slice
+    plane(root / "Study_10" / "image_7_BF_z4.ome.tiff", (2, 6, 5))  # two planes in one file
+    plane(root / "Study_11" / "image_40_Mitochondria.ome.tiff", (7, 5))
+    with pytest.raises(LayoutError) as error:
+        lmc_datalist(root, exclude_studies=(11,))  # an excluded study's files are not checked
+    lines = str(error.value).splitlines()
+    assert lines[0] == f"{root}: files not in the Light My Cells layout or not readable (5):"
+    assert lines[1:] == [
+        f"  {study / 'image_1_BF_z2.ome.tiff'}: empty file (0 bytes).",
+        f"  {study / 'image_1_BF_z10.ome.tiff'}: no image in the TIFF, the file is corrupt or truncated.",
+        f"  {study / 'image_3_Tubulin.ome.tiff'}: truncated, the image data end at byte {cut - 10 + 60} of a "
+        f"{cut}-byte file.",
+        f"  Study_2/image_3: slices and targets differ in size: {study / 'image_3_PC_z1.ome.tiff'} (6, 5), "
+        f"{study / 'image_3_Actin.ome.tiff'} (6, 6)",
+        f"  {root / 'Study_10' / 'image_7_BF_z4.ome.tiff'}: shape (6, 5, 2), expected one 2D plane (H, W)",
+    ]
+    (study / "image_1_BF_z10.ome.tiff").write_bytes(b"garbage")
+    with pytest.raises(LayoutError, match=r"image_1_BF_z10.ome.tiff: cannot read the TIFF header, the file is "
+                                          r"corrupt or truncated \(not a TIFF file"):
+        lmc_datalist(root, exclude_studies=(11,))
 
 
 def test_lmc_best_z_is_the_middle_slice_or_read_from_the_evaluator_table(tmp_path):

@@ -12,7 +12,9 @@ from monai.transforms import LoadImage, LoadImaged
 from PIL import Image
 
 from common.io.errors import ImageFileError
-from common.io.images import MicroscopyReader, read_image, read_pixel_size, write_image, write_ome_tiff
+from common.io.images import (
+    MicroscopyReader, read_image, read_pixel_size, read_tiff_shape, write_image, write_ome_tiff,
+)
 
 H, W = 5, 7  # non-square so that a swapped (x, y) order shows
 
@@ -81,6 +83,7 @@ def test_tiff_axes_rule(tmp_path, stored, axes, expected_shape):
     tifffile.imwrite(tmp_path / "stack.tif", array, **kwargs)
     pixels = read_image(tmp_path / "stack.tif")
     assert pixels.shape == expected_shape and pixels.dtype == np.uint16
+    assert read_tiff_shape(tmp_path / "stack.tif") == expected_shape  # from the header alone
     if stored == (3, H, W):
         np.testing.assert_array_equal(pixels, np.moveaxis(array, 0, -1))
 
@@ -109,6 +112,31 @@ def test_truncated_files_raise_image_file_error(tmp_path, name):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageFileError, match=match(path)):
         read_image(path)
+
+
+def test_tiff_shape_from_the_header_names_damaged_files(tmp_path):
+    tiled = tmp_path / "tiled.ome.tif"
+    tifffile.imwrite(tiled, np.zeros((64, 48), np.uint16), ome=True, tile=(16, 16), compression="zlib")
+    assert read_tiff_shape(tiled) == (64, 48)
+    path = tmp_path / "plane.tif"
+    tifffile.imwrite(path, np.ones((64, 80), np.uint16))  # uncompressed
+    with tifffile.TiffFile(path) as tiff:
+        end = tiff.pages[0].dataoffsets[0] + tiff.pages[0].databytecounts[0]
+    path.write_bytes(path.read_bytes()[: end - 1])
+    with pytest.raises(ImageFileError, match=rf"{match(path)}: truncated, the image data end at byte {end} of a "
+                                              rf"{end - 1}-byte file"):
+        read_tiff_shape(path)
+    damaged = {b"": "empty file", b"not a tiff": "not a TIFF file", b"II*\x00 garbage after the header": "no image"}
+    for content, expected in damaged.items():
+        path.write_bytes(content)
+        with pytest.raises(ImageFileError, match=rf"{match(path)}: .*{expected}"):
+            read_tiff_shape(path)
+    with pytest.raises(ImageFileError, match=rf"{match(tmp_path / 'absent.tif')}: image file not found"):
+        read_tiff_shape(tmp_path / "absent.tif")
+    zc = tmp_path / "zc.ome.tif"
+    tifffile.imwrite(zc, np.zeros((2, 3, H, W), np.uint8), ome=True, metadata={"axes": "ZCYX"})
+    with pytest.raises(ImageFileError, match=rf"{match(zc)}: TIFF of axes 'ZCYX'"):
+        read_tiff_shape(zc)
 
 
 def test_garbage_file_missing_file_and_unsupported_suffix(tmp_path):

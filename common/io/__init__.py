@@ -22,6 +22,7 @@ from .images import (
     is_image_file,
     read_image,
     read_pixel_size,
+    read_tiff_shape,
     write_image,
     write_ome_tiff,
 )

@@ -20,12 +20,14 @@ import os
 import re
 import warnings
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence, Union
 
 from .coco import CocoIndex, load_coco
 from .datalist import split_datalist
-from .errors import LayoutError
+from .errors import ImageFileError, LayoutError
+from .images import read_tiff_shape
 
 __all__ = [
     "livecell_datalist",
@@ -48,6 +50,8 @@ PathLike = Union[str, os.PathLike]
 
 #: names a message lists before summarising the rest as a count.
 _LISTED = 10
+#: threads reading file headers (the reads wait on storage more than on Python).
+_CHECK_THREADS = 8
 
 
 def _existing_folder(path: Path, what: str) -> Path:
@@ -225,7 +229,9 @@ def lmc_datalist(
     ``root/Study_<n>/image_<i>_<Nucleus|Mitochondria|Tubulin|Actin>.ome.tiff`` (targets); ``root`` may also be
     a folder holding exactly one such folder of studies (e.g. ``Orig_data/``). Inside a study folder, every
     TIFF file must follow one of the two patterns (anything else is an error, so that no image is silently
-    left out); other files and sub-folders are ignored.
+    left out); other files and sub-folders are ignored. Every file listed is checked from its TIFF header
+    (readable, not cut short, one 2D plane, the size of the other files of its image), so that a damaged
+    slice stops the run at once rather than when drawn, or never (see :func:`read_tiff_shape`).
 
     Args:
         root: the folder holding the ``Study_<n>`` folders.
@@ -249,8 +255,10 @@ def lmc_datalist(
 
     Raises:
         LayoutError: missing folder, no study, a file not following the patterns, a target without z-slices,
-            mixed modalities or a repeated z within an image, no image at all; an image without a best z in
-            ``best_z`` or with slices giving different ones.
+            mixed modalities or a repeated z within an image, a listed file missing, empty, unreadable, cut
+            short, not one 2D plane or of another size than its image's other files (every such file named in
+            one message), no image at all; an image without a best z in ``best_z`` or with slices giving
+            different ones.
     """
     studies = _lmc_studies(_existing_folder(Path(root), "Light My Cells dataset folder"))
     excluded = {int(study) for study in exclude_studies}
@@ -259,8 +267,10 @@ def lmc_datalist(
     for study, folder in studies:
         if study not in excluded:
             items += _lmc_study_items(study, folder, problems)
+    _check_lmc_files(items, problems)
     if problems:
-        raise LayoutError(f"{root}: files not in the Light My Cells layout:\n  " + "\n  ".join(problems))
+        raise LayoutError(f"{root}: files not in the Light My Cells layout or not readable ({len(problems)}):\n  "
+                          + "\n  ".join(problems))
     if not items:
         raise LayoutError(f"{root}: no image found in the studies kept ({_listing([f.name for _, f in studies])}).")
     table = read_lmc_best_z(best_z) if isinstance(best_z, (str, os.PathLike)) else best_z
@@ -344,6 +354,37 @@ def _lmc_study_items(study: int, folder: Path, problems: list[str]) -> list[dict
         else:
             items.append(_lmc_item(study, image, modalities[0], inputs[image], targets.get(image, {})))
     return items
+
+
+def _check_lmc_files(items: Sequence[dict], problems: list[str]) -> None:
+    """Check every slice and target file of LMC ``items`` from its TIFF header (:func:`read_tiff_shape`, a few
+    hundred microseconds a file, read by several threads): readable, one 2D plane, the same (H, W) as the other
+    files of its image. Each problem found is appended to ``problems``.
+
+    A run reads one slice and one target of an image at a time, so a damaged file would otherwise surface
+    only when drawn, or never (a slice no configuration reads); here it stops the run before it starts."""
+    paths = [path for item in items for path in [*item["inputs"], *item["targets"].values()]]
+    with ThreadPoolExecutor(max_workers=_CHECK_THREADS) as pool:
+        shapes = dict(zip(paths, pool.map(_tiff_shape_or_error, paths)))
+    for item in items:
+        files = [*item["inputs"], *item["targets"].values()]
+        problems += [shapes[path] for path in files if isinstance(shapes[path], str)]
+        planes = {path: shapes[path] for path in files if isinstance(shapes[path], tuple)}
+        problems += [f"{path}: shape {shape}, expected one 2D plane (H, W)" for path, shape in planes.items()
+                     if len(shape) != 2]
+        sizes = {path: shape[:2] for path, shape in planes.items()}
+        if len(set(sizes.values())) > 1:
+            first, size = next(iter(sizes.items()))
+            others = ", ".join(f"{path} {other}" for path, other in sizes.items() if other != size)
+            problems.append(f"{item['id']}: slices and targets differ in size: {first} {size}, {others}")
+
+
+def _tiff_shape_or_error(path: str) -> tuple[int, ...] | str:
+    """:func:`read_tiff_shape` of ``path``, or its error message (which names the file)."""
+    try:
+        return read_tiff_shape(path)
+    except ImageFileError as error:
+        return str(error)
 
 
 def _lmc_item(

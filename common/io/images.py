@@ -39,6 +39,7 @@ __all__ = [
     "is_image_file",
     "read_image",
     "read_pixel_size",
+    "read_tiff_shape",
     "write_image",
     "write_ome_tiff",
     "MicroscopyReader",
@@ -184,19 +185,63 @@ def _read_tiff(path: Path) -> np.ndarray:
 
 def _channels_last(pixels: np.ndarray, axes: str, path: Path) -> np.ndarray:
     """Drop singleton axes of ``pixels`` (axes named by ``axes``, e.g. ``"CYX"``) and move the one other axis last."""
-    if "Y" not in axes or "X" not in axes or len(axes) != pixels.ndim:
-        raise ImageFileError(f"{path}: TIFF axes {axes!r} of shape {pixels.shape}, expected Y and X axes.")
-    kept = [i for i, axis in enumerate(axes) if axis in "YX" or pixels.shape[i] > 1]
-    pixels = pixels.reshape([pixels.shape[i] for i in kept])
+    kept, order = _axes_layout(pixels.shape, axes, path)
+    return np.transpose(pixels.reshape([pixels.shape[i] for i in kept]), order)
+
+
+def _axes_layout(shape: Sequence[int], axes: str, path: Path) -> tuple[list[int], list[int]]:
+    """Axes of ``shape`` kept (the non-singleton ones, Y and X always) and the order of the kept ones that puts
+    Y, X first (see the module axes rule); ImageFileError naming ``path`` for a file that rule refuses."""
+    if "Y" not in axes or "X" not in axes or len(axes) != len(shape):
+        raise ImageFileError(f"{path}: TIFF axes {axes!r} of shape {tuple(shape)}, expected Y and X axes.")
+    kept = [i for i, axis in enumerate(axes) if axis in "YX" or shape[i] > 1]
     axes = "".join(axes[i] for i in kept)
     others = [i for i, axis in enumerate(axes) if axis not in "YX"]
     if len(others) > 1:
         raise ImageFileError(
-            f"{path}: TIFF of axes {axes!r} and shape {pixels.shape}, expected a 2D image with at most one "
-            "channel-like axis (C, S, Z, T or pages)."
+            f"{path}: TIFF of axes {axes!r} and shape {tuple(shape[i] for i in kept)}, expected a 2D image with at "
+            "most one channel-like axis (C, S, Z, T or pages)."
         )
-    order = [axes.index("Y"), axes.index("X")] + others
-    return np.transpose(pixels, order)
+    return kept, [axes.index("Y"), axes.index("X")] + others
+
+
+def read_tiff_shape(path: PathLike) -> tuple[int, ...]:
+    """The shape :func:`read_image` gives a TIFF or OME-TIFF file, ``(H, W)`` or ``(H, W, C)``, read from its
+    header and tags without decoding the pixels: a cheap check of many files before a run.
+
+    Besides the header, it checks that every strip or tile of the image lies within the file, so a file cut
+    short (an interrupted copy) fails here too; damage inside the compressed data shows only on reading.
+
+    Raises:
+        ImageFileError: naming the file: missing, empty, not a TIFF, truncated, or of axes read_image refuses.
+    """
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageFileError(f"{path}: image file not found.")
+    size = path.stat().st_size
+    if size == 0:
+        raise ImageFileError(f"{path}: empty file (0 bytes).")
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            if not tiff.series:
+                raise ImageFileError(f"{path}: no image in the TIFF, the file is corrupt or truncated.")
+            if len(tiff.series) != 1:
+                raise ImageFileError(f"{path}: TIFF holds {len(tiff.series)} image series, expected exactly one.")
+            series = tiff.series[0]
+            shape, axes = tuple(series.shape), series.axes
+            end = max((offset + count for page in series.pages if page is not None
+                       for offset, count in zip(page.dataoffsets, page.databytecounts)), default=0)
+    except ImageFileError:
+        raise
+    except Exception as error:  # tifffile raises many types for damaged headers
+        raise ImageFileError(f"{path}: cannot read the TIFF header, the file is corrupt or truncated ({error}).") \
+            from error
+    if end > size:
+        raise ImageFileError(f"{path}: truncated, the image data end at byte {end} of a {size}-byte file.")
+    kept, order = _axes_layout(shape, axes, path)
+    return tuple(shape[kept[i]] for i in order)
 
 
 def read_pixel_size(path: PathLike) -> tuple[float, float] | None:

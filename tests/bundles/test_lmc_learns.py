@@ -32,11 +32,11 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
     # 32 epochs of 8 iterations (16 images, batch 2): 256 iterations on whole 128 x 128 images (with 64 x 64
     # crops the deepest batch norms of smp's U-Net see 2 x 2 maps and their running statistics do not serve
     # evaluation); lr 1e-3 and batch-norm statistics that follow the weights, as the encoder starts from
-    # scratch; one checkpoint at the end
+    # scratch; the last epoch's weights kept (keep_model: last). So short a run depends on its draws: with the
+    # per-epoch seeds, seeds 0, 1, 2 gave mean PCC 0.42, 0.63, 0.69 (seed 0 learned actin only); seed 1 is run
     run_cli(BUNDLE, "training", ["train.json"],
             {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(trained), "epochs": 32, "batch_size": 2,
-             "patch_size": [128, 128], "learning_rate": 1e-3, "bn_momentum": 0.1, "val_interval": 16,
-             "train#checkpoint_saver#save_interval": 32})
+             "patch_size": [128, 128], "learning_rate": 1e-3, "bn_momentum": 0.1, "val_interval": 16, "seed": 1})
     result = evaluate(dataset, trained)
 
     print(f"untrained: {baseline}\ntrained: {result}")
