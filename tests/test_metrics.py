@@ -46,11 +46,15 @@ def test_merged_objects():
     assert match_instances(gt, pred, 0.5, strict=True)["tp"] == 0  # Caicedo: strictly above
 
 
-def test_empty_images():
+def test_empty_images_score_zero():
+    # an image without objects in either truth or prediction is no perfect score (microscopy-with-ml, StarDist)
     empty = np.zeros((8, 8), int)
     one = square(np.zeros((8, 8), int), 2, 2, 3, 1)
-    assert match_instances(empty, empty)["f1"] == 1.0
-    assert mean_average_f1(empty, empty)["mean_f1"] == 1.0
+    assert match_instances(empty, empty) == {
+        "tp": 0, "fp": 0, "fn": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0, "mean_iou": 0.0
+    }
+    assert mean_average_f1(empty, empty) == {"f1_per_threshold": dict.fromkeys(CAICEDO_THRESHOLDS, 0.0),
+                                             "mean_f1": 0.0}
     assert match_instances(one, empty) == {
         "tp": 0, "fp": 0, "fn": 1, "precision": 0.0, "recall": 0.0, "f1": 0.0, "mean_iou": 0.0
     }
@@ -94,6 +98,53 @@ def test_bad_inputs_raise():
         match_instances(-np.ones((4, 4), int), np.zeros((4, 4), int))
     with pytest.raises(ValueError, match=r"\(H, W\)"):
         match_instances(np.zeros((2, 4, 4), int), np.zeros((2, 4, 4), int))
+
+
+def original_f1(gt: np.ndarray, pred: np.ndarray, threshold: float) -> float:
+    """F1 of one image as microscopy-with-ml computes it (src/mwm/components/metrics.py, written anew here): IoU
+    of every object pair from pixel counts, background dropped, a hit where IoU > threshold, and
+    F1 = 2 TP / (2 TP + FP + FN + 1e-9), so 0 when neither image has an object."""
+    gt_ids, pred_ids = np.unique(gt)[1:], np.unique(pred)[1:]
+    iou = np.zeros((len(gt_ids), len(pred_ids)))
+    for i, g in enumerate(gt_ids):
+        for j, p in enumerate(pred_ids):
+            intersection = np.sum((gt == g) & (pred == p))
+            iou[i, j] = intersection / (np.sum(gt == g) + np.sum(pred == p) - intersection)
+    matches = iou > threshold
+    tp = np.sum(matches.sum(axis=1) == 1)
+    fp = np.sum(matches.sum(axis=0) == 0)
+    fn = np.sum(matches.sum(axis=1) == 0)
+    return 2 * tp / (2 * tp + fp + fn + 1e-9)
+
+
+def random_labels(rng, objects: int, shape=(24, 24)) -> np.ndarray:
+    labels = np.zeros(shape, int)
+    for value in range(1, objects + 1):
+        y, x = rng.integers(0, shape[0] - 4, 2)
+        height, width = rng.integers(3, 9, 2)
+        labels[y : y + height, x : x + width] = value  # later rectangles cover earlier ones
+    return labels
+
+
+def test_mean_average_f1_equals_the_originals_per_image_f1_including_empty_images():
+    rng = np.random.default_rng(0)
+    pairs = [(np.zeros((24, 24), int), np.zeros((24, 24), int))]  # no nucleus in truth or prediction
+    for _ in range(40):
+        gt = random_labels(rng, int(rng.integers(0, 6)))
+        moved = np.roll(gt, tuple(rng.integers(-1, 2, 2)), axis=(0, 1))  # overlaps of all sizes
+        pred = np.where(rng.random() < 0.7, moved, random_labels(rng, int(rng.integers(0, 6))))
+        pairs.append((gt, pred))
+    assert sum(not gt.any() and not pred.any() for gt, pred in pairs) >= 2
+    per_image = []
+    for gt, pred in pairs:
+        expected = [original_f1(gt, pred, t) for t in CAICEDO_THRESHOLDS]
+        got = mean_average_f1(gt, pred)
+        assert list(got["f1_per_threshold"].values()) == pytest.approx(expected, abs=1e-6)
+        per_image.append(np.mean(expected))
+    metric = InstanceF1Metric()
+    metric([torch.as_tensor(pred)[None] for _, pred in pairs], [torch.as_tensor(gt)[None] for gt, _ in pairs])
+    assert metric.aggregate().item() == pytest.approx(np.mean(per_image), abs=1e-6)
+    assert min(per_image) == 0 and max(per_image) > 0.99 and any(0 < f1 < 0.99 for f1 in per_image)
 
 
 def test_cumulative_metric_aggregates_images_and_thresholds():

@@ -39,7 +39,7 @@ class InstanceF1Metric(_PerImageScores):
     """F1 of object matching per image at each IoU threshold; ``aggregate`` gives the mean over images and thresholds.
 
     With the default thresholds (0.50 to 0.95) this is the mean-average F1 of Caicedo et al.; with
-    ``thresholds=(0.5,)`` it is F1 at IoU 0.5. Two empty images score 1.
+    ``thresholds=(0.5,)`` it is F1 at IoU 0.5. An image with no object in either label image scores 0.
 
     Args:
         thresholds: IoU thresholds.

@@ -74,8 +74,9 @@ def match_instances(gt, pred, iou_threshold: float = 0.5, strict: bool = False) 
     """Match predicted objects to ground-truth objects one to one and count hits.
 
     A pair counts as a true positive when its IoU is ``>= iou_threshold`` (``> iou_threshold`` with
-    ``strict=True``, the convention of Caicedo et al.). When both images are empty, precision, recall, F1
-    and mean IoU are 1.0; when only one is, they are 0.0.
+    ``strict=True``, the convention of Caicedo et al.). Without a true positive, precision, recall, F1 and
+    mean IoU are 0.0, also when both images are empty: an image without objects is no perfect score (as in
+    microscopy-with-ml's ``measures_at`` and StarDist's ``matching``).
 
     Args:
         gt: (H, W) integer ground-truth labels.
@@ -96,18 +97,17 @@ def match_from_iou(iou: np.ndarray, iou_threshold: float = 0.5, strict: bool = F
     matched = _matched_ious(iou, iou_threshold, strict)
     tp = int(matched.size)
     fp, fn = n_pred - tp, n_gt - tp
-    if n_gt == 0 and n_pred == 0:
-        precision = recall = f1 = mean_iou = 1.0
-    else:
-        precision = tp / n_pred if n_pred else 0.0
-        recall = tp / n_gt if n_gt else 0.0
-        f1 = 2 * tp / (2 * tp + fp + fn)
-        mean_iou = float(matched.mean()) if tp else 0.0
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_gt if n_gt else 0.0
+    f1 = 2 * tp / (n_gt + n_pred) if tp else 0.0  # n_gt + n_pred = 2 tp + fp + fn
+    mean_iou = float(matched.mean()) if tp else 0.0
     return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1, "mean_iou": mean_iou}
 
 
 def mean_average_f1(gt, pred, thresholds: Sequence[float] = CAICEDO_THRESHOLDS, strict: bool = True) -> dict:
     """F1 at each IoU threshold and their mean (Caicedo et al. 2019; a hit needs IoU strictly above t).
+
+    F1 = 2 TP / (2 TP + FP + FN), 0 without a true positive (so 0 for an image with no object in either).
 
     Returns:
         dict with ``f1_per_threshold`` ({threshold: f1}) and ``mean_f1``.
@@ -121,6 +121,5 @@ def f1_from_iou(iou: np.ndarray, thresholds: Sequence[float] = CAICEDO_THRESHOLD
     per_threshold = {}
     for t in thresholds:
         tp = _matched_ious(iou, t, strict).size
-        denominator = n_gt + n_pred  # = 2 tp + fp + fn
-        per_threshold[float(t)] = 1.0 if denominator == 0 else 2 * tp / denominator
+        per_threshold[float(t)] = 2 * tp / (n_gt + n_pred) if tp else 0.0  # n_gt + n_pred = 2 tp + fp + fn
     return {"f1_per_threshold": per_threshold, "mean_f1": float(np.mean(list(per_threshold.values())))}
