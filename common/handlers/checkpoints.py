@@ -198,7 +198,8 @@ class ResumableCheckpoint:
         check_finite_state(state.get("model", {}), str(path))
         save_atomic(state, path)
         for old in self._earlier:
-            old.unlink(missing_ok=True)
+            if old != path:  # the earlier run's file of this epoch was just replaced by this run's
+                old.unlink(missing_ok=True)
         self._earlier = []
         for old in self.checkpoints()[:-self.n_saved]:
             old.unlink(missing_ok=True)

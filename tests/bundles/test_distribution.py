@@ -58,8 +58,9 @@ def test_zip_holds_one_bundle_folder_with_weights_hashes_and_common(bundle, rele
 def test_verify_passes_on_the_zip(spec, release):
     results = verify_bundle(release["zip"], SCHEMA if SCHEMA.exists() else None, report=lambda line: None,
                             overrides=spec.get("inference_overrides", {}))
-    assert set(results) == {"files", "metadata schema", "version in changelog", "network input/output",
+    assert set(results) == {"files", "metadata schema", "version in changelog", "weights", "network input/output",
                             "TorchScript export"}
+    assert release["model_file"] in results["weights"]  # its hash checked and loaded into the network
 
 
 def test_downloaded_bundle_runs_and_loads_without_this_repository(bundle, spec, dataset, release, reference_outputs,

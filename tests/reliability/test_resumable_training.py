@@ -140,8 +140,9 @@ def test_last_epoch_model_kept_when_asked(tmp_path):
     assert evaluator.state.best_metric_epoch != 3
 
 
-def test_overwrite_replaces_the_earlier_runs_checkpoints_once_it_has_its_own(tmp_path):
-    _run(tmp_path, 3)
+@pytest.mark.parametrize("earlier_epochs", [1, 3])
+def test_overwrite_replaces_the_earlier_runs_checkpoints_once_it_has_its_own(tmp_path, earlier_epochs):
+    _run(tmp_path, earlier_epochs)
     _run(tmp_path, 1, overwrite=True)
     assert [p.name for p in tmp_path.glob("checkpoint*")] == ["checkpoint_epoch=1.pt"]
     assert torch.load(tmp_path / "checkpoint_epoch=1.pt", weights_only=False)["trainer"]["iteration"] == 3
