@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ from ignite.engine import Engine
 from monai.data import MetaTensor
 from monai.networks.nets import FlexibleUNet
 
-from common.bundle import latest_checkpoint
 from common.handlers import InstanceSegmentationReport
 from common.io import LayoutError, SaveImageFiled, dataset_split, image_folder_datalist, label_dtype, read_image
 from common.networks import with_batch_norm_momentum
@@ -112,16 +110,6 @@ def test_instance_report_writes_csv_json_and_engine_metrics(tmp_path):
     summary = json.loads((tmp_path / "report.json").read_text())
     assert summary["images"] == 2 and summary["mean_f1"] == pytest.approx((1 + 2 / 3) / 2)
     assert engine.state.metrics["f1@0.50"] == pytest.approx((1 + 2 / 3) / 2)
-
-
-def test_latest_checkpoint(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        latest_checkpoint(str(tmp_path))
-    for epoch in (9, 10):
-        (tmp_path / f"checkpoint_epoch={epoch}.pt").write_bytes(b"")
-        time.sleep(0.01)
-        os.utime(tmp_path / f"checkpoint_epoch={epoch}.pt", (epoch, epoch))
-    assert latest_checkpoint(str(tmp_path)).endswith("checkpoint_epoch=10.pt")
 
 
 def test_batch_norm_momentum_reaches_the_encoder():
