@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from scipy.cluster.vq import kmeans2
 from torch import nn
 
+from ..io.atomic import atomic_path
+
 __all__ = ["encoder_embeddings", "cluster_embeddings", "amplified_repeats", "discover_modalities"]
 
 logger = logging.getLogger(__name__)
@@ -108,8 +110,8 @@ def discover_modalities(
         "cluster_sizes": np.bincount(assignment, minlength=clusters).tolist(),
         "items": {i: {"cluster": int(c), "repeats": int(r)} for i, c, r in zip(ids, assignment, repeats)},
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(content, indent=1) + "\n")
+    with atomic_path(output) as partial:  # a kill leaves the previous file or none, never half of one
+        partial.write_text(json.dumps(content, indent=1) + "\n")
     logger.info("%d images in %d clusters (sizes %s): %d items per epoch; written to %s", len(ids), clusters,
                 content["cluster_sizes"], int(repeats.sum()), output)
     return content
