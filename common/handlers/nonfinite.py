@@ -8,13 +8,18 @@ from typing import Any, Callable, Sequence
 from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 
+from ..transforms.meta import SOURCE_KEY
+
 __all__ = ["StopOnNonFiniteLoss", "batch_sources"]
 
 
 def batch_sources(batch: Any, key: str = "image") -> list[str]:
-    """Source files of a collated batch (``batch[key].meta["filename_or_obj"]`` or ``<key>_meta_dict``)."""
+    """Source files of a collated batch: its ``source_file`` list (``common.transforms.SourceCompose`` puts it
+    there), else ``batch[key].meta["filename_or_obj"]`` or ``<key>_meta_dict``."""
     if not isinstance(batch, dict):
         return []
+    if isinstance(batch.get(SOURCE_KEY), (list, tuple)) and batch[SOURCE_KEY]:
+        return [str(source) for source in batch[SOURCE_KEY]]
     meta = getattr(batch.get(key), "meta", None) or batch.get(f"{key}_meta_dict") or {}
     sources = meta.get("filename_or_obj", [])
     return [str(source) for source in ([sources] if isinstance(sources, str) else sources)]

@@ -9,7 +9,7 @@ from monai.config import KeysCollection
 from monai.transforms import Compose, MapTransform
 
 from ..io.errors import DataError
-from .meta import source_file
+from .meta import SOURCE_KEY, source_file
 
 __all__ = ["CheckSpatialShapesd", "SourceCompose"]
 
@@ -48,6 +48,10 @@ class SourceCompose(Compose):
     or MetaTensor meta data ``filename_or_obj``) of the sample as it entered. An error whose message already
     names the file is re-raised as it is, without MONAI's wrapper.
 
+    The file also travels with the sample as ``data["source_file"]`` (a string, collated into a list), so that
+    what comes after the pipeline can still name it where the images have dropped their meta data
+    (``EnsureTyped(track_meta=False)``), e.g. :class:`common.handlers.StopOnNonFiniteLoss`.
+
     Args:
         transforms: as for ``Compose``.
         source_keys: keys naming the sample's file, in order of preference.
@@ -60,7 +64,7 @@ class SourceCompose(Compose):
 
     def __call__(self, input_, *args, **kwargs):
         try:
-            return super().__call__(input_, *args, **kwargs)
+            output = super().__call__(input_, *args, **kwargs)
         except Exception as error:
             source = source_file(input_, self.source_keys)
             cause = error
@@ -71,3 +75,8 @@ class SourceCompose(Compose):
             if source in str(cause):
                 raise cause from None
             raise DataError(f"{source}: {type(cause).__name__}: {cause}") from error
+        source = source_file(input_, self.source_keys)
+        for sample in output if isinstance(output, list) else [output]:
+            if source is not None and isinstance(sample, dict):
+                sample.setdefault(SOURCE_KEY, source)
+        return output

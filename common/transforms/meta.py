@@ -9,7 +9,10 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-__all__ = ["CopyItemsToMetad", "source_file"]
+__all__ = ["CopyItemsToMetad", "source_file", "SOURCE_KEY"]
+
+#: key under which :class:`common.transforms.SourceCompose` keeps a sample's source file (a path string).
+SOURCE_KEY = "source_file"
 
 
 class CopyItemsToMetad(MapTransform):
@@ -55,10 +58,12 @@ class CopyItemsToMetad(MapTransform):
 
 
 def source_file(data: object, keys: Sequence[Hashable] = ("image",)) -> str | None:
-    """The file the sample ``data`` came from: the first of ``keys`` that is a path, or whose meta data (MetaTensor
-    ``.meta`` or ``<key>_meta_dict``) holds ``filename_or_obj``; None when none does."""
+    """The file the sample ``data`` came from: its ``source_file`` entry, else the first of ``keys`` that is a path
+    or whose meta data (MetaTensor ``.meta`` or ``<key>_meta_dict``) holds ``filename_or_obj``; None if none does."""
     if not isinstance(data, Mapping):
         return None
+    if isinstance(data.get(SOURCE_KEY), str):
+        return data[SOURCE_KEY]
     for key in keys:
         value = data.get(key)
         if isinstance(value, (str, os.PathLike)):

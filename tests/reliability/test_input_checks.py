@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from monai.transforms import LoadImaged, Lambdad
 
 from common.io import DataError, ImageFileError, MicroscopyReader, SaveImageFiled, read_image, write_image
@@ -70,3 +71,21 @@ def test_label_writer_refuses_fractional_ids(tmp_path):
     pred[0, 1, 1] = 3.0
     written = writer({"image": image, "pred": pred})["pred_path"]
     assert read_image(written)[1, 1] == 3 and read_image(written).dtype == np.uint16
+
+
+def test_nonfinite_loss_names_the_batch_files_when_images_dropped_their_meta_data(tmp_path):
+    from ignite.engine import Engine
+    from monai.data import list_data_collate
+    from monai.transforms import EnsureTyped
+
+    from common.handlers import StopOnNonFiniteLoss
+
+    pipeline = SourceCompose([LoadImaged("image", reader=MicroscopyReader(), ensure_channel_first=True),
+                              EnsureTyped("image", track_meta=False)])  # as the bundles' training pipelines end
+    paths = [str(write_image(tmp_path / f"{name}.tif", np.zeros((4, 4), np.uint8))) for name in ("a", "b")]
+    batch = list_data_collate([pipeline({"image": path}) for path in paths])
+    assert not hasattr(batch["image"], "meta")
+    engine = Engine(lambda engine, batch: [{"loss": torch.tensor(float("nan"))}])
+    StopOnNonFiniteLoss().attach(engine)
+    with pytest.raises(FloatingPointError, match=r"loss is nan .*a\.tif.*b\.tif"):
+        engine.run([batch], max_epochs=1)
