@@ -1,18 +1,74 @@
-"""Nucleus/boundary targets and their inversion by the marker watershed."""
+"""Nucleus/boundary targets and their inversion by the marker watershed, composed of its steps as the DSB
+bundle's ``postprocessing`` composes them."""
 
 import inspect
+import itertools
 
 import numpy as np
 import pytest
 import torch
 from helpers import touching_ellipses
+from monai.data import MetaTensor
+from monai.transforms import Compose, DeleteItemsd, FillHolesd
 from scipy import ndimage
 from skimage.measure import label as skimage_label
+from skimage.morphology import remove_small_objects
+from skimage.segmentation import relabel_sequential
 from skimage.segmentation import watershed as skimage_watershed
 
 from common.metrics import match_instances
-from common.postprocess import LANDSCAPES, BoundaryWatershed, watershed_instances
+from common.postprocess import (
+    LANDSCAPES,
+    ForegroundMaskd,
+    LabelMarkers,
+    LabelMarkersd,
+    MarkerWatershedd,
+    RemoveSmallInstancesd,
+    SubtractBoundaryd,
+    WatershedLandscape,
+    WatershedLandscaped,
+)
 from common.transforms import InstanceToBoundaryTargetsd, instance_to_boundary_targets
+
+DEFAULT_LANDSCAPE = inspect.signature(WatershedLandscape).parameters["landscape"].default
+
+
+def watershed_steps(threshold=0.5, boundary_threshold=0.5, fill_holes=True, min_marker_size=1, min_size=1,
+                    landscape=DEFAULT_LANDSCAPE, marker_connectivity=2) -> Compose:
+    """The steps in the order of the DSB bundle's ``postprocessing`` (after the sigmoid), on key ``pred``."""
+    return Compose([
+        ForegroundMaskd("pred", output_keys="mask", threshold=threshold),
+        SubtractBoundaryd("mask", probability_key="pred", output_keys="cores", threshold=boundary_threshold),
+        LabelMarkersd("cores", output_keys="markers", min_size=min_marker_size, connectivity=marker_connectivity),
+        *([FillHolesd("mask", connectivity=1)] if fill_holes else []),
+        WatershedLandscaped("markers", output_keys="landscape", landscape=landscape, cores_key="cores", mask_key="mask"),
+        MarkerWatershedd("landscape", output_keys="pred", markers_key="markers", mask_key="mask"),
+        RemoveSmallInstancesd("pred", min_size=min_size),
+        DeleteItemsd(["mask", "cores", "markers", "landscape"]),
+    ])
+
+
+def watershed_instances(nucleus, boundary, **options) -> torch.Tensor:
+    """(H, W) int32 labels of the steps on two (H, W) probability maps."""
+    probabilities = torch.stack([torch.as_tensor(nucleus), torch.as_tensor(boundary)])
+    return watershed_steps(**options)({"pred": probabilities})["pred"][0]
+
+
+def reference_instances(nucleus, boundary, threshold=0.5, boundary_threshold=0.5, fill_holes=True,
+                        min_marker_size=1, min_size=1, landscape=DEFAULT_LANDSCAPE, marker_connectivity=2):
+    """The same method written directly with scikit-image and SciPy, without the steps."""
+    foreground = nucleus > threshold
+    cores = foreground & (boundary <= boundary_threshold)
+    markers = skimage_label(cores, connectivity=marker_connectivity)
+    markers = relabel_sequential(remove_small_objects(markers, max_size=min_marker_size - 1))[0]
+    region = ndimage.binary_fill_holes(foreground) if fill_holes else foreground
+    flood = {
+        "binary": -cores.astype(np.float32),
+        "distance_to_markers": ndimage.distance_transform_edt(markers == 0),
+        "distance_to_background": -ndimage.distance_transform_edt(region),
+    }[landscape]
+    labels = skimage_watershed(flood, markers, mask=region)
+    return relabel_sequential(remove_small_objects(labels, max_size=min_size - 1))[0]
 
 
 def test_boundary_lies_only_where_two_nuclei_touch():
@@ -71,8 +127,34 @@ def test_default_landscape_rebuilds_best():
     targets = instance_to_boundary_targets(labels, 2)
     iou = {landscape: match_instances(labels, watershed_instances(
         targets[0], targets[1], min_marker_size=10, landscape=landscape).numpy())["mean_iou"] for landscape in LANDSCAPES}
-    default = inspect.signature(watershed_instances).parameters["landscape"].default
+    default = DEFAULT_LANDSCAPE
     assert iou[default] == max(iou.values()) and iou[default] > iou["distance_to_background"], iou
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_steps_equal_the_method_written_with_scikit_image(seed):
+    """Every option of the steps against :func:`reference_instances` on noisy touching ellipses (specks, holes,
+    markers and instances below the size limits). Before the steps replaced the one-transform post-processing
+    (``BoundaryWatershed``), they were checked equal to it on the same kind of scenes in all these options."""
+    labels = touching_ellipses((96, 96), n=14, radius=(5, 12), seed=seed)
+    targets = instance_to_boundary_targets(labels, 1 + seed).numpy()
+    noisy = np.clip(targets + np.random.default_rng(seed).normal(0, 0.3, targets.shape), 0, 1).astype(np.float32)
+    for landscape, connectivity, fill_holes, min_marker_size, min_size in itertools.product(
+        LANDSCAPES, (1, 2), (True, False), (1, 10), (1, 10)
+    ):
+        options = {"landscape": landscape, "marker_connectivity": connectivity, "fill_holes": fill_holes,
+                   "min_marker_size": min_marker_size, "min_size": min_size}
+        expected = reference_instances(noisy[0], noisy[1], **options)
+        assert np.array_equal(watershed_instances(noisy[0], noisy[1], **options).numpy(), expected), options
+
+
+def test_steps_keep_the_prediction_type_and_meta_data():
+    probabilities = MetaTensor(torch.zeros(2, 16, 16), meta={"filename_or_obj": "cells.png"})
+    probabilities[0, 2:8, 2:8] = 0.9
+    out = watershed_steps()({"pred": probabilities})
+    assert set(out) == {"pred"}
+    assert isinstance(out["pred"], MetaTensor) and out["pred"].meta["filename_or_obj"] == "cells.png"
+    assert out["pred"].shape == (1, 16, 16) and out["pred"].dtype == torch.int32
 
 
 def original_watershed(nucleus, boundary):
@@ -101,16 +183,16 @@ def test_watershed_output_types_and_errors():
     probabilities[0, 4:12, 4:12] = 0.9
     probabilities[0, 16:30, 16:30] = 0.9
     probabilities[0, 20:22, 20:22] = 0.1  # a hole: filled
-    labels = BoundaryWatershed()(probabilities)
+    labels = watershed_steps()({"pred": probabilities})["pred"]
     assert labels.shape == (1, 32, 32) and labels.dtype == torch.int32
     assert sorted(torch.unique(labels).tolist()) == [0, 1, 2]
     assert labels[0, 21, 21] == labels[0, 17, 17]
     assert watershed_instances(np.zeros((8, 8)), np.zeros((8, 8))).max() == 0  # empty image: no objects
-    with pytest.raises(ValueError, match="NaN"):
-        watershed_instances(np.full((8, 8), np.nan), np.zeros((8, 8)))
-    with pytest.raises(ValueError, match=r"\(2, H, W\)"):
-        BoundaryWatershed()(torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError, match="key 'pred'.*NaN"):
+        ForegroundMaskd("pred", output_keys="mask")({"pred": torch.full((2, 8, 8), torch.nan)})
+    with pytest.raises(ValueError, match="key 'mask'.*channel 1"):
+        SubtractBoundaryd("mask")({"mask": torch.ones(1, 8, 8, dtype=torch.bool), "pred": torch.zeros(1, 8, 8)})
     with pytest.raises(ValueError, match="landscape"):
-        watershed_instances(np.zeros((8, 8)), np.zeros((8, 8)), landscape="gradient")
+        WatershedLandscape("gradient")
     with pytest.raises(ValueError, match="connectivity"):
-        watershed_instances(np.zeros((8, 8)), np.zeros((8, 8)), marker_connectivity=4)
+        LabelMarkers(connectivity=4)

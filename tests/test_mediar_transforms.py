@@ -7,15 +7,14 @@ from monai.data import MetaTensor
 from scipy import ndimage
 
 from common.flows.testing import random_cells
+from common.postprocess import RemoveBorderInstances, RemoveBorderInstancesd
 from common.transforms import (
     BoundaryExclusion,
     BoundaryExclusiond,
-    CellAwareIntensity,
-    CellAwareIntensityd,
     NonZeroPercentileNormalize,
     NonZeroPercentileNormalized,
-    RemoveBorderInstances,
-    RemoveBorderInstancesd,
+    RandCellAwareIntensity,
+    RandCellAwareIntensityd,
 )
 
 
@@ -63,7 +62,7 @@ def test_channel_wise_percentiles_and_degenerate_images():
 
 def test_a_fraction_of_cells_is_scaled_by_one_factor(labels):
     image = torch.rand(3, *labels.shape[1:]) + 0.1
-    transform = CellAwareIntensity(prob=1.0, fraction=0.4, factors=(0.2, 0.7)).set_random_state(0)
+    transform = RandCellAwareIntensity(prob=1.0, fraction=0.4, factors=(0.2, 0.7)).set_random_state(0)
     before = labels.clone()
     out = transform(image, labels)
     assert torch.equal(labels, before)  # labels untouched
@@ -82,16 +81,16 @@ def test_a_fraction_of_cells_is_scaled_by_one_factor(labels):
 
 def test_probability_is_respected_and_seeded_runs_repeat(labels):
     image = torch.rand(3, *labels.shape[1:])
-    transform = CellAwareIntensity(prob=0.25).set_random_state(1)
+    transform = RandCellAwareIntensity(prob=0.25).set_random_state(1)
     applied = sum(not torch.equal(transform(image, labels), image) for _ in range(400))
     assert 70 <= applied <= 130  # 100 expected
-    first = CellAwareIntensityd("image", prob=1.0).set_random_state(7)({"image": image, "label": labels})
-    again = CellAwareIntensityd("image", prob=1.0).set_random_state(7)({"image": image, "label": labels})
+    first = RandCellAwareIntensityd("image", prob=1.0).set_random_state(7)({"image": image, "label": labels})
+    again = RandCellAwareIntensityd("image", prob=1.0).set_random_state(7)({"image": image, "label": labels})
     assert torch.equal(first["image"], again["image"]) and first["label"] is labels
-    never = CellAwareIntensityd("image", prob=0.0)({"image": image, "label": labels})
+    never = RandCellAwareIntensityd("image", prob=0.0)({"image": image, "label": labels})
     assert never["image"] is image
     with pytest.raises(ValueError, match=r"\(C, H, W\) and \(1, H, W\)"):
-        CellAwareIntensity(prob=1.0)(image, labels[:, :10])
+        RandCellAwareIntensity(prob=1.0)(image, labels[:, :10])
 
 
 # ------------------------------------------------------------------------------------ boundary exclusion

@@ -8,7 +8,8 @@ import torch
 from monai.data import MetaTensor
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from common.metrics import AdipocyteScores, mae_over_median, median, median_of_counts
+from common.metrics import AdipocyteScores, mae_over_median, median_of_counts
+from common.ops import median
 
 
 @pytest.fixture(scope="module")

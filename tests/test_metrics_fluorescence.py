@@ -12,16 +12,15 @@ from scipy.stats import pearsonr
 from skimage.metrics import structural_similarity as skimage_ssim
 
 from common.handlers import MetricsReport
-
 from common.metrics import (
     FluorescenceMetric,
     LightMyCellsScore,
     cosine_distance,
     euclidean_distance,
     light_my_cells_metrics,
-    pearson_correlation,
     structural_similarity,
 )
+from common.ops import pearson_correlation
 
 
 def evaluator_normalise(image):

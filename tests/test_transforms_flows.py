@@ -8,7 +8,8 @@ from monai.data import MetaTensor
 from common.flows import CELLPOSE_FLOW_SCALE, labels_to_flows
 from common.flows.testing import random_cells
 from common.metrics import match_instances
-from common.transforms.flows import FlowsToLabels, FlowsToLabelsd, LabelsToFlows, LabelsToFlowsd
+from common.postprocess import FlowsToLabels, FlowsToLabelsd
+from common.transforms import LabelsToFlows, LabelsToFlowsd
 
 
 @pytest.fixture(scope="module")

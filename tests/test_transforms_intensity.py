@@ -5,7 +5,8 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from common.transforms import Quantised, ScalePercentilesd, Whitend, percentile, quantise, scale_percentiles, whiten
+from common.ops import percentile, scale_percentiles, whiten
+from common.transforms import Quantised, ScalePercentilesd, Whitend, quantise
 
 
 @pytest.mark.parametrize("shape", [(7, 5), (2, 3, 17, 23), (1, 1, 1)])
@@ -13,18 +14,19 @@ from common.transforms import Quantised, ScalePercentilesd, Whitend, percentile,
 def test_percentile_matches_numpy(shape, q):
     x = np.random.default_rng(1).normal(size=shape).astype(np.float64)
     expected = np.percentile(x.reshape(*shape[:-2], -1), q, axis=-1)
-    result = percentile(torch.from_numpy(x), q)
-    assert result.shape == (*shape[:-2], 1, 1)
-    np.testing.assert_allclose(result[..., 0, 0].numpy(), expected, rtol=1e-12, atol=1e-12)
+    result = percentile(torch.from_numpy(x).flatten(-2), q)
+    assert result.shape == shape[:-2]
+    np.testing.assert_allclose(result.numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_percentile_of_integer_images_with_ties():
     x = np.random.default_rng(2).integers(0, 4, size=(3, 40, 30)).astype(np.uint16)
     for q in (2.0, 99.8):
-        np.testing.assert_allclose(percentile(torch.from_numpy(x.astype(np.int32)), q)[:, 0, 0].numpy(),
+        np.testing.assert_allclose(percentile(torch.from_numpy(x.astype(np.float32)).flatten(-2), q).numpy(),
                                    np.percentile(x.reshape(3, -1), q, axis=-1), rtol=1e-6)
     with pytest.raises(ValueError, match="percentile in"):
         percentile(torch.zeros(2, 2), 101)
+    assert percentile(torch.tensor([1.0, 2.0, 3.0, 4.0]), 50.0) == 2.5  # a 1-D sample: a 0-d result
 
 
 def test_whiten_matches_numpy_with_bessel_correction():

@@ -46,7 +46,7 @@ def test_projection_of_a_stack_loaded_from_adipocyte_files(tmp_path):
 
 
 def test_projection_rejects_an_image_without_planes():
-    with pytest.raises(ValueError, match="brightfield: .*shape \\(5, 6\\)"):
+    with pytest.raises(ValueError, match="key 'brightfield': .*shape \\(5, 6\\)"):
         MaxIntensityProjectiond("brightfield")({"brightfield": np.zeros((5, 6))})
 
 
@@ -80,7 +80,7 @@ def test_dictionary_tiles_keep_image_and_target_aligned():
 
 
 def test_tiling_rejects_shapes_that_do_not_split():
-    with pytest.raises(ValueError, match="label: .*\\(10, 12\\) does not split into \\(4, 4\\) tiles"):
+    with pytest.raises(ValueError, match="key 'label': .*\\(10, 12\\) does not split into \\(4, 4\\) tiles"):
         Tiled(["label"], 4)({"label": np.zeros((1, 10, 12))})
     with pytest.raises(ValueError, match="one spatial shape"):
         Tiled(["image", "label"], 4)({"image": np.zeros((1, 8, 8)), "label": np.zeros((1, 8, 12))})

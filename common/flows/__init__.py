@@ -3,8 +3,9 @@
 Flows are (B, 2, H, W) float32 (dy, dx). The functions work on unit flows, as :func:`labels_to_flows` returns
 them; cellpose and MEDIAR networks are trained to predict ``CELLPOSE_FLOW_SCALE`` (5) times these, so their
 raw outputs go to :func:`flows_to_labels` with ``flow_scale=CELLPOSE_FLOW_SCALE`` and our flows train such
-networks when multiplied by it (the transforms in :mod:`common.transforms.flows` do both). Everything runs
-on the device of its input, in torch, batched over cells.
+networks when multiplied by it (:class:`common.transforms.LabelsToFlows` and
+:class:`common.postprocess.FlowsToLabels` do both). Everything runs on the device of its input, in torch,
+batched over cells.
 
 Two options select the variant a model was trained on: ``log_heat`` (gradient of log(1 + T): cellpose 2 and
 MEDIAR) and ``neighbour_heat`` (edge flows see touching cells' heat: cellpose 2-4 and MEDIAR; with it

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch.nn.modules.loss import _Loss
 
-from common.metrics.fluorescence import pearson_correlation
+from common.ops import pearson_correlation
 
 __all__ = ["PCCLoss", "L1L2PCCLoss"]
 

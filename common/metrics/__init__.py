@@ -1,9 +1,15 @@
 """Challenge metrics: object matching (F1 at IoU thresholds) and their MONAI metric classes."""
 
-from .cellseg import cellseg_counts, cellseg_f1, cellseg_score, remove_border_instances
-from .cumulative import InstanceF1Metric
-from .cumulative import CellSegF1Metric
-from .instance import CAICEDO_THRESHOLDS, f1_from_iou, iou_matrix, match_from_iou, match_instances, mean_average_f1
+from .cellseg import cellseg_counts, cellseg_f1, cellseg_score
+from .cumulative import CellSegF1Metric, InstanceF1Metric
+from .instance import (
+    CAICEDO_THRESHOLDS,
+    f1_from_iou,
+    iou_matrix,
+    match_from_iou,
+    match_instances,
+    mean_average_f1,
+)
 
 __all__ = [
     "CAICEDO_THRESHOLDS",
@@ -17,7 +23,6 @@ __all__ = [
     "match_from_iou",
     "match_instances",
     "mean_average_f1",
-    "remove_border_instances",
 ]
 
 from .fluorescence import (
@@ -29,7 +34,6 @@ from .fluorescence import (
     light_my_cells_metrics,
     mean_absolute_error,
     normalise_for_metrics,
-    pearson_correlation,
     structural_similarity,
 )
 
@@ -42,7 +46,6 @@ __all__ += [
     "light_my_cells_metrics",
     "mean_absolute_error",
     "normalise_for_metrics",
-    "pearson_correlation",
     "structural_similarity",
 ]
 
@@ -50,8 +53,13 @@ from .semantic import semantic_scores
 
 __all__ += ["semantic_scores"]
 
-from .adipocyte import AdipocyteScores, mae_over_median, median, psnr
-from .adipocyte import PooledMaeOverMedian, median_of_counts
+from .adipocyte import (
+    AdipocyteScores,
+    PooledMaeOverMedian,
+    mae_over_median,
+    median_of_counts,
+    psnr,
+)
 
-__all__ += ["AdipocyteScores", "mae_over_median", "median", "psnr"]
+__all__ += ["AdipocyteScores", "mae_over_median", "psnr"]
 __all__ += ["PooledMaeOverMedian", "median_of_counts"]

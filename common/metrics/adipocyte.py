@@ -22,26 +22,17 @@ targets' actual range (e.g. their maximum) for a more discriminating SSIM and PS
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from monai.data import MetaTensor
 from monai.metrics import compute_ssim_and_cs
 
+from common.ops import median
+
 from .fluorescence import mean_absolute_error
 
-__all__ = ["AdipocyteScores", "PooledMaeOverMedian", "mae_over_median", "median", "median_of_counts", "psnr"]
-
-
-def median(values: torch.Tensor) -> torch.Tensor:
-    """Median of all elements (the mean of the two middle ones for an even count, as NumPy), any size or device."""
-    flat = values.reshape(-1)
-    count = flat.numel()
-    if count == 0:
-        raise ValueError("values: the median of an empty tensor is undefined.")
-    low = flat.kthvalue((count + 1) // 2).values
-    high = flat.kthvalue(count // 2 + 1).values
-    return (low.double() + high.double()) / 2
+__all__ = ["AdipocyteScores", "PooledMaeOverMedian", "mae_over_median", "median_of_counts", "psnr"]
 
 
 def _tensor(values) -> torch.Tensor:

@@ -13,30 +13,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .instance import _as_label_array, iou_matrix, match_from_iou
+from common.ops import as_label_array, remove_border_instances
+
+from .instance import iou_matrix, match_from_iou
 
 __all__ = [
-    "remove_border_instances", "cellseg_counts", "cellseg_f1", "cellseg_score", "LARGE_IMAGE_PIXELS", "PATCH_SIZE"
+    "cellseg_counts", "cellseg_f1", "cellseg_score", "LARGE_IMAGE_PIXELS", "PATCH_SIZE"
 ]
 
 #: images with at least this many pixels are scored patch by patch, in patches of PATCH_SIZE squared.
 LARGE_IMAGE_PIXELS = 5000 * 5000
 PATCH_SIZE = 2000
-
-
-def remove_border_instances(labels, width: int = 2) -> np.ndarray:
-    """(H, W) labels without the instances that have a pixel within ``width`` pixels of the image edge.
-
-    Other ids are kept as they are (not renumbered). NumPy or torch input; returns a NumPy array.
-    """
-    labels = _as_label_array(labels, "labels").copy()
-    if width <= 0:
-        return labels
-    frame = np.ones(labels.shape, bool)
-    frame[width:-width, width:-width] = False
-    touching = np.unique(labels[frame])
-    labels[np.isin(labels, touching[touching > 0])] = 0
-    return labels
 
 
 def cellseg_counts(
@@ -52,7 +39,7 @@ def cellseg_counts(
     Images with at least ``large_image_pixels`` pixels are counted patch by patch (``patch_size`` squared
     patches, zero-padded at the bottom and right), each patch with its own border removal; the counts are summed.
     """
-    gt, pred = _as_label_array(gt, "gt"), _as_label_array(pred, "pred")
+    gt, pred = as_label_array(gt, "gt"), as_label_array(pred, "pred")
     if gt.shape != pred.shape:
         raise ValueError(f"gt and pred shapes differ: {gt.shape} vs {pred.shape}.")
     if gt.size < large_image_pixels:

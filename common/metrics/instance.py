@@ -7,27 +7,17 @@ above the threshold, then their IoU, so it is also right below IoU 0.5, where on
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from common.ops import as_label_array
 
 __all__ = ["CAICEDO_THRESHOLDS", "f1_from_iou", "iou_matrix", "match_from_iou", "match_instances", "mean_average_f1"]
 
 #: IoU thresholds 0.50, 0.55, ..., 0.95 of Caicedo et al. 2019 (Cytometry A), used by the DSB bundle.
 CAICEDO_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
-
-
-def _as_label_array(labels, name: str) -> np.ndarray:
-    array = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
-    array = np.squeeze(array)
-    if array.ndim != 2:
-        raise ValueError(f"{name}: expected an (H, W) label image, got shape {tuple(np.shape(labels))}.")
-    if not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
-        raise TypeError(f"{name}: expected integer instance labels, got dtype {array.dtype}.")
-    if array.size and array.min() < 0:
-        raise ValueError(f"{name}: instance ids must be >= 0, found {array.min()}.")
-    return array
 
 
 def iou_matrix(gt, pred) -> np.ndarray:
@@ -40,8 +30,8 @@ def iou_matrix(gt, pred) -> np.ndarray:
     Returns:
         (N_gt, N_pred) float64 array; rows follow the sorted non-zero ids of ``gt``, columns those of ``pred``.
     """
-    gt = _as_label_array(gt, "gt")
-    pred = _as_label_array(pred, "pred")
+    gt = as_label_array(gt, "gt")
+    pred = as_label_array(pred, "pred")
     if gt.shape != pred.shape:
         raise ValueError(f"gt and pred shapes differ: {gt.shape} vs {pred.shape}.")
     gt_ids, gt_index = np.unique(gt, return_inverse=True)

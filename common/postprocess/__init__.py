@@ -1,14 +1,7 @@
 """Post-processing from network outputs to instance labels."""
 
-from .watershed import (
-    LANDSCAPES,
-    BoundaryWatershed,
-    BoundaryWatershedd,
-    foreground_mask,
-    remove_small_instances,
-    watershed_instances,
-    watershed_markers,
-)
+from .border import RemoveBorderInstances, RemoveBorderInstancesd
+from .flows import FlowsToLabels, FlowsToLabelsd
 from .morphology import binary_dilation, binary_erosion, disk
 from .thresholds import (
     THRESHOLD_METHODS,
@@ -18,4 +11,19 @@ from .thresholds import (
     otsu_threshold,
     threshold_images,
     triangle_threshold,
+)
+from .watershed import (
+    LANDSCAPES,
+    ForegroundMask,
+    ForegroundMaskd,
+    LabelMarkers,
+    LabelMarkersd,
+    MarkerWatershed,
+    MarkerWatershedd,
+    RemoveSmallInstances,
+    RemoveSmallInstancesd,
+    SubtractBoundary,
+    SubtractBoundaryd,
+    WatershedLandscape,
+    WatershedLandscaped,
 )

@@ -1,14 +1,23 @@
-"""Instance labels from nucleus and touching-boundary probabilities by marker-controlled watershed.
+"""Instance labels from nucleus and touching-boundary probabilities by marker-controlled watershed, as small
+steps a config composes (as MONAI composes HoVerNet's post-processing):
 
-The steps are separate functions so that a config or a user can stop after any of them:
-foreground mask -> markers (nucleus minus boundary, one connected component each) -> watershed from the
-markers inside the foreground -> size filter and renumbering. The watershed itself is scikit-image's (CPU);
-tensors come back on the device they came from.
+1. :class:`ForegroundMaskd`: foreground mask, nucleus probability above a threshold.
+2. :class:`SubtractBoundaryd`: the cores, foreground minus the pixels of high boundary probability.
+3. :class:`LabelMarkersd`: markers, the connected components of the cores, small ones dropped.
+4. MONAI's ``FillHolesd`` (``connectivity=1``, as ``scipy.ndimage.binary_fill_holes``): holes of the
+   foreground filled, after the markers, so that a filled pocket between touching nuclei does not bridge them.
+5. :class:`WatershedLandscaped`: the map the watershed floods (``landscape``, below).
+6. :class:`MarkerWatershedd`: scikit-image's watershed of the landscape from the markers inside the
+   foreground (MONAI's ``Watershedd`` computes the same but returns NumPy, dropping the meta data).
+7. :class:`RemoveSmallInstancesd`: instances below a size dropped, the rest renumbered 1..N.
+
+Every step takes and returns (1, H, W) images (the first (C, H, W) probabilities) of the input's type and
+device (MetaTensor meta data kept); the computation is NumPy / SciPy on the CPU.
 
 Three flooding landscapes (``landscape``), each an (H, W) float map the watershed floods from the markers:
 
 * ``"binary"``, the original's (``watershed(-subtracted, markers, mask)`` in its
-  ``image_processing.post_processing_watershed_2ch``): -1 on foreground-minus-boundary pixels, 0 elsewhere.
+  ``image_processing.post_processing_watershed_2ch``): -1 on the cores, 0 elsewhere.
   The boundary band is a plateau, which scikit-image floods in queue order from the marker edges.
 * ``"distance_to_markers"``: Euclidean distance to the nearest marker pixel, so each band pixel goes to the
   closest marker; the band is symmetric about the contact line, so it goes back to the nucleus it came from.
@@ -23,161 +32,291 @@ mean matched IoU: binary 1.000 / 0.9905, distance_to_markers 1.000 / 0.9929, dis
 
 from __future__ import annotations
 
-import inspect
-from typing import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from typing import Optional
 
 import numpy as np
 import torch
-from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
-from monai.utils import convert_to_dst_type
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.transforms import Transform
+from monai.utils import TransformBackends, convert_to_dst_type, convert_to_numpy
 from scipy import ndimage
 from skimage.segmentation import relabel_sequential, watershed
 
+from common.transforms.base import ArrayMapTransform
+
 __all__ = [
-    "foreground_mask",
-    "watershed_markers",
-    "remove_small_instances",
-    "watershed_instances",
     "LANDSCAPES",
-    "BoundaryWatershed",
-    "BoundaryWatershedd",
+    "ForegroundMask",
+    "ForegroundMaskd",
+    "SubtractBoundary",
+    "SubtractBoundaryd",
+    "LabelMarkers",
+    "LabelMarkersd",
+    "WatershedLandscape",
+    "WatershedLandscaped",
+    "MarkerWatershed",
+    "MarkerWatershedd",
+    "RemoveSmallInstances",
+    "RemoveSmallInstancesd",
 ]
 
-
-def _as_2d_numpy(image, name: str) -> np.ndarray:
-    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if array.ndim == 3 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim != 2:
-        raise ValueError(f"{name}: expected an (H, W) or (1, H, W) probability map, got shape {array.shape}.")
-    if np.issubdtype(array.dtype, np.floating) and np.isnan(array).any():
-        raise ValueError(f"{name}: probability map contains NaN.")
-    return array
+_BACKEND = [TransformBackends.NUMPY]
 
 
-def foreground_mask(nucleus_prob: np.ndarray, threshold: float = 0.5, fill_holes: bool = True) -> np.ndarray:
-    """(H, W) bool mask of pixels whose nucleus probability exceeds ``threshold``, holes filled."""
-    mask = nucleus_prob > threshold
-    return ndimage.binary_fill_holes(mask) if fill_holes else mask
+def _plane(image: NdarrayOrTensor, name: str) -> np.ndarray:
+    """(H, W) NumPy array of a (1, H, W) image."""
+    array = convert_to_numpy(image)
+    if array.ndim != 3 or array.shape[0] != 1:
+        raise ValueError(f"{name}: expected a (1, H, W) image, got shape {array.shape}.")
+    return array[0]
 
 
-def watershed_markers(
-    foreground: np.ndarray,
-    boundary_prob: np.ndarray,
-    threshold: float = 0.5,
-    min_marker_size: int = 1,
-    connectivity: int = 2,
-) -> np.ndarray:
-    """(H, W) int32 markers: connected components of the foreground minus the touching boundary.
-
-    ``connectivity`` 1 joins edge neighbours only, 2 also diagonal ones (the original's ``measure.label``).
-    Components smaller than ``min_marker_size`` pixels are dropped (their pixels are claimed by neighbours).
-    """
-    if connectivity not in (1, 2):
-        raise ValueError(f"connectivity: expected 1 (edge neighbours) or 2 (with diagonals), got {connectivity!r}.")
-    structure = ndimage.generate_binary_structure(2, connectivity)
-    markers, _ = ndimage.label(foreground & ~(boundary_prob > threshold), structure=structure)
-    if min_marker_size > 1:
-        markers = remove_small_instances(markers, min_marker_size)
-    return markers.astype(np.int32)
+def _channel(probabilities: NdarrayOrTensor, channel: int, name: str) -> np.ndarray:
+    """(H, W) NumPy array of channel ``channel`` of (C, H, W) probabilities, refusing NaN."""
+    array = convert_to_numpy(probabilities)
+    if array.ndim != 3 or not 0 <= channel < array.shape[0]:
+        raise ValueError(f"{name}: expected (C, H, W) probabilities with a channel {channel}, got shape {array.shape}.")
+    plane = array[channel]
+    if np.issubdtype(plane.dtype, np.floating) and np.isnan(plane).any():
+        raise ValueError(f"{name}: probability map (channel {channel}) contains NaN.")
+    return plane
 
 
 def remove_small_instances(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Set instances with fewer than ``min_size`` pixels to 0 and renumber the rest 1..N in order of id."""
+    """Set instances of (H, W) ``labels`` with fewer than ``min_size`` pixels to 0 and renumber the rest 1..N
+    in order of id."""
     sizes = np.bincount(labels.ravel())
     keep = sizes >= min_size
     keep[0] = False
     return relabel_sequential(np.where(keep[labels], labels, 0))[0]
 
 
-# (region, core, markers) -> (H, W) landscape; region: the (hole-filled) foreground, core: foreground minus boundary
-LANDSCAPES = {
-    "binary": lambda region, core, markers: -core.astype(np.float32),
-    "distance_to_markers": lambda region, core, markers: ndimage.distance_transform_edt(markers == 0),
-    "distance_to_background": lambda region, core, markers: -ndimage.distance_transform_edt(region),
+class ForegroundMask(Transform):
+    """(C, H, W) probabilities -> (1, H, W) bool mask of the pixels whose channel ``channel`` exceeds ``threshold``."""
+
+    backend = _BACKEND
+
+    def __init__(self, threshold: float = 0.5, channel: int = 0) -> None:
+        self.threshold, self.channel = threshold, channel
+
+    def __call__(self, probabilities: NdarrayOrTensor) -> NdarrayOrTensor:
+        mask = _channel(probabilities, self.channel, "probabilities") > self.threshold
+        return convert_to_dst_type(mask[None], probabilities, dtype=bool)[0]
+
+
+class SubtractBoundary(Transform):
+    """(1, H, W) bool mask and (C, H, W) probabilities -> (1, H, W) bool mask without the pixels whose boundary
+    probability (channel ``channel``) exceeds ``threshold``: the cores of the touching nuclei."""
+
+    backend = _BACKEND
+
+    def __init__(self, threshold: float = 0.5, channel: int = 1) -> None:
+        self.threshold, self.channel = threshold, channel
+
+    def __call__(self, mask: NdarrayOrTensor, probabilities: NdarrayOrTensor) -> NdarrayOrTensor:
+        foreground = _plane(mask, "mask").astype(bool)
+        boundary = _channel(probabilities, self.channel, "probabilities")
+        if boundary.shape != foreground.shape:
+            raise ValueError(f"mask and probabilities: spatial shapes differ, {foreground.shape} vs {boundary.shape}.")
+        return convert_to_dst_type((foreground & ~(boundary > self.threshold))[None], mask, dtype=bool)[0]
+
+
+class LabelMarkers(Transform):
+    """(1, H, W) bool cores -> (1, H, W) int32 markers: their connected components numbered 1..N.
+
+    Args:
+        min_size: components with fewer pixels are dropped (their pixels are then claimed by neighbours).
+        connectivity: 1 joins edge neighbours only, 2 also diagonal ones (the original's ``measure.label``).
+    """
+
+    backend = _BACKEND
+
+    def __init__(self, min_size: int = 1, connectivity: int = 2) -> None:
+        if connectivity not in (1, 2):
+            raise ValueError(f"connectivity: expected 1 (edge neighbours) or 2 (with diagonals), got {connectivity!r}.")
+        self.min_size, self.connectivity = min_size, connectivity
+
+    def __call__(self, cores: NdarrayOrTensor) -> NdarrayOrTensor:
+        structure = ndimage.generate_binary_structure(2, self.connectivity)
+        markers, _ = ndimage.label(_plane(cores, "cores").astype(bool), structure=structure)
+        if self.min_size > 1:
+            markers = remove_small_instances(markers, self.min_size)
+        return convert_to_dst_type(markers[None], cores, dtype=torch.int32)[0]
+
+
+# (mask, cores, markers) -> (H, W) landscape; mask: the (hole-filled) foreground
+LANDSCAPES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    "binary": lambda mask, cores, markers: -cores.astype(np.float32),
+    "distance_to_markers": lambda mask, cores, markers: ndimage.distance_transform_edt(markers == 0),
+    "distance_to_background": lambda mask, cores, markers: -ndimage.distance_transform_edt(mask),
 }
 
 
-def watershed_instances(
-    nucleus_prob,
-    boundary_prob,
-    threshold: float = 0.5,
-    boundary_threshold: float = 0.5,
-    fill_holes: bool = True,
-    min_marker_size: int = 1,
-    min_size: int = 1,
-    landscape: str = "distance_to_markers",
-    marker_connectivity: int = 2,
-) -> torch.Tensor | np.ndarray:
-    """Instance labels from the two probability maps of the DSB watershed method.
+class WatershedLandscape(Transform):
+    """(1, H, W) markers, cores and foreground mask -> (1, H, W) float landscape, one of :data:`LANDSCAPES`
+    (see the module doc); each landscape reads only what it needs."""
 
-    Args:
-        nucleus_prob: (H, W) or (1, H, W) probability of being inside a nucleus.
-        boundary_prob: same shape, probability of lying on a boundary between touching nuclei.
-        threshold: nucleus probability above which a pixel is foreground.
-        boundary_threshold: boundary probability above which a pixel separates markers.
-        fill_holes: fill holes of the foreground before the watershed.
-        min_marker_size: markers smaller than this are dropped.
-        min_size: final instances smaller than this are dropped.
-        landscape: flooding landscape, one of :data:`LANDSCAPES` (see the module doc).
-        marker_connectivity: 1 or 2 (with diagonals), the connectivity of the marker components.
+    backend = _BACKEND
 
-    Returns:
-        (H, W) int32 labels numbered 1..N, 0 background; a tensor on the input's device when the input is a
-        tensor, else a NumPy array.
-    """
-    nucleus = _as_2d_numpy(nucleus_prob, "nucleus_prob")
-    boundary = _as_2d_numpy(boundary_prob, "boundary_prob")
-    if nucleus.shape != boundary.shape:
-        raise ValueError(f"nucleus_prob and boundary_prob shapes differ: {nucleus.shape} vs {boundary.shape}.")
-    if landscape not in LANDSCAPES:
-        raise ValueError(f"landscape: expected one of {sorted(LANDSCAPES)}, got {landscape!r}.")
-    foreground = foreground_mask(nucleus, threshold, fill_holes=False)
-    # markers come from the unfilled mask: a filled pocket between touching nuclei would bridge their markers
-    markers = watershed_markers(foreground, boundary, boundary_threshold, min_marker_size, marker_connectivity)
-    region = ndimage.binary_fill_holes(foreground) if fill_holes else foreground
-    core = foreground & ~(boundary > boundary_threshold)
-    labels = watershed(LANDSCAPES[landscape](region, core, markers), markers, mask=region)
-    labels = remove_small_instances(labels, min_size).astype(np.int32)
-    if isinstance(nucleus_prob, torch.Tensor):
-        return torch.as_tensor(labels, device=nucleus_prob.device)
-    return labels
+    def __init__(self, landscape: str = "distance_to_markers") -> None:
+        if landscape not in LANDSCAPES:
+            raise ValueError(f"landscape: expected one of {sorted(LANDSCAPES)}, got {landscape!r}.")
+        self.landscape = landscape
+
+    def __call__(self, markers: NdarrayOrTensor, cores: NdarrayOrTensor, mask: NdarrayOrTensor) -> NdarrayOrTensor:
+        planes = _plane(markers, "markers"), _plane(cores, "cores").astype(bool), _plane(mask, "mask").astype(bool)
+        if len({plane.shape for plane in planes}) > 1:
+            raise ValueError(f"markers, cores and mask: spatial shapes differ, {[p.shape for p in planes]}.")
+        landscape = LANDSCAPES[self.landscape](planes[2], planes[1], planes[0])
+        return convert_to_dst_type(landscape[None], markers, dtype=landscape.dtype)[0]
 
 
-class BoundaryWatershed(Transform):
-    """Array transform: (2, H, W) [nucleus, boundary] probabilities -> (1, H, W) int32 instance labels.
+class MarkerWatershed(Transform):
+    """(1, H, W) landscape, markers and foreground mask -> (1, H, W) int32 instance labels: scikit-image's
+    watershed flooding the landscape from the markers, inside the mask (edge-neighbour connectivity)."""
 
-    Keyword arguments are those of :func:`watershed_instances` after the two maps.
-    """
+    backend = _BACKEND
 
-    backend = [torch.Tensor, np.ndarray]
-
-    def __init__(self, **kwargs) -> None:
-        inspect.signature(watershed_instances).bind(None, None, **kwargs)  # a misspelt option fails here
-        self.kwargs = kwargs
-
-    def __call__(self, probabilities):
-        if probabilities.ndim != 3 or probabilities.shape[0] != 2:
-            raise ValueError(
-                f"probabilities: expected (2, H, W) nucleus and boundary maps, got shape {tuple(probabilities.shape)}."
-            )
-        labels = watershed_instances(probabilities[0], probabilities[1], **self.kwargs)
-        return convert_to_dst_type(labels[None], probabilities, dtype=torch.int32)[0]
+    def __call__(self, landscape: NdarrayOrTensor, markers: NdarrayOrTensor, mask: NdarrayOrTensor) -> NdarrayOrTensor:
+        planes = _plane(landscape, "landscape"), _plane(markers, "markers"), _plane(mask, "mask").astype(bool)
+        if len({plane.shape for plane in planes}) > 1:
+            raise ValueError(f"landscape, markers and mask: spatial shapes differ, {[p.shape for p in planes]}.")
+        labels = watershed(planes[0], planes[1], mask=planes[2])
+        return convert_to_dst_type(labels[None], landscape, dtype=torch.int32)[0]
 
 
-class BoundaryWatershedd(MapTransform):
-    """Dictionary wrapper of :class:`BoundaryWatershed`; ``output_keys`` default to replacing the inputs."""
+class RemoveSmallInstances(Transform):
+    """(1, H, W) instance labels -> (1, H, W) int32 labels without the instances smaller than ``min_size``
+    pixels, renumbered 1..N in order of id."""
 
-    backend = BoundaryWatershed.backend
+    backend = _BACKEND
 
-    def __init__(self, keys: KeysCollection, output_keys: KeysCollection | None = None, allow_missing_keys: bool = False, **kwargs):
-        super().__init__(keys, allow_missing_keys)
-        self.converter = BoundaryWatershed(**kwargs)
-        self.output_keys = list(self.keys) if output_keys is None else list(output_keys)
+    def __init__(self, min_size: int = 1) -> None:
+        self.min_size = min_size
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, labels: NdarrayOrTensor) -> NdarrayOrTensor:
+        kept = remove_small_instances(_plane(labels, "labels"), self.min_size).astype(np.int32)
+        return convert_to_dst_type(kept[None], labels, dtype=torch.int32)[0]
+
+
+class ForegroundMaskd(ArrayMapTransform):
+    """Dictionary version of :class:`ForegroundMask`: ``keys`` hold (C, H, W) probabilities, ``output_keys``
+    receive the masks."""
+
+    backend = ForegroundMask.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_keys: KeysCollection | None = None,
+        threshold: float = 0.5,
+        channel: int = 0,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, ForegroundMask(threshold, channel), output_keys, allow_missing_keys)
+
+
+class SubtractBoundaryd(ArrayMapTransform):
+    """Dictionary version of :class:`SubtractBoundary`: ``keys`` hold masks, ``probability_key`` the (C, H, W)
+    probabilities, ``output_keys`` receive the cores."""
+
+    backend = SubtractBoundary.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        probability_key: str = "pred",
+        output_keys: KeysCollection | None = None,
+        threshold: float = 0.5,
+        channel: int = 1,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, SubtractBoundary(threshold, channel), output_keys, allow_missing_keys)
+        self.probability_key = probability_key
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
         for key, output_key in self.key_iterator(d, self.output_keys):
-            d[output_key] = self.converter(d[key])
+            d[output_key] = self.apply(key, d[key], d[self.probability_key])
         return d
+
+
+class LabelMarkersd(ArrayMapTransform):
+    """Dictionary version of :class:`LabelMarkers`: ``keys`` hold cores, ``output_keys`` receive the markers."""
+
+    backend = LabelMarkers.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_keys: KeysCollection | None = None,
+        min_size: int = 1,
+        connectivity: int = 2,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, LabelMarkers(min_size, connectivity), output_keys, allow_missing_keys)
+
+
+class WatershedLandscaped(ArrayMapTransform):
+    """Dictionary version of :class:`WatershedLandscape`: ``keys`` hold markers, ``cores_key`` and ``mask_key``
+    the cores and the (hole-filled) foreground, ``output_keys`` receive the landscapes."""
+
+    backend = WatershedLandscape.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_keys: KeysCollection | None = None,
+        landscape: str = "distance_to_markers",
+        cores_key: str = "cores",
+        mask_key: str = "mask",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, WatershedLandscape(landscape), output_keys, allow_missing_keys)
+        self.cores_key, self.mask_key = cores_key, mask_key
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key, output_key in self.key_iterator(d, self.output_keys):
+            d[output_key] = self.apply(key, d[key], d[self.cores_key], d[self.mask_key])
+        return d
+
+
+class MarkerWatershedd(ArrayMapTransform):
+    """Dictionary version of :class:`MarkerWatershed`: ``keys`` hold landscapes, ``markers_key`` and ``mask_key``
+    the markers and the (hole-filled) foreground, ``output_keys`` receive the instance labels."""
+
+    backend = MarkerWatershed.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_keys: KeysCollection | None = None,
+        markers_key: str = "markers",
+        mask_key: str = "mask",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, MarkerWatershed(), output_keys, allow_missing_keys)
+        self.markers_key, self.mask_key = markers_key, mask_key
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key, output_key in self.key_iterator(d, self.output_keys):
+            d[output_key] = self.apply(key, d[key], d[self.markers_key], d[self.mask_key])
+        return d
+
+
+class RemoveSmallInstancesd(ArrayMapTransform):
+    """Dictionary version of :class:`RemoveSmallInstances`."""
+
+    backend = RemoveSmallInstances.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_keys: KeysCollection | None = None,
+        min_size: int = 1,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, RemoveSmallInstances(min_size), output_keys, allow_missing_keys)

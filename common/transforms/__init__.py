@@ -1,31 +1,63 @@
-"""MONAI transforms of the collection, each as an array class and a dictionary (``...d``) class."""
+"""MONAI transforms of the collection, each as an array class and a dictionary (``...d``) class.
 
-from .boundary import InstanceToBoundaryTargets, InstanceToBoundaryTargetsd, instance_to_boundary_targets
-from .cell_intensity import CellAwareIntensity, CellAwareIntensityd, NonZeroPercentileNormalize, NonZeroPercentileNormalized
-from .cell_labels import BoundaryExclusion, BoundaryExclusiond, RemoveBorderInstances, RemoveBorderInstancesd
+Dictionary transforms derive from :class:`ArrayMapTransform` (random ones from :class:`RandArrayMapTransform`).
+Post-processing transforms (network output to instances) are in :mod:`common.postprocess`, numerical helpers
+in :mod:`common.ops`.
+"""
+
+from .base import ArrayMapTransform, RandArrayMapTransform
+from .boundary import (
+    InstanceToBoundaryTargets,
+    InstanceToBoundaryTargetsd,
+    instance_to_boundary_targets,
+)
+from .cell_intensity import (
+    NonZeroPercentileNormalize,
+    NonZeroPercentileNormalized,
+    RandCellAwareIntensity,
+    RandCellAwareIntensityd,
+)
+from .cell_labels import BoundaryExclusion, BoundaryExclusiond
 from .channels import AsChannels, AsChannelsd, ReorderChannels, ReorderChannelsd
 from .checks import CheckSpatialShapesd, SourceCompose
-from .flows import FlowsToLabels, FlowsToLabelsd, LabelsToFlows, LabelsToFlowsd
-from .intensity import ScalePercentiles, ScalePercentilesd, Whiten, Whitend, percentile, scale_percentiles, whiten
-from .intensity import Quantise, Quantised, quantise
+from .flows import LabelsToFlows, LabelsToFlowsd
+from .intensity import (
+    Quantise,
+    Quantised,
+    ScalePercentiles,
+    ScalePercentilesd,
+    Whiten,
+    Whitend,
+    quantise,
+)
 from .meta import CopyItemsToMetad, source_file
-from .partial_targets import ConcatChannels, ConcatChannelsd, RandSliceAndTarget, RandSliceAndTargetd
+from .partial_targets import (
+    ConcatChannels,
+    ConcatChannelsd,
+    RandSliceAndTarget,
+    RandSliceAndTargetd,
+)
 from .projection import MaxIntensityProjection, MaxIntensityProjectiond
-from .tiles import MergeTiles, MergeTilesd, Tile, Tiled, merge_tiles, tile_grid_shape, tile_image
+from .tiles import (
+    MergeTiles,
+    MergeTilesd,
+    Tile,
+    Tiled,
+    merge_tiles,
+    tile_grid_shape,
+    tile_image,
+)
 
 __all__ = [
+    "ArrayMapTransform",
     "AsChannels",
     "AsChannelsd",
     "BoundaryExclusion",
     "BoundaryExclusiond",
-    "CellAwareIntensity",
-    "CellAwareIntensityd",
     "CheckSpatialShapesd",
     "ConcatChannels",
     "ConcatChannelsd",
     "CopyItemsToMetad",
-    "FlowsToLabels",
-    "FlowsToLabelsd",
     "InstanceToBoundaryTargets",
     "InstanceToBoundaryTargetsd",
     "LabelsToFlows",
@@ -38,12 +70,13 @@ __all__ = [
     "NonZeroPercentileNormalized",
     "Quantise",
     "Quantised",
+    "RandArrayMapTransform",
+    "RandCellAwareIntensity",
+    "RandCellAwareIntensityd",
     "RandSliceAndTarget",
     "RandSliceAndTargetd",
-    "RemoveBorderInstances",
     "ReorderChannels",
     "ReorderChannelsd",
-    "RemoveBorderInstancesd",
     "ScalePercentiles",
     "ScalePercentilesd",
     "SourceCompose",
@@ -53,11 +86,8 @@ __all__ = [
     "Whitend",
     "instance_to_boundary_targets",
     "merge_tiles",
-    "percentile",
     "quantise",
-    "scale_percentiles",
     "source_file",
     "tile_grid_shape",
     "tile_image",
-    "whiten",
 ]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
-from monai.utils import convert_to_dst_type
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.transforms import Transform
+from monai.utils import TransformBackends, convert_to_dst_type
+
+from .base import ArrayMapTransform
 
 __all__ = ["instance_to_boundary_targets", "InstanceToBoundaryTargets", "InstanceToBoundaryTargetsd"]
 
@@ -56,23 +58,23 @@ class InstanceToBoundaryTargets(Transform):
     See :func:`instance_to_boundary_targets`.
     """
 
-    backend = [torch.Tensor]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, boundary_width: int = 2) -> None:
         self.boundary_width = boundary_width
 
-    def __call__(self, labels):
+    def __call__(self, labels: NdarrayOrTensor) -> NdarrayOrTensor:
         targets = instance_to_boundary_targets(labels, self.boundary_width)
         return convert_to_dst_type(targets, labels, dtype=torch.float32)[0]
 
 
-class InstanceToBoundaryTargetsd(MapTransform):
-    """Dictionary wrapper of :class:`InstanceToBoundaryTargets`.
+class InstanceToBoundaryTargetsd(ArrayMapTransform):
+    """Dictionary version of :class:`InstanceToBoundaryTargets`.
 
     Args:
         keys: keys of the instance label images.
         boundary_width: see :func:`instance_to_boundary_targets`.
-        target_keys: where to store the targets, one per key; by default they replace the labels.
+        output_keys: where to store the targets, one per key; by default they replace the labels.
         allow_missing_keys: do not raise for absent keys.
     """
 
@@ -82,17 +84,7 @@ class InstanceToBoundaryTargetsd(MapTransform):
         self,
         keys: KeysCollection,
         boundary_width: int = 2,
-        target_keys: KeysCollection | None = None,
+        output_keys: KeysCollection | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.converter = InstanceToBoundaryTargets(boundary_width)
-        self.target_keys = list(self.keys) if target_keys is None else list(target_keys)
-        if len(self.target_keys) != len(self.keys):
-            raise ValueError(f"target_keys: expected {len(self.keys)} keys, one per key in keys, got {self.target_keys}.")
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        for key, target_key in self.key_iterator(d, self.target_keys):
-            d[target_key] = self.converter(d[key])
-        return d
+        super().__init__(keys, InstanceToBoundaryTargets(boundary_width), output_keys, allow_missing_keys)

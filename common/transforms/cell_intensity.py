@@ -4,30 +4,24 @@ returned as NumPy."""
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Optional, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Optional
 
-import numpy as np
 import torch
-from monai.config import KeysCollection
-from monai.transforms import MapTransform, RandomizableTransform, Transform
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.transforms import RandomizableTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
-from .flows import _Mapd  # applies an array transform to each key, naming the key in errors
+from common.ops import percentile
 
-__all__ = ["NonZeroPercentileNormalize", "NonZeroPercentileNormalized", "CellAwareIntensity", "CellAwareIntensityd"]
+from .base import ArrayMapTransform, RandArrayMapTransform
 
-
-def _percentiles(values: torch.Tensor, qs: Sequence[float]) -> list:
-    """Percentiles (linear interpolation, as ``numpy.percentile``) of a 1-D tensor, by selection, not sorting."""
-    n = values.numel()
-    out = []
-    for q in qs:
-        rank = q / 100.0 * (n - 1)
-        below = int(np.floor(rank))
-        low = values.kthvalue(below + 1).values
-        high = values.kthvalue(min(below + 2, n)).values if rank > below else low
-        out.append(low + (rank - below) * (high - low))
-    return out
+__all__ = [
+    "NonZeroPercentileNormalize",
+    "NonZeroPercentileNormalized",
+    "RandCellAwareIntensity",
+    "RandCellAwareIntensityd",
+]
 
 
 class NonZeroPercentileNormalize(Transform):
@@ -48,7 +42,7 @@ class NonZeroPercentileNormalize(Transform):
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(
-        self, lower: float = 0.0, upper: float = 99.5, channel_wise: bool = False, levels: Optional[int] = 256
+        self, lower: float = 0.0, upper: float = 99.5, channel_wise: bool = False, levels: int | None = 256
     ) -> None:
         if not 0.0 <= lower < upper <= 100.0:
             raise ValueError(f"lower, upper: expected 0 <= lower < upper <= 100, got {lower}, {upper}.")
@@ -60,7 +54,7 @@ class NonZeroPercentileNormalize(Transform):
         values = x[x != 0]
         if values.numel() == 0:
             return torch.zeros_like(x)
-        low, high = _percentiles(values, (self.lower, self.upper))
+        low, high = percentile(values, self.lower), percentile(values, self.upper)
         if not high > low:
             return torch.zeros_like(x)
         out = ((x - low) / (high - low)).clamp(0.0, 1.0)
@@ -68,7 +62,7 @@ class NonZeroPercentileNormalize(Transform):
             out = torch.floor(out * (self.levels - 1)) / (self.levels - 1)
         return out
 
-    def __call__(self, img):
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         x = convert_to_tensor(img, track_meta=False)
         if x.ndim != 3:
             raise ValueError(f"image: expected a channel-first (C, H, W) image, got shape {tuple(x.shape)}.")
@@ -77,7 +71,7 @@ class NonZeroPercentileNormalize(Transform):
         return convert_to_dst_type(out, img, dtype=torch.float32)[0]
 
 
-class NonZeroPercentileNormalized(_Mapd):
+class NonZeroPercentileNormalized(ArrayMapTransform):
     """Dictionary version of :class:`NonZeroPercentileNormalize`; ``output_keys`` (default ``keys``) receive it."""
 
     backend = NonZeroPercentileNormalize.backend
@@ -88,15 +82,15 @@ class NonZeroPercentileNormalized(_Mapd):
         lower: float = 0.0,
         upper: float = 99.5,
         channel_wise: bool = False,
-        levels: Optional[int] = 256,
-        output_keys: Optional[KeysCollection] = None,
+        levels: int | None = 256,
+        output_keys: KeysCollection | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(NonZeroPercentileNormalize(lower, upper, channel_wise, levels), keys, output_keys,
-                         allow_missing_keys)
+        transform = NonZeroPercentileNormalize(lower, upper, channel_wise, levels)
+        super().__init__(keys, transform, output_keys, allow_missing_keys)
 
 
-class CellAwareIntensity(RandomizableTransform):
+class RandCellAwareIntensity(RandomizableTransform):
     """Cell intensity diversification (MEDIAR): with probability ``prob``, the pixels of a random ``fraction``
     of the cells are multiplied by one factor ``1 + f``, ``f`` uniform in ``factors``.
 
@@ -136,7 +130,7 @@ class CellAwareIntensity(RandomizableTransform):
         self._cells = ids[torch.as_tensor(chosen, dtype=torch.int64, device=ids.device)]
         self._scale = 1.0 + self.R.uniform(*self.factors)
 
-    def __call__(self, img, labels, randomize: bool = True):
+    def __call__(self, img: NdarrayOrTensor, labels: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
         if randomize:
             self.randomize(labels)
         x = convert_to_tensor(img, track_meta=False)
@@ -154,13 +148,14 @@ class CellAwareIntensity(RandomizableTransform):
         return convert_to_dst_type(x, img, dtype=x.dtype)[0]
 
 
-class CellAwareIntensityd(RandomizableTransform, MapTransform):
-    """Dictionary version of :class:`CellAwareIntensity`: the image ``keys`` change, ``label_key`` chooses the cells.
+class RandCellAwareIntensityd(RandomizableTransform, RandArrayMapTransform):
+    """Dictionary version of :class:`RandCellAwareIntensity`: the image ``keys`` change, ``label_key`` chooses
+    the cells.
 
     Several image keys get the same cells and factor.
     """
 
-    backend = CellAwareIntensity.backend
+    backend = RandCellAwareIntensity.backend
 
     def __init__(
         self,
@@ -171,17 +166,12 @@ class CellAwareIntensityd(RandomizableTransform, MapTransform):
         factors: Sequence[float] = (0.0, 0.7),
         allow_missing_keys: bool = False,
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
+        transform = RandCellAwareIntensity(prob=1.0, fraction=fraction, factors=factors)
+        RandArrayMapTransform.__init__(self, keys, transform, allow_missing_keys=allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         self.label_key = label_key
-        self.transform = CellAwareIntensity(prob=1.0, fraction=fraction, factors=factors)
 
-    def set_random_state(self, seed: Optional[int] = None, state: Optional[np.random.RandomState] = None):
-        super().set_random_state(seed, state)
-        self.transform.set_random_state(seed, state)
-        return self
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
         self.randomize(None)
         if not self._do_transform:
@@ -189,6 +179,6 @@ class CellAwareIntensityd(RandomizableTransform, MapTransform):
         if self.label_key not in d:
             raise KeyError(f"label_key: {self.label_key!r} not in the data, expected instance labels there.")
         self.transform.randomize(d[self.label_key])
-        for key in self.key_iterator(d):
-            d[key] = self.transform(d[key], d[self.label_key], randomize=False)
+        for key, output_key in self.key_iterator(d, self.output_keys):
+            d[output_key] = self.apply(key, d[key], d[self.label_key], randomize=False)
         return d

@@ -1,19 +1,18 @@
-"""Transforms of instance label images: MEDIAR's boundary exclusion for training on public data, and removal
-of the cells touching the image border before the NeurIPS 2022 challenge metric. Backend: torch on the
+"""MEDIAR's boundary exclusion of instance label images for training on public data. Backend: torch on the
 labels' device; NumPy input is returned as NumPy."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
-from monai.config import KeysCollection
+from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
-from common.metrics.cellseg import remove_border_instances
+from .base import ArrayMapTransform
 
-from .flows import _Mapd  # applies an array transform to each key, naming the key in errors
-
-__all__ = ["BoundaryExclusion", "BoundaryExclusiond", "RemoveBorderInstances", "RemoveBorderInstancesd"]
+__all__ = ["BoundaryExclusion", "BoundaryExclusiond"]
 
 #: label written for excluded pixels with ``mode="ignore"``; :class:`common.losses.FlowCellprobLoss` skips them.
 IGNORE_LABEL = -1
@@ -56,7 +55,7 @@ class BoundaryExclusion(Transform):
             raise ValueError(f"min_area, border: expected non-negative values, got {min_area}, {border}.")
         self.min_area, self.border, self.mode = min_area, border, mode
 
-    def __call__(self, labels):
+    def __call__(self, labels: NdarrayOrTensor) -> NdarrayOrTensor:
         x = _labels(labels)[0]
         differs = torch.zeros_like(x, dtype=torch.bool)
         vertical, horizontal = x[1:] != x[:-1], x[:, 1:] != x[:, :-1]
@@ -76,7 +75,7 @@ class BoundaryExclusion(Transform):
         return convert_to_dst_type(out, labels, dtype=torch.int32 if _is_unsigned(labels) else None)[0]
 
 
-class BoundaryExclusiond(_Mapd):
+class BoundaryExclusiond(ArrayMapTransform):
     """Dictionary version of :class:`BoundaryExclusion`; ``output_keys`` (default ``keys``) receive the labels."""
 
     backend = BoundaryExclusion.backend
@@ -90,34 +89,4 @@ class BoundaryExclusiond(_Mapd):
         output_keys: KeysCollection | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(BoundaryExclusion(min_area, border, mode), keys, output_keys, allow_missing_keys)
-
-
-class RemoveBorderInstances(Transform):
-    """(1, H, W) instance labels without the instances within ``width`` pixels of the image edge (the NeurIPS
-    2022 challenge metric removes them from prediction and ground truth before matching); ids kept."""
-
-    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
-
-    def __init__(self, width: int = 2) -> None:
-        self.width = width
-
-    def __call__(self, labels):
-        x = _labels(labels)
-        out = torch.as_tensor(remove_border_instances(x[0], self.width), device=x.device)[None]
-        return convert_to_dst_type(out, labels)[0]
-
-
-class RemoveBorderInstancesd(_Mapd):
-    """Dictionary version of :class:`RemoveBorderInstances` (for example on ``["pred", "label"]``)."""
-
-    backend = RemoveBorderInstances.backend
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        width: int = 2,
-        output_keys: KeysCollection | None = None,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(RemoveBorderInstances(width), keys, output_keys, allow_missing_keys)
+        super().__init__(keys, BoundaryExclusion(min_area, border, mode), output_keys, allow_missing_keys)

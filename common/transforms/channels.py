@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping
+from collections.abc import Sequence
+from typing import Optional
 
-import numpy as np
-import torch
-from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.transforms import Transform
+from monai.utils import TransformBackends
+
+from .base import ArrayMapTransform
 
 __all__ = ["AsChannels", "AsChannelsd", "ReorderChannels", "ReorderChannelsd"]
 
@@ -20,14 +22,14 @@ class AsChannels(Transform):
     conversion and raises.
     """
 
-    backend = [torch.Tensor, np.ndarray]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, channels: int = 3) -> None:
         if channels < 1:
             raise ValueError(f"channels: expected at least 1, got {channels}.")
         self.channels = channels
 
-    def __call__(self, image):
+    def __call__(self, image: NdarrayOrTensor) -> NdarrayOrTensor:
         if image.ndim < 3:
             raise ValueError(f"image: expected a channel-first (C, H, W) array, got shape {tuple(image.shape)}.")
         count = image.shape[0]
@@ -38,20 +40,19 @@ class AsChannels(Transform):
         raise ValueError(f"image: cannot make {self.channels} channels from {count}; expected 1 or at least {self.channels}.")
 
 
-class AsChannelsd(MapTransform):
-    """Dictionary wrapper of :class:`AsChannels`."""
+class AsChannelsd(ArrayMapTransform):
+    """Dictionary version of :class:`AsChannels`."""
 
     backend = AsChannels.backend
 
-    def __init__(self, keys: KeysCollection, channels: int = 3, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.converter = AsChannels(channels)
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.converter(d[key])
-        return d
+    def __init__(
+        self,
+        keys: KeysCollection,
+        channels: int = 3,
+        output_keys: KeysCollection | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, AsChannels(channels), output_keys, allow_missing_keys)
 
 
 class ReorderChannels(Transform):
@@ -61,30 +62,29 @@ class ReorderChannels(Transform):
     original's (split lines, nucleus) against the bundle's (nucleus, boundary): ``order=[1, 0]``).
     """
 
-    backend = [torch.Tensor, np.ndarray]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, order) -> None:
+    def __init__(self, order: Sequence[int]) -> None:
         self.order = [int(index) for index in order]
         if sorted(self.order) != list(range(len(self.order))):
             raise ValueError(f"order: expected a permutation of 0..{len(self.order) - 1}, got {self.order}.")
 
-    def __call__(self, image):
+    def __call__(self, image: NdarrayOrTensor) -> NdarrayOrTensor:
         if image.ndim < 3 or image.shape[0] != len(self.order):
             raise ValueError(f"image: expected {len(self.order)} channels first, got shape {tuple(image.shape)}.")
         return image[self.order]
 
 
-class ReorderChannelsd(MapTransform):
-    """Dictionary wrapper of :class:`ReorderChannels`."""
+class ReorderChannelsd(ArrayMapTransform):
+    """Dictionary version of :class:`ReorderChannels`."""
 
     backend = ReorderChannels.backend
 
-    def __init__(self, keys: KeysCollection, order, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.converter = ReorderChannels(order)
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.converter(d[key])
-        return d
+    def __init__(
+        self,
+        keys: KeysCollection,
+        order: Sequence[int],
+        output_keys: KeysCollection | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, ReorderChannels(order), output_keys, allow_missing_keys)

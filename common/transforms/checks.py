@@ -3,15 +3,32 @@ whose every error names the sample's source file."""
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
+import torch
 from monai.config import KeysCollection
 from monai.transforms import Compose, MapTransform
+from monai.utils import TransformBackends, convert_to_tensor
 
 from ..io.errors import DataError
 from .meta import SOURCE_KEY, source_file
 
-__all__ = ["CheckSpatialShapesd", "SourceCompose"]
+__all__ = ["CheckSpatialShapesd", "SourceCompose", "as_channel_image"]
+
+
+def as_channel_image(data, name: str, channels: int) -> torch.Tensor:
+    """(channels, H, W) plain tensor of ``data`` (NumPy, tensor or MetaTensor), on its device.
+
+    (H, W) input is accepted when ``channels`` is 1. Raises a ValueError naming ``name`` for another shape.
+    """
+    data = convert_to_tensor(data, track_meta=False)
+    if data.ndim == 2 and channels == 1:
+        data = data[None]
+    if data.ndim != 3 or data.shape[0] != channels:
+        expected = "(1, H, W) or (H, W)" if channels == 1 else f"({channels}, H, W)"
+        raise ValueError(f"{name}: expected a {expected} image, got shape {tuple(data.shape)}.")
+    return data
 
 
 class CheckSpatialShapesd(MapTransform):
@@ -24,6 +41,8 @@ class CheckSpatialShapesd(MapTransform):
         keys: keys of channel-first (C, H, W) images; the first is the reference.
         spatial_dims: number of trailing spatial dimensions compared.
     """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, keys: KeysCollection, spatial_dims: int = 2, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
+from monai.utils import TransformBackends
 
 __all__ = ["CopyItemsToMetad", "source_file", "SOURCE_KEY"]
 
@@ -31,6 +32,8 @@ class CopyItemsToMetad(MapTransform):
         allow_missing_keys: do not raise for absent ``keys``.
         allow_missing_items: skip absent ``items`` rather than raise.
     """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(
         self,

@@ -9,13 +9,14 @@
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
-import numpy as np
 import torch
-from monai.config import KeysCollection
+from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, Randomizable, Transform
-from monai.utils import convert_to_dst_type
+from monai.utils import TransformBackends, convert_to_dst_type
+
+from .base import RandArrayMapTransform
 
 __all__ = ["RandSliceAndTarget", "RandSliceAndTargetd", "ConcatChannels", "ConcatChannelsd"]
 
@@ -27,6 +28,8 @@ class RandSliceAndTarget(Randomizable, Transform):
     the names of ``available`` that ``targets`` allows (all of them when ``targets`` is None). Seeded with
     ``set_random_state``; the draw happens in :meth:`randomize`.
     """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, targets: Sequence[str] | None = None) -> None:
         self.targets = None if targets is None else tuple(targets)
@@ -57,7 +60,7 @@ class RandSliceAndTarget(Randomizable, Transform):
         return slices[self._slice], self._name
 
 
-class RandSliceAndTargetd(Randomizable, MapTransform):
+class RandSliceAndTargetd(RandArrayMapTransform):
     """Reduce an item with several z-slices and targets to one slice and one target, drawn at random.
 
     Built for :func:`common.io.lmc_datalist` items, before loading: ``image`` becomes the path of one drawn
@@ -77,6 +80,8 @@ class RandSliceAndTargetd(Randomizable, MapTransform):
         ValueError: naming the item's ``id`` when it has no slice or no allowed target.
     """
 
+    backend = RandSliceAndTarget.backend
+
     def __init__(
         self,
         keys: KeysCollection,
@@ -86,30 +91,24 @@ class RandSliceAndTargetd(Randomizable, MapTransform):
         z_key: str = "z",
         drop_keys: Sequence[str] = ("targets", "organelles"),
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys=True)
-        self.sampler = RandSliceAndTarget(targets)
+        super().__init__(keys, RandSliceAndTarget(targets), allow_missing_keys=True)
         self.slices_key, self.image_key, self.z_key, self.drop_keys = slices_key, image_key, z_key, tuple(drop_keys)
 
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        self.sampler.set_random_state(seed, state)
-        return self
-
     def randomize(self, data: Mapping[Hashable, object]) -> None:
-        self.sampler.randomize(len(data[self.slices_key]), self.sampler.allowed(list(self.key_iterator(data))))
+        self.transform.randomize(len(data[self.slices_key]), self.transform.allowed(list(self.key_iterator(data))))
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:  # type: ignore[override]
         d = dict(data)
         if self.slices_key not in d:
             raise KeyError(f"{d.get('id', 'item')}: no {self.slices_key!r} key holding the input slices.")
         present = list(self.key_iterator(d))
         try:
             self.randomize(d)
-            d[self.image_key], name = self.sampler(d[self.slices_key], present, randomize=False)
+            d[self.image_key], name = self.transform(d[self.slices_key], present, randomize=False)
         except ValueError as error:
             raise ValueError(f"{d.get('id', 'item')}: {error}") from error
         if self.z_key in d:
-            d[self.z_key] = d[self.z_key][self.sampler.drawn[0]]
+            d[self.z_key] = d[self.z_key][self.transform.drawn[0]]
         for key in [*present, self.slices_key, *self.drop_keys]:
             if key != name and key != self.image_key:
                 d.pop(key, None)
@@ -122,12 +121,12 @@ class ConcatChannels(Transform):
     At least one image must be present, to give the shape; all present ones must share (H, W).
     """
 
-    backend = [torch.Tensor, np.ndarray]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, fill_value: float = float("nan")) -> None:
         self.fill_value = fill_value
 
-    def __call__(self, images: Sequence) -> torch.Tensor:
+    def __call__(self, images: Sequence[NdarrayOrTensor | None]) -> NdarrayOrTensor:
         present = [image for image in images if image is not None]
         if not present:
             raise ValueError("images: all channels are missing, nothing gives the image size.")

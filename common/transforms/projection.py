@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping
+from typing import Optional
 
 import numpy as np
 import torch
-from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.transforms import Transform
+from monai.utils import TransformBackends
+
+from .base import ArrayMapTransform
 
 __all__ = ["MaxIntensityProjection", "MaxIntensityProjectiond"]
 
@@ -24,12 +27,12 @@ class MaxIntensityProjection(Transform):
         keepdim: keep that axis with length 1 (a channel-first image) rather than dropping it.
     """
 
-    backend = [torch.Tensor, np.ndarray]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, dim: int = 0, keepdim: bool = True) -> None:
         self.dim, self.keepdim = dim, keepdim
 
-    def __call__(self, stack):
+    def __call__(self, stack: NdarrayOrTensor) -> NdarrayOrTensor:
         if stack.ndim < 3:
             raise ValueError(
                 f"stack: expected planes along axis {self.dim} of a (Z, H, W) array, got shape {tuple(stack.shape)}."
@@ -41,20 +44,17 @@ class MaxIntensityProjection(Transform):
         return torch.amax(stack, dim=self.dim, keepdim=self.keepdim)
 
 
-class MaxIntensityProjectiond(MapTransform):
-    """Dictionary wrapper of :class:`MaxIntensityProjection`: each key's stack is replaced by its projection."""
+class MaxIntensityProjectiond(ArrayMapTransform):
+    """Dictionary version of :class:`MaxIntensityProjection`: each key's stack is replaced by its projection."""
 
     backend = MaxIntensityProjection.backend
 
-    def __init__(self, keys: KeysCollection, dim: int = 0, keepdim: bool = True, allow_missing_keys: bool = False):
-        super().__init__(keys, allow_missing_keys)
-        self.projection = MaxIntensityProjection(dim, keepdim)
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            try:
-                d[key] = self.projection(d[key])
-            except ValueError as error:
-                raise ValueError(f"{key}: {error}") from error
-        return d
+    def __init__(
+        self,
+        keys: KeysCollection,
+        dim: int = 0,
+        keepdim: bool = True,
+        output_keys: KeysCollection | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, MaxIntensityProjection(dim, keepdim), output_keys, allow_missing_keys)

@@ -9,13 +9,16 @@ does the same cut and merge around a network.
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Optional
 
 import numpy as np
-import torch
-from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.transforms import Transform
 from monai.transforms.traits import MultiSampleTrait
+from monai.utils import TransformBackends
+
+from .base import ArrayMapTransform
 
 __all__ = ["tile_grid_shape", "tile_image", "merge_tiles", "Tile", "Tiled", "MergeTiles", "MergeTilesd"]
 
@@ -83,16 +86,16 @@ def merge_tiles(tiles, grid: Sequence[int]):
 class Tile(Transform):
     """(C, H, W) -> (N, C, th, tw) non-overlapping tiles, row-major; see :func:`tile_image`."""
 
-    backend = [torch.Tensor, np.ndarray]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, tile_size: int | Sequence[int]) -> None:
         self.tile_size = _pair(tile_size, "tile_size")
 
-    def __call__(self, image):
+    def __call__(self, image: NdarrayOrTensor) -> NdarrayOrTensor:
         return tile_image(image, self.tile_size)
 
 
-class Tiled(MapTransform, MultiSampleTrait):
+class Tiled(ArrayMapTransform, MultiSampleTrait):
     """Cut the images under ``keys`` into tiles and return one dictionary per tile (MONAI's multi-sample form).
 
     Every key is cut on the same grid, so tile ``k`` of an image and of its target cover the same pixels;
@@ -111,22 +114,16 @@ class Tiled(MapTransform, MultiSampleTrait):
     backend = Tile.backend
 
     def __init__(self, keys: KeysCollection, tile_size: int | Sequence[int], allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.tiler = Tile(tile_size)
+        super().__init__(keys, Tile(tile_size), allow_missing_keys=allow_missing_keys)
 
-    def __call__(self, data: Mapping[Hashable, object]) -> list[dict]:
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> list[dict[Hashable, NdarrayOrTensor]]:  # type: ignore[override]
         keys = list(self.key_iterator(data))
         if not keys:
             return [dict(data)]
         shapes = {key: tuple(data[key].shape[1:]) for key in keys}
         if len(set(shapes.values())) > 1:
             raise ValueError(f"keys {keys}: expected one spatial shape to tile, got {shapes}.")
-        tiles = {}
-        for key in keys:
-            try:
-                tiles[key] = self.tiler(data[key])
-            except ValueError as error:
-                raise ValueError(f"{key}: {error}") from error
+        tiles = {key: self.apply(key, data[key]) for key in keys}
         count = len(tiles[keys[0]])
         return [{**data, **{key: tiles[key][index] for key in keys}} for index in range(count)]
 
@@ -138,29 +135,25 @@ class MergeTiles(Transform):
         grid: (rows, columns) of the tiles.
     """
 
-    backend = [torch.Tensor, np.ndarray]
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, grid: Sequence[int]) -> None:
         self.grid = _pair(grid, "grid")
 
-    def __call__(self, tiles):
+    def __call__(self, tiles: NdarrayOrTensor) -> NdarrayOrTensor:
         return merge_tiles(tiles, self.grid)
 
 
-class MergeTilesd(MapTransform):
-    """Dictionary wrapper of :class:`MergeTiles`: each key's stacked (N, C, th, tw) tiles become one image."""
+class MergeTilesd(ArrayMapTransform):
+    """Dictionary version of :class:`MergeTiles`: each key's stacked (N, C, th, tw) tiles become one image."""
 
     backend = MergeTiles.backend
 
-    def __init__(self, keys: KeysCollection, grid: Sequence[int], allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.merger = MergeTiles(grid)
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            try:
-                d[key] = self.merger(d[key])
-            except ValueError as error:
-                raise ValueError(f"{key}: {error}") from error
-        return d
+    def __init__(
+        self,
+        keys: KeysCollection,
+        grid: Sequence[int],
+        output_keys: KeysCollection | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, MergeTiles(grid), output_keys, allow_missing_keys)
