@@ -7,7 +7,6 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-import common.metrics.cellseg as cellseg
 from common.metrics import CellSegF1Metric, InstanceF1Metric, cellseg_counts, cellseg_f1
 from common.ops import remove_border_instances
 

@@ -1,10 +1,8 @@
 """Removal of the instances touching the image border, which the NeurIPS 2022 cell segmentation challenge
-metric applies to prediction and ground truth before matching. Backend: NumPy (:func:`common.ops.remove_border_instances`);
-the result has the input's type, dtype and device."""
+metric applies to prediction and ground truth before matching. Backend: NumPy
+(:func:`common.ops.remove_border_instances`); the result has the input's type, dtype and device."""
 
 from __future__ import annotations
-
-from typing import Optional
 
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor

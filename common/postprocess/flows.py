@@ -4,8 +4,6 @@ returned as NumPy."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import Transform

@@ -32,8 +32,7 @@ mean matched IoU: binary 1.000 / 0.9905, distance_to_markers 1.000 / 0.9929, dis
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
-from typing import Optional
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -232,14 +231,8 @@ class SubtractBoundaryd(ArrayMapTransform):
         channel: int = 1,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, SubtractBoundary(threshold, channel), output_keys, allow_missing_keys)
-        self.probability_key = probability_key
-
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        d = dict(data)
-        for key, output_key in self.key_iterator(d, self.output_keys):
-            d[output_key] = self.apply(key, d[key], d[self.probability_key])
-        return d
+        transform = SubtractBoundary(threshold, channel)
+        super().__init__(keys, transform, output_keys, allow_missing_keys, argument_keys=[probability_key])
 
 
 class LabelMarkersd(ArrayMapTransform):
@@ -273,14 +266,8 @@ class WatershedLandscaped(ArrayMapTransform):
         mask_key: str = "mask",
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, WatershedLandscape(landscape), output_keys, allow_missing_keys)
-        self.cores_key, self.mask_key = cores_key, mask_key
-
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        d = dict(data)
-        for key, output_key in self.key_iterator(d, self.output_keys):
-            d[output_key] = self.apply(key, d[key], d[self.cores_key], d[self.mask_key])
-        return d
+        transform = WatershedLandscape(landscape)
+        super().__init__(keys, transform, output_keys, allow_missing_keys, argument_keys=[cores_key, mask_key])
 
 
 class MarkerWatershedd(ArrayMapTransform):
@@ -297,14 +284,8 @@ class MarkerWatershedd(ArrayMapTransform):
         mask_key: str = "mask",
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, MarkerWatershed(), output_keys, allow_missing_keys)
-        self.markers_key, self.mask_key = markers_key, mask_key
-
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        d = dict(data)
-        for key, output_key in self.key_iterator(d, self.output_keys):
-            d[output_key] = self.apply(key, d[key], d[self.markers_key], d[self.mask_key])
-        return d
+        argument_keys = [markers_key, mask_key]
+        super().__init__(keys, MarkerWatershed(), output_keys, allow_missing_keys, argument_keys=argument_keys)
 
 
 class RemoveSmallInstancesd(ArrayMapTransform):

@@ -10,8 +10,7 @@ derive from MONAI's ``MapTransform`` directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
-from typing import Optional
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 from monai.config import KeysCollection, NdarrayOrTensor
@@ -29,6 +28,8 @@ class ArrayMapTransform(MapTransform):
         transform: the array transform.
         output_keys: where each result goes, one per key; None replaces the inputs.
         allow_missing_keys: skip absent keys rather than raise.
+        argument_keys: keys whose values are passed to ``transform`` after each key's value (for a step that
+            reads further images, such as markers and a mask).
 
     Raises:
         TypeError, ValueError: the array transform's error, prefixed with the key it was applied to.
@@ -40,9 +41,11 @@ class ArrayMapTransform(MapTransform):
         transform: Callable,
         output_keys: KeysCollection | None = None,
         allow_missing_keys: bool = False,
+        argument_keys: Sequence[Hashable] = (),
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.transform = transform
+        self.argument_keys = tuple(argument_keys)
         self.output_keys = self.keys if output_keys is None else ensure_tuple(output_keys)
         if len(self.output_keys) != len(self.keys):
             raise ValueError(
@@ -59,7 +62,7 @@ class ArrayMapTransform(MapTransform):
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
         for key, output_key in self.key_iterator(d, self.output_keys):
-            d[output_key] = self.apply(key, d[key])
+            d[output_key] = self.apply(key, d[key], *(d[argument] for argument in self.argument_keys))
         return d
 
 

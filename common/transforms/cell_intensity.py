@@ -5,7 +5,6 @@ returned as NumPy."""
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Optional
 
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor

@@ -3,8 +3,6 @@ labels' device; NumPy input is returned as NumPy."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import Transform

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
 
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import Transform

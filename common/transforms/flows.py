@@ -10,8 +10,6 @@ torch, on the input's device; NumPy input is accepted and returned as NumPy.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import Transform

@@ -6,8 +6,6 @@ input's device; NumPy input is returned as NumPy, integer images as float32.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import Transform

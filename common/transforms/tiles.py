@@ -10,7 +10,6 @@ does the same cut and merge around a network.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Optional
 
 import numpy as np
 from monai.config import KeysCollection, NdarrayOrTensor
@@ -116,7 +115,9 @@ class Tiled(ArrayMapTransform, MultiSampleTrait):
     def __init__(self, keys: KeysCollection, tile_size: int | Sequence[int], allow_missing_keys: bool = False) -> None:
         super().__init__(keys, Tile(tile_size), allow_missing_keys=allow_missing_keys)
 
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> list[dict[Hashable, NdarrayOrTensor]]:  # type: ignore[override]
+    def __call__(  # type: ignore[override]
+        self, data: Mapping[Hashable, NdarrayOrTensor]
+    ) -> list[dict[Hashable, NdarrayOrTensor]]:
         keys = list(self.key_iterator(data))
         if not keys:
             return [dict(data)]
