@@ -8,6 +8,5 @@ from .manet import MANetDecoder
 from .mediar_former import MEDIAR_CHECKPOINT_RULES, MEDIARFormer, load_mediar_weights
 from .mix_transformer import MIT_IMAGENET_RULES, MIT_SIZES, MixTransformer, load_mit_imagenet_weights
 from .model_bank import MagnificationModels
-from .threshold_baseline import ThresholdBaseline
 from .weights import (PUBLISHED_FORMATS, load_pretrained, load_renamed, read_state_dict, register_published_format,
                       rename_keys)
