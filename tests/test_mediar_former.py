@@ -10,8 +10,6 @@ from common.networks import (
     MEDIARFormer,
     MixTransformer,
     ensemble_from_checkpoints,
-    load_mediar_weights,
-    load_mit_imagenet_weights,
     load_pretrained,
 )
 
@@ -93,7 +91,7 @@ def random_state(shapes, seed=0):
 def test_imagenet_mit_file_loads_into_the_encoder(tmp_path):
     published = random_state(published_mit_keys())
     torch.save({"state_dict": published}, tmp_path / "mit_b0.pth")  # wrapped, as some releases are
-    encoder = load_mit_imagenet_weights(MixTransformer("mit_b0"), tmp_path / "mit_b0.pth")
+    encoder = load_pretrained(MixTransformer("mit_b0"), tmp_path / "mit_b0.pth")
     same = {
         "patch_embed1.proj.weight": encoder.stages[0].embed.proj.weight,
         "patch_embed3.norm.bias": encoder.stages[2].embed.norm.bias,
@@ -115,11 +113,12 @@ def test_imagenet_mit_file_loads_into_the_encoder(tmp_path):
 
 def test_weights_of_another_size_or_architecture_are_refused(tmp_path):
     torch.save(random_state(published_mit_keys(widths=(64, 128, 320, 512))), tmp_path / "mit_b1.pth")
-    with pytest.raises(ValueError, match="mit_b1.pth: weights of another model size"):
-        load_mit_imagenet_weights(MixTransformer("mit_b0"), tmp_path / "mit_b1.pth")
+    with pytest.raises(ValueError, match="mit_b1.pth: does not load into MixTransformer.*as SegFormer's ImageNet MiT "
+                                         "weights .*: weights of another model size"):
+        load_pretrained(MixTransformer("mit_b0"), tmp_path / "mit_b1.pth")
     torch.save({"conv1.weight": torch.zeros(3)}, tmp_path / "resnet.pth")
-    with pytest.raises(KeyError, match="resnet.pth: 1 keys of an unexpected architecture"):
-        load_mit_imagenet_weights(MixTransformer("mit_b0"), tmp_path / "resnet.pth")
+    with pytest.raises(KeyError, match="resnet.pth: does not load.*1 keys of an unexpected architecture"):
+        load_pretrained(MixTransformer("mit_b0"), tmp_path / "resnet.pth")
     with pytest.raises(FileNotFoundError, match="absent.pth: weights file not found"):
         MEDIARFormer(**SMALL, encoder_weights=tmp_path / "absent.pth")
 
@@ -168,7 +167,7 @@ def test_mediar_checkpoint_loads_with_every_parameter_in_place(tmp_path):
                  "gradflow_head.2.num_batches_tracked"):
         assert name in published  # the naming of MEDIAR's files
     torch.save(published, tmp_path / "from_phase1.pth")
-    load_mediar_weights(target, tmp_path / "from_phase1.pth")
+    load_pretrained(target, tmp_path / "from_phase1.pth")
     state = target.state_dict()
     for name, value in state.items():
         source = published[mediar_name(name)] if not name.startswith("encoder.") else None
@@ -176,7 +175,7 @@ def test_mediar_checkpoint_loads_with_every_parameter_in_place(tmp_path):
             assert torch.equal(value, source), name
     assert torch.equal(state["encoder.stages.1.blocks.0.attn.kv.weight"], published["encoder.block2.0.attn.kv.weight"])
     # the bundle's inference and evaluation load MEDIAR's files the same way
-    member = ensemble_from_checkpoints(MEDIARFormer(**SMALL), [tmp_path / "from_phase1.pth"], loader=load_pretrained)
+    member = ensemble_from_checkpoints(MEDIARFormer(**SMALL), [tmp_path / "from_phase1.pth"])
     assert all(torch.equal(member.state_dict()[k], v) for k, v in state.items())
 
 
@@ -213,5 +212,5 @@ def test_average_ensemble_and_checkpoints(tmp_path):
     torch.testing.assert_close(torch.jit.script(convs)(x), convs(x))
     torch.save(MEDIARFormer(encoder="mit_b0", decoder_channels=(16, 16, 16, 16, 16), attention_channels=8).state_dict(),
                tmp_path / "c.pt")
-    with pytest.raises(ValueError, match="c.pt: checkpoint does not fit"):
+    with pytest.raises(ValueError, match="c.pt: does not load into MEDIARFormer.*another model size"):
         ensemble_from_checkpoints(template, [tmp_path / "c.pt"])

@@ -7,7 +7,6 @@ from smp_reference import import_smp, random_smp_unet
 
 import monai.networks.nets.efficientnet as monai_efficientnet
 from monai.networks.nets import FlexibleUNet
-from common.bundle import load_weights
 from common.networks import SMP_FEATURE_BLOCKS, EfficientNetUNet, load_pretrained
 from common.networks.efficientnet_unet import adapt_input_channels
 
@@ -39,11 +38,13 @@ def test_published_checkpoint_loads_and_gives_smp_outputs(case, tmp_path):
     assert len(ours.state_dict()) == len(reference.state_dict())
 
 
-def test_fine_tuning_can_start_from_a_published_checkpoint(tmp_path):
-    """LMC's init_checkpoint goes through common.bundle.load_weights, which reads the published format too."""
+def test_fine_tuning_can_start_from_a_published_checkpoint_through_a_parallel_wrapper(tmp_path):
+    """LMC's init_checkpoint loads into the training network, wrapped (DistributedDataParallel) or not."""
     reference = random_smp_unet(*SMALL[:4])
     path = save_as_original(reference, tmp_path / "model_and_optimizer_140.pth", "lmc")
-    network = load_weights(EfficientNetUNet(*SMALL[:3], activation="sigmoid"), str(path)).eval()
+    wrapped = torch.nn.DataParallel(EfficientNetUNet(*SMALL[:3], activation="sigmoid"))
+    assert load_pretrained(wrapped, str(path)) is wrapped
+    network = wrapped.module.eval()
     x = torch.randn(1, 1, 64, 64)
     with torch.no_grad():
         assert (network(x) - reference(x)).abs().max() < 1e-4

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.networks import ThresholdBaseline
+from common.baselines import ThresholdBaseline
 from common.postprocess.morphology import binary_dilation, binary_erosion, disk
 from common.postprocess.thresholds import ITK_DEFAULT_BINS, image_histograms, threshold_images
 

@@ -1,5 +1,4 @@
-"""Bundle tooling: offline verification, self-contained export, the weights a bundle starts from."""
+"""Bundle tooling: offline verification and self-contained export."""
 
 from .export import export_bundle, zip_name
 from .verify import REQUIRED_FILES, BundleCheckError, verify_bundle
-from .weights import available_checkpoints, load_weights

@@ -30,6 +30,7 @@ from ignite.engine import Engine, Events
 
 from ..data.fail_soft import FAILED, FAILED_ERROR
 from ..io.atomic import atomic_path, remove_partials
+from ..transforms.meta import source_file
 
 __all__ = ["FolderRun", "FolderRunError"]
 
@@ -42,22 +43,9 @@ class FolderRunError(RuntimeError):
     """Some inputs of a folder run failed; the others were processed."""
 
 
-def _source(item: Any, key: str) -> str:
-    """Input file of a datalist item, a collated batch or a decollated output."""
-    if isinstance(item, Mapping):
-        if FAILED in item:
-            value = item[FAILED]
-            return str(value[0] if isinstance(value, (list, tuple)) else value)
-        value = item.get(key)
-        if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, os.PathLike)) for v in value):
-            return str(value[0])  # an image stacked from several files: its first, as LoadImage's meta data name
-        meta = getattr(value, "meta", None) or item.get(f"{key}_meta_dict") or {}
-        source = meta.get("filename_or_obj", value if isinstance(value, (str, os.PathLike)) else None)
-        if isinstance(source, (list, tuple)):
-            source = source[0] if len(source) == 1 else None
-        if source is not None:
-            return str(source)
-    return "(unknown input)"
+def _first(value: Any) -> str:
+    """A failed item's entry, or the first of a collated batch's."""
+    return str(value[0] if isinstance(value, (list, tuple)) else value)
 
 
 class FolderRun:
@@ -82,6 +70,10 @@ class FolderRun:
         self.failures: list[tuple[str, str]] = []
         self.done = 0
 
+    def _input_file(self, item: Any) -> str:
+        """Input file of a datalist item, a collated batch (its first) or a decollated output."""
+        return source_file(item, [self.image_key]) or "(unknown input)"
+
     # --- before the run ---------------------------------------------------------------------------------------
     def completed(self) -> set[str]:
         """Inputs the log marks done whose recorded outputs all exist."""
@@ -104,7 +96,7 @@ class FolderRun:
         if self.overwrite:
             self.log_path.unlink(missing_ok=True)
         done = self.completed()
-        todo = [dict(item) for item in datalist if _source(item, self.image_key) not in done]
+        todo = [dict(item) for item in datalist if self._input_file(item) not in done]
         skipped = len(datalist) - len(todo)
         if skipped:
             logger.info("%s: %d of %d inputs already done, skipped (--overwrite True redoes them); %d to do.",
@@ -119,13 +111,12 @@ class FolderRun:
     def iteration(self, engine: Engine, batch: Any) -> Any:
         """The evaluator's ``iteration_update``: its own iteration, with a failure recorded instead of raised."""
         if isinstance(batch, Mapping) and FAILED in batch:
-            errors = batch.get(FAILED_ERROR, ["unknown error"])
-            self.fail(_source(batch, self.image_key), errors[0] if isinstance(errors, list) else str(errors))
+            self.fail(_first(batch[FAILED]), _first(batch.get(FAILED_ERROR, "unknown error")))
             return []
         try:
             return engine._iteration(engine, batch)
         except Exception as error:  # prediction or post-processing (writers included) failed for this input
-            self.fail(_source(batch, self.image_key), f"{type(error).__name__}: {error}")
+            self.fail(self._input_file(batch), f"{type(error).__name__}: {error}")
             return []
 
     def fail(self, source: str, error: str) -> None:
@@ -156,7 +147,7 @@ class FolderRun:
         paths = [os.path.relpath(os.path.abspath(path), os.path.abspath(self.output_dir))
                  for key, value in item.items() if isinstance(key, str) and key.endswith(self.path_suffixes)
                  for path in (value if isinstance(value, (list, tuple)) else [value]) if path]
-        self._append(_source(item, self.image_key), "done", ";".join(paths), "")
+        self._append(self._input_file(item), "done", ";".join(paths), "")
         self.done += 1
 
     def finish(self, engine: Engine | None = None) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ignite.engine import Engine, Events
 
 from ..io.atomic import atomic_path
+from ..transforms.meta import source_file
 
 __all__ = ["MetricsReport", "source_name"]
 
@@ -21,12 +22,10 @@ Score = Callable[[Any, Any, Mapping], "Mapping[str, Any] | Sequence[Mapping[str,
 
 
 def source_name(item: Mapping, key: str, index: int) -> str:
-    """File name the decollated ``item[key]`` was read from (MetaTensor or ``<key>_meta_dict``), else a numbered name."""
-    meta = getattr(item.get(key), "meta", None) or item.get(f"{key}_meta_dict") or {}
-    source = meta.get("filename_or_obj")
-    if isinstance(source, (list, tuple)):
-        source = source[0]
-    return Path(str(source)).name if source else f"image_{index:05d}"
+    """Name of the file the decollated ``item`` came from (:func:`common.transforms.source_file` of ``key``), else a
+    numbered name."""
+    source = source_file(item, [key])
+    return Path(source).name if source else f"image_{index:05d}"
 
 
 def _is_number(value: Any) -> bool:

@@ -45,7 +45,7 @@ class SemanticSegmentationReport(MetricsReport):
     Args:
         output_dir: folder of the report (created if absent).
         channel_names: names of the prediction channels, each scored against the one-channel label (e.g. the
-            threshold methods of :class:`common.networks.ThresholdBaseline`); None: a one-channel prediction.
+            threshold methods of :class:`common.baselines.ThresholdBaseline`); None: a one-channel prediction.
         fields_from_name: file name -> ``{field: value}`` added to the image's rows.
         group_by: row fields to break the means down by.
         pred_key, label_key: keys of the ``(C, H, W)`` binary prediction and the ``(1, H, W)`` true mask.

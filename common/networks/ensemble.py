@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Callable, Optional, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 from torch import nn
 
-from .weights import read_state_dict
+from .weights import load_pretrained
 
 __all__ = ["AverageEnsemble", "ensemble_from_checkpoints"]
 
@@ -39,35 +39,22 @@ def ensemble_from_checkpoints(
     network: nn.Module,
     checkpoints: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]],
     device=None,
-    loader: Optional[Callable[[nn.Module, Union[str, os.PathLike]], nn.Module]] = None,
 ) -> nn.Module:
     """``network`` with the weights of one checkpoint, or an :class:`AverageEnsemble` of copies of it, one per
-    checkpoint.
+    checkpoint, each loaded by :func:`common.networks.load_pretrained` (the bundles' own or MEDIAR's released files).
 
     Args:
         network: the architecture (left unchanged: each checkpoint loads into a copy).
         checkpoints: one file or several.
         device: where the result goes.
-        loader: ``loader(network, path)`` loads a file into a network; by default a state dict as the bundles'
-            ``CheckpointSaver`` writes it (bare or under ``"model"``). :func:`common.networks.load_pretrained`
-            also reads MEDIAR's released checkpoints.
 
     Raises:
-        FileNotFoundError / ValueError: naming the checkpoint that is missing or does not fit.
+        FileNotFoundError / KeyError / ValueError: naming the checkpoint that is missing or does not fit.
     """
     paths = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
     if not paths:
         raise ValueError("checkpoints: expected at least one checkpoint file.")
-    members = []
-    for path in paths:
-        members.append((loader or _load_state_dict)(copy.deepcopy(network), path))
+    members = [load_pretrained(copy.deepcopy(network), path) for path in paths]
     model = members[0] if len(members) == 1 else AverageEnsemble(members)
     return model.to(device) if device is not None else model
 
-
-def _load_state_dict(network: nn.Module, path: Union[str, os.PathLike]) -> nn.Module:
-    try:
-        network.load_state_dict(read_state_dict(path))
-    except RuntimeError as error:  # wrong architecture: name the file
-        raise ValueError(f"{path}: checkpoint does not fit the network: {error}") from error
-    return network

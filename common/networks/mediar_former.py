@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from .manet import MANetDecoder
-from .mix_transformer import MIT_IMAGENET_RULES, MixTransformer, load_mit_imagenet_weights
-from .weights import load_renamed, register_published_format
+from .mix_transformer import MIT_IMAGENET_RULES, MixTransformer
+from .weights import load_pretrained, register_published_format
 
-__all__ = ["MEDIARFormer", "FlowHead", "MEDIAR_CHECKPOINT_RULES", "load_mediar_weights"]
+__all__ = ["MEDIAR_CHECKPOINT_RULES", "FlowHead", "MEDIARFormer"]
 
 
 class FlowHead(nn.Sequential):
@@ -42,7 +42,7 @@ class MEDIARFormer(nn.Module):
         attention_channels: query/key width of the decoder's position attention (published: 256).
         drop_path_rate: stochastic depth of the encoder's last block (published: 0.1).
         encoder_weights: optional file of ImageNet MiT weights of the encoder's size (SegFormer's
-            ``mit_b5.pth``), loaded with :func:`common.networks.load_mit_imagenet_weights`.
+            ``mit_b5.pth``), loaded with :func:`common.networks.load_pretrained`.
 
     The encoder keeps GELU, as MEDIAR's does (its conversion to Mish only replaced ReLUs, of which MiT has
     none); decoder and heads use Mish.
@@ -55,12 +55,12 @@ class MEDIARFormer(nn.Module):
         decoder_channels: Sequence[int] = (1024, 512, 256, 128, 64),
         attention_channels: int = 256,
         drop_path_rate: float = 0.1,
-        encoder_weights: Optional[Union[str, os.PathLike]] = None,
+        encoder_weights: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
         self.encoder = MixTransformer(encoder, in_channels, drop_path_rate)
         if encoder_weights is not None:
-            load_mit_imagenet_weights(self.encoder, encoder_weights)
+            load_pretrained(self.encoder, encoder_weights)
         self.decoder = MANetDecoder(self.encoder.out_channels, decoder_channels, attention_channels)
         self.flow_head = FlowHead(decoder_channels[-1], 2)
         self.cellprob_head = FlowHead(decoder_channels[-1], 1)
@@ -109,12 +109,6 @@ MEDIAR_CHECKPOINT_RULES = [
     (r"(gradflow|cellprob)_head\.(0|2|3)\.",
      lambda m: f"{'flow' if m.group(1) == 'gradflow' else 'cellprob'}_head.{_HEAD[m.group(2)]}."),
 ]
-
-
-def load_mediar_weights(network: MEDIARFormer, path: Union[str, os.PathLike]) -> MEDIARFormer:
-    """Load one of MEDIAR's published checkpoints (MiT-B5) into ``network``, renamed by
-    :data:`MEDIAR_CHECKPOINT_RULES`; every parameter must be in the file and fit."""
-    return load_renamed(network, path, MEDIAR_CHECKPOINT_RULES)
 
 
 register_published_format(MEDIARFormer, "MEDIAR's published checkpoints (segmentation_models_pytorch MAnet)",

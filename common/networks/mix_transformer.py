@@ -10,18 +10,17 @@ and residual with stochastic depth. Sizes follow Xie et al. 2021 (SegFormer) as 
 from __future__ import annotations
 
 import math
-import os
 import re
-from typing import List, Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from monai.networks.layers import DropPath
 from torch import nn
 
-from .weights import load_renamed
+from .weights import register_published_format
 
-__all__ = ["MIT_SIZES", "MixTransformer", "MIT_IMAGENET_RULES", "load_mit_imagenet_weights"]
+__all__ = ["MIT_IMAGENET_RULES", "MIT_SIZES", "MixTransformer"]
 
 #: embedding widths, heads and blocks per stage of each published MiT size.
 MIT_SIZES = {
@@ -151,7 +150,7 @@ class MixTransformer(nn.Module):
         if size not in MIT_SIZES:
             raise ValueError(f"size: unknown MiT size {size!r}, expected one of {sorted(MIT_SIZES)}.")
         spec = MIT_SIZES[size]
-        self.out_channels: List[int] = list(spec["widths"])
+        self.out_channels: list[int] = list(spec["widths"])
         rates = torch.linspace(0, drop_path_rate, sum(spec["depths"])).tolist()
         stages, start, channels = [], 0, in_channels
         layout = zip(spec["widths"], spec["heads"], spec["depths"], REDUCTION_RATIOS)
@@ -161,8 +160,8 @@ class MixTransformer(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.apply(_init_weights)
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
-        features: List[torch.Tensor] = []
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features: list[torch.Tensor] = []
         for stage in self.stages:
             x = stage(x)
             features.append(x)
@@ -207,9 +206,4 @@ MIT_IMAGENET_RULES = [
 ]
 
 
-def load_mit_imagenet_weights(
-    encoder: MixTransformer, path: Union[str, os.PathLike], prefix: Optional[str] = None
-) -> MixTransformer:
-    """Load ImageNet weights of the encoder's size from ``path`` (e.g. ``mit_b5.pth``), renamed by
-    :data:`MIT_IMAGENET_RULES`; ``prefix`` selects the encoder's keys in a whole-model file (``"encoder."``)."""
-    return load_renamed(encoder, path, MIT_IMAGENET_RULES, prefix)
+register_published_format(MixTransformer, "SegFormer's ImageNet MiT weights (mit_b*.pth)", MIT_IMAGENET_RULES)

@@ -18,17 +18,11 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from .weights import load_pretrained
+
 __all__ = ["MagnificationModels"]
 
 logger = logging.getLogger(__name__)
-
-
-def _state_dict(checkpoint: Mapping, path: Path) -> Mapping:
-    """The network weights of a checkpoint saved whole or as ``{"model": weights, ...}`` (MONAI's CheckpointSaver)."""
-    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, Mapping) else None
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: expected a state dict or {{'model': state dict}}, got {type(checkpoint).__name__}.")
-    return state
 
 
 class MagnificationModels(nn.Module):
@@ -73,9 +67,9 @@ class MagnificationModels(nn.Module):
         magnifications: Sequence[int] = (20, 40, 60),
         channels: Sequence[int] = (1, 2, 3),
         name: str = "model_{magnification}x_c{channel:02d}.pt",
-        map_location=None,
     ) -> "MagnificationModels":
-        """A copy of ``network`` per checkpoint ``ckpt_dir/name`` found, loaded with its weights.
+        """A copy of ``network`` per checkpoint ``ckpt_dir/name`` found, loaded with its weights by
+        :func:`common.networks.load_pretrained`.
 
         Missing checkpoints are logged (a warning per magnification naming the files); a magnification with
         none is left out, so its images cannot be predicted.
@@ -92,9 +86,7 @@ class MagnificationModels(nn.Module):
                 if not path.is_file():
                     missing.append(path.name)
                     continue
-                model = copy.deepcopy(network)
-                model.load_state_dict(_state_dict(torch.load(path, map_location=map_location, weights_only=True), path))
-                found[channel] = model
+                found[channel] = load_pretrained(copy.deepcopy(network), path)
             if found:
                 models[magnification] = found
                 logger.info("%dx: predicting channels %s", magnification, ", ".join(f"C{c:02d}" for c in found))

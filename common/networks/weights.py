@@ -1,13 +1,13 @@
-"""Loading published weights whose parameter names differ from ours: read a file, rename its keys, load.
+"""Network weights from files: one reader (:func:`read_state_dict`) and one loader (:func:`load_pretrained`).
+
+:func:`load_pretrained` takes a checkpoint with the network's own parameter names (the bundles' ``CheckpointSaver``
+and ``ModelSaver`` files) or a file as an original method published it, renamed by the rules each network module
+registers for its class with :func:`register_published_format`.
 
 A renaming is a list of ``(pattern, replacement)`` rules (``re`` syntax; the replacement may be a function of
 the match). Each key is renamed by the first rule whose pattern matches it from its start; a rule whose
-replacement is None drops the key (a classifier head we have no use for), and a key no rule matches is an
-error, so a file of another architecture is never loaded half-way.
-
-:func:`load_pretrained` is the one loader the bundles use: it takes a checkpoint with the network's own
-parameter names (the bundles' ``CheckpointSaver`` files) or a file as an original method published it, renamed
-by the rules each network module registers for its class with :func:`register_published_format`.
+replacement is None drops the key (a classifier head we have no use for), and a key no rule matches rules the
+format out, so a file of another architecture is never loaded half-way.
 """
 
 from __future__ import annotations
@@ -15,28 +15,36 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Union
 
 import torch
 from torch import nn
 
-__all__ = ["read_state_dict", "rename_keys", "load_renamed", "load_pretrained", "register_published_format",
-           "PUBLISHED_FORMATS"]
+__all__ = [
+    "PUBLISHED_FORMATS",
+    "available_checkpoints",
+    "load_pretrained",
+    "read_state_dict",
+    "register_published_format",
+]
 
 logger = logging.getLogger(__name__)
 
 Replacement = Union[str, Callable[["re.Match"], str], None]
-Rule = Tuple[str, Replacement]
+Rule = tuple[str, Replacement]
 
 #: network class -> the published checkpoint formats it loads: ``(description, renaming rules)`` each.
-PUBLISHED_FORMATS: Dict[type, List[Tuple[str, List[Rule]]]] = {}
+PUBLISHED_FORMATS: dict[type, list[tuple[str, list[Rule]]]] = {}
 
 #: keys under which a checkpoint file may hold its state dict, tried in this order.
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "network")
 
 
-def read_state_dict(path: Union[str, os.PathLike]) -> dict:
-    """The state dict stored in ``path``: bare, or under one of :data:`STATE_DICT_KEYS`.
+def read_state_dict(path: str | os.PathLike) -> dict:
+    """The state dict stored in ``path`` (loaded to the CPU, tensors only): bare, or under one of
+    :data:`STATE_DICT_KEYS` (``{"model": ..., "optimizer": ...}`` as MONAI's ``CheckpointSaver`` writes it).
 
     Raises:
         FileNotFoundError: naming the file.
@@ -54,11 +62,11 @@ def read_state_dict(path: Union[str, os.PathLike]) -> dict:
     return dict(content)
 
 
-def rename_keys(state_dict: Mapping[str, torch.Tensor], rules: Sequence[Rule], source: str = "state dict") -> dict:
+def _rename_keys(state_dict: Mapping[str, torch.Tensor], rules: Sequence[Rule]) -> dict:
     """``state_dict`` with every key renamed by the first matching rule (see the module docstring).
 
     Raises:
-        KeyError: naming ``source`` and the keys no rule matches.
+        KeyError: the keys no rule matches.
     """
     compiled = [(re.compile(pattern), replacement) for pattern, replacement in rules]
     renamed, unknown = {}, []
@@ -74,29 +82,11 @@ def rename_keys(state_dict: Mapping[str, torch.Tensor], rules: Sequence[Rule], s
         else:
             unknown.append(key)
     if unknown:
-        raise KeyError(f"{source}: {len(unknown)} keys of an unexpected architecture, e.g. {unknown[:5]}.")
+        raise KeyError(f"{len(unknown)} keys of an unexpected architecture, e.g. {unknown[:5]}")
     return renamed
 
 
-def load_renamed(
-    module: nn.Module, path: Union[str, os.PathLike], rules: Sequence[Rule], prefix: Optional[str] = None
-) -> nn.Module:
-    """Load the weights file ``path`` into ``module`` after renaming its keys with ``rules``; all must fit.
-
-    Args:
-        module: the network (or part of it) receiving the weights.
-        path: weights file (see :func:`read_state_dict`).
-        rules: the renaming (see the module docstring).
-        prefix: if given, only keys starting with it are read, without it (e.g. ``"encoder."``).
-
-    Raises:
-        KeyError / ValueError: naming ``path``, for keys no rule knows, for parameters of ``module`` the file
-            lacks or for shapes that differ (a different model size).
-    """
-    state = read_state_dict(path)
-    if prefix is not None:
-        state = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
-    return _load_fitting(module, rename_keys(state, rules, source=str(path)), path)
+_OTHER_SIZE = "weights of another model size"
 
 
 def _fit_problems(module: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
@@ -110,16 +100,8 @@ def _fit_problems(module: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
     wrong = [f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}" for key, value in expected.items()
              if state[key].shape != value.shape]
     if wrong:
-        return f"weights of another model size: {wrong[:3]} ({len(wrong)} in all)"
+        return f"{_OTHER_SIZE}: {wrong[:3]} ({len(wrong)} in all)"
     return ""
-
-
-def _load_fitting(module: nn.Module, state: Mapping[str, torch.Tensor], path) -> nn.Module:
-    problems = _fit_problems(module, state)
-    if problems:
-        raise (ValueError if problems.startswith("weights of another") else KeyError)(f"{path}: {problems}.")
-    module.load_state_dict(state)
-    return module
 
 
 def register_published_format(network_type: type, description: str, rules: Sequence[Rule]) -> None:
@@ -133,34 +115,54 @@ def register_published_format(network_type: type, description: str, rules: Seque
     PUBLISHED_FORMATS.setdefault(network_type, []).append((description, list(rules)))
 
 
-def load_pretrained(module: nn.Module, path: Optional[Union[str, os.PathLike]]) -> nn.Module:
+def load_pretrained(module: nn.Module, path: str | os.PathLike | None) -> nn.Module:
     """``module`` with the weights of ``path``: a checkpoint with its own parameter names, or a file in one of
     the published formats registered for its class (:data:`PUBLISHED_FORMATS`); None leaves it as it is.
+    A ``DistributedDataParallel`` / ``DataParallel`` wrapper is loaded through; ``module`` itself is returned.
 
     Raises:
         FileNotFoundError: naming the file.
-        KeyError / ValueError: naming the file and, for each format tried, why it does not fit.
+        KeyError / ValueError (a known naming, other shapes): naming the file and, for each format tried, why it
+            does not fit.
     """
     if path is None:
         return module
+    target = module.module if isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else module
     state = read_state_dict(path)
-    problems = _fit_problems(module, state)
-    if not problems:
-        module.load_state_dict(state)
-        return module
-    reasons = [f"as this network's own checkpoint: {problems}"]
-    formats = [fmt for cls in type(module).__mro__ for fmt in PUBLISHED_FORMATS.get(cls, [])]
+    formats = [("this network's own checkpoint", None)]
+    formats += [fmt for cls in type(target).__mro__ for fmt in PUBLISHED_FORMATS.get(cls, [])]
+    reasons = []
     for description, rules in formats:
         try:
-            renamed = rename_keys(state, rules, source=description)
+            renamed = state if rules is None else _rename_keys(state, rules)
         except KeyError as error:
             reasons.append(f"as {description}: {error.args[0]}")
             continue
-        format_problems = _fit_problems(module, renamed)
-        if not format_problems:
-            module.load_state_dict(renamed)
+        problems = _fit_problems(target, renamed)
+        if not problems:
+            target.load_state_dict(renamed)
             logger.info("%s: loaded as %s.", path, description)
             return module
-        reasons.append(f"as {description}: {format_problems}")
-    error_type = ValueError if all("another model size" in reason for reason in reasons) else KeyError
-    raise error_type(f"{path}: does not load into {type(module).__name__}; tried " + "; ".join(reasons) + ".")
+        reasons.append(f"as {description}: {problems}")
+    error_type = ValueError if any(_OTHER_SIZE in reason for reason in reasons) else KeyError
+    raise error_type(f"{path}: does not load into {type(target).__name__}; tried " + "; ".join(reasons) + ".")
+
+
+def available_checkpoints(checkpoints: Mapping[str, str], uses: Mapping[str, str] | None = None) -> list[str]:
+    """Names of ``checkpoints`` (name -> path) whose file exists; a warning for each missing one.
+
+    Args:
+        checkpoints: name -> checkpoint path.
+        uses: name -> what the checkpoint is for, added to the warning.
+
+    Raises:
+        FileNotFoundError: none of the files exists (all paths named).
+    """
+    found = [name for name, path in checkpoints.items() if Path(path).is_file()]
+    if not found:
+        raise FileNotFoundError(f"no checkpoint found: none of {', '.join(map(str, checkpoints.values()))} exists.")
+    for name, path in checkpoints.items():
+        if name not in found:
+            purpose = f" ({uses[name]})" if uses and name in uses else ""
+            logger.warning("%s not found%s: its channels come from another checkpoint.", path, purpose)
+    return found
