@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from monai.data import Dataset
 
@@ -31,7 +31,9 @@ class FlattenedDataset(Dataset):
         for index in range(len(dataset)):
             item = dataset[index]
             if isinstance(item, Mapping) or not all(isinstance(sample, Mapping) for sample in item):
-                raise TypeError(f"dataset[{index}]: expected a list of samples (dicts), got {type(item).__name__}; "
-                                "end the dataset's transforms with a multi-sample transform such as Tiled.")
+                raise TypeError(
+                    f"dataset[{index}]: expected a list of samples (dicts), got {type(item).__name__}; "
+                    "end the dataset's transforms with a multi-sample transform such as Tiled."
+                )
             samples += item
         super().__init__(samples, transform)
