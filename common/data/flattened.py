@@ -27,7 +27,7 @@ class FlattenedDataset(Dataset):
     """
 
     def __init__(self, dataset: Sequence[Sequence[Mapping]], transform: Callable | None = None) -> None:
-        samples = []
+        samples: list[Mapping] = []
         for index in range(len(dataset)):
             item = dataset[index]
             if isinstance(item, Mapping) or not all(isinstance(sample, Mapping) for sample in item):
