@@ -3,8 +3,10 @@
 from .challenge_layouts import (
     LMC_ORGANELLES,
     adipocyte_datalist,
+    adipocyte_model_name,
     adipocyte_pairs,
     adipocyte_split,
+    adipocyte_split_part,
     livecell_datalist,
     livecell_name_fields,
     lmc_datalist,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence, Union
 
 from .coco import CocoIndex, load_coco
-from .datalist import split_datalist
+from .datalist import SPLITS, split_datalist
 from .errors import ImageFileError, LayoutError
 from .images import read_tiff_shape
 
@@ -38,7 +38,9 @@ __all__ = [
     "read_lmc_best_z",
     "adipocyte_datalist",
     "adipocyte_split",
+    "adipocyte_split_part",
     "adipocyte_pairs",
+    "adipocyte_model_name",
     "LIVECELL_SPLITS",
     "LMC_MODALITIES",
     "LMC_ORGANELLES",
@@ -594,6 +596,19 @@ def adipocyte_split(items: Sequence[dict], seed: int = 42) -> tuple[list[dict], 
         for part, chosen in zip(parts, (train, validation, test)):
             part += chosen
     return parts
+
+
+def adipocyte_split_part(items: Sequence[dict], split: str, seed: int = 42) -> list[dict]:
+    """The ``split`` part (``"training"``, ``"validation"`` or ``"test"``) of :func:`adipocyte_split`."""
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {SPLITS}, got {split!r}.")
+    return adipocyte_split(items, seed)[SPLITS.index(split)]
+
+
+def adipocyte_model_name(best_ssim: bool = False) -> str:
+    """File name of an adipocyte model, a template of ``magnification`` and ``channel``: ``model_20x_c01.pt`` holds
+    the weights of the last training epoch, ``model_20x_c01_best_ssim.pt`` those of the best validation SSIM."""
+    return "model_{magnification}x_c{channel:02d}" + ("_best_ssim" if best_ssim else "") + ".pt"
 
 
 def adipocyte_pairs(
