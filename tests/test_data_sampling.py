@@ -75,6 +75,7 @@ def test_discovery_writes_a_sampling_file_that_the_datalist_reads(tmp_path):
     assert [content["items"][item["id"]]["repeats"] for item in items] == [1] * 12 + [2] * 3
     amplified = amplified_datalist(items, tmp_path / "sampling.json")
     assert len(amplified) == 18 and Counter(item["id"] for item in amplified)["cell_00014"] == 2
+    assert amplified_datalist(items, None) == items  # no sampling file: each item once
     with pytest.raises(FileExistsError, match="sampling.json"):
         discover_modalities(MeanEncoder(), items, load, tmp_path / "sampling.json", clusters=2)
     with pytest.raises(KeyError, match="no entry for item 'other'"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence, Union
+from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -36,12 +36,15 @@ def combined_datalist(datasets: Sequence[Mapping]) -> list[dict]:
     return items
 
 
-def amplified_datalist(datalist: Sequence[Mapping], sampling_file: Union[str, os.PathLike]) -> list[dict]:
-    """``datalist`` with each item repeated as ``sampling_file`` says (written by :mod:`common.data.modalities`).
+def amplified_datalist(datalist: Sequence[Mapping], sampling_file: Optional[Union[str, os.PathLike]]) -> list[dict]:
+    """``datalist`` with each item repeated as ``sampling_file`` says (written by :mod:`common.data.modalities`);
+    each item once where ``sampling_file`` is None.
 
     The file maps item ids to ``{"cluster": k, "repeats": r}``; an item it does not list is an error naming the
     file, so a sampling computed for another dataset is never applied silently.
     """
+    if sampling_file is None:
+        return [dict(item) for item in datalist]
     path = Path(sampling_file)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: sampling file not found; write it with python -m common.data.modalities.")

@@ -2,13 +2,17 @@
 datasetter.py, config/step1_pretraining, config/step2_finetuning), and its boundary exclusion acts as that code
 does (on labels repeated to three channels), not as its comments intend."""
 
+import json
+import re
+
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, load_spec
 from skimage.segmentation import find_boundaries
 from test_bundle_suite import parser_for
 
+from common.data.synthetic import write_dataset
 from common.flows.testing import random_cells
 
 BUNDLE = REPO / "bundles" / "mediar_cell_segmentation"
@@ -38,12 +42,97 @@ def test_each_phase_builds_mediars_pipeline(overlays, train, replay):
         assert names(parser, "train#replay#preprocessing") == replay
 
 
-def test_phase_2_targets_and_fine_tuning_2_sampling():
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    """A target set (NeurIPS layout) and one public set."""
+    root = tmp_path_factory.mktemp("mediar_phases")
+    return write_dataset("neurips", root / "target", n=10, size=64, seed=0), \
+        write_dataset("neurips", root / "public", n=3, size=64, seed=1)
+
+
+def phase_parser(overlays, datasets, tmp_path, **overrides):
+    parser = parser_for(BUNDLE, "train.json", *overlays)
+    target, public = datasets
+    parser.update({**load_spec(BUNDLE)["overrides"], "dataset_dir": str(target), "bundle_root": str(tmp_path),
+                   "public_datasets": [{"name": "public", "layout": "neurips", "root": str(public)}], "cache_rate": 0.0,
+                   **overrides})
+    return parser
+
+
+@pytest.mark.parametrize("overlays, data", [
+    ([], ["target"]),  # fine-tuning 1: the target set's training split
+    (["pretrain.json"], ["public"]),  # phase 1: public data only
+    (["pretrain.json", "pretrain_phase2.json"], ["public", "target"]),  # phase 2: public + target data
+    (["finetune_replay.json"], ["target"]),  # fine-tuning 2: the target set, public data replayed
+])
+def test_each_phase_trains_on_mediars_data(overlays, data, datasets, tmp_path):
+    parser = phase_parser(overlays, datasets, tmp_path, sampling_file=None)
+    split = [item["id"] for item in parser.get_parsed_content("target_datalist")]
+    assert len(split) == 6  # 60 % of 10 images (the suite's split_fractions)
+    expected = {"public": ["public/cell_00001", "public/cell_00002", "public/cell_00003"], "target": split}
+    assert [item["id"] for item in parser.get_parsed_content("train#dataset").data] == [
+        item for name in data for item in expected[name]]
+
+
+def test_phase_2_and_fine_tuning_2_settings():
     phase2 = parser_for(BUNDLE, "train.json", "pretrain.json", "pretrain_phase2.json")
-    assert phase2["include_target"] is True and phase2.get_parsed_content("epochs") == 60
-    assert phase2.get_parsed_content("cosine_period") == 60
+    assert phase2.get_parsed_content("epochs") == 60 and phase2.get_parsed_content("cosine_period") == 60
+    assert phase2.get_parsed_content("init_ckpt") is None  # pre-training starts from the ImageNet encoder
     replay = parser_for(BUNDLE, "train.json", "finetune_replay.json")
     assert replay.get_parsed_content("sampling_file").endswith("models/amplified_sampling.json")  # finetuning2.json
+
+
+def test_modality_discovery_writes_the_sampling_that_fine_tuning_reads(datasets, tmp_path):
+    phase1 = tmp_path / "models" / "pretrain_phase1" / "model.pt"
+    phase1.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(phase_parser([], datasets, tmp_path).get_parsed_content("network_def").state_dict(), phase1)
+    discovery = phase_parser(["modalities.json"], datasets, tmp_path, clusters=2, min_samples=4, embedding_size=64)
+    discovery.get_parsed_content("discovering")
+    sampling = json.loads((tmp_path / "models" / "amplified_sampling.json").read_text())
+    split = [item["id"] for item in discovery.get_parsed_content("target_datalist")]
+    assert sorted(sampling["items"]) == sorted(split) and sum(sampling["cluster_sizes"]) == 6
+    repeats = sum(entry["repeats"] for entry in sampling["items"].values())
+    assert repeats >= 8  # each of the 2 clusters gives at least min_samples 4 items per epoch
+    replay = phase_parser(["finetune_replay.json"], datasets, tmp_path)
+    assert len(replay.get_parsed_content("train#dataset").data) == repeats
+
+
+def test_one_flow_variant_feeds_the_loss_and_the_post_processing():
+    for files in (["train.json"], ["inference.json"]):
+        parser = parser_for(BUNDLE, *files)
+        parser["flow_variant"] = {"log_heat": False, "neighbour_heat": False, "centre": "mean"}
+        postprocessing = "flows_to_labels" if files == ["train.json"] else "postprocessing#transforms#0"
+        for component in ([postprocessing, "loss"] if files == ["train.json"] else [postprocessing]):
+            assert [parser.get_parsed_content(f"{component}#{key}") for key in ("log_heat", "neighbour_heat", "centre")] \
+                == [False, False, "mean"], component
+
+
+REF = re.compile(r"@([A-Za-z_][\w#]*)")
+
+
+def flat_ids(prefix, value):
+    """(id, value) of a config entry and everything nested in it, top to bottom (``_desc_`` left out)."""
+    yield prefix, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    for key, nested in items:
+        if key != "_desc_":
+            yield from flat_ids(f"{prefix}#{key}", nested)
+
+
+@pytest.mark.parametrize("files", [["inference.json"], ["train.json"], ["train.json", "pretrain.json"],
+                                   ["train.json", "pretrain.json", "pretrain_phase2.json"],
+                                   ["train.json", "finetune_replay.json"], ["train.json", "modalities.json"],
+                                   ["train.json", "evaluate.json"], ["train.json", "multi_gpu_train.json"]])
+def test_configs_read_top_to_bottom(files):
+    defined, used_early = set(), []
+    for name in files:
+        for key, value in json.loads((BUNDLE / "configs" / name).read_text()).items():
+            for ident, content in flat_ids(key, value):
+                defined.add(ident)
+                if isinstance(content, str) and content[:1] in "@$":
+                    used_early += [f"{name}: {ident} uses @{ref}" for ref in REF.findall(content) if ref not in defined]
+    assert used_early == []
 
 
 def test_the_label_transpose_of_mediars_2024_code_is_an_option():
