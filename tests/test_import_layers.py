@@ -13,7 +13,7 @@ from pathlib import Path
 import common
 
 LAYERS = [
-    "ops", "io", "flows", "transforms", "data", "losses", "metrics", "postprocess", "networks", "inferers",
+    "ops", "io", "flows", "transforms", "data", "losses", "metrics", "postprocess", "networks", "baselines", "inferers",
     "handlers", "bundle", "deploy",
 ]
 ROOT = Path(common.__file__).parent
