@@ -22,7 +22,7 @@ test-fast: $(INSTALLED)
 	$(PYTHON) -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 bench: $(INSTALLED)
-	$(PYTHON) tests/benchmarks/bench_flows.py
+	$(PYTHON) -m tests.benchmarks.bench_flows
 
 map-app:  # the folder `monai-deploy package` takes: app.py, app.yaml, requirements.txt and the common package
 	rm -rf build/map_app && mkdir -p build/map_app

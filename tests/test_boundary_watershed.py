@@ -5,7 +5,6 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from helpers import touching_ellipses
 from scipy import ndimage
 from skimage.measure import label as skimage_label
 from skimage.segmentation import watershed as skimage_watershed
@@ -13,6 +12,7 @@ from skimage.segmentation import watershed as skimage_watershed
 from common.metrics import match_instances
 from common.postprocess import LANDSCAPES, BoundaryWatershed, watershed_instances
 from common.transforms import InstanceToBoundaryTargetsd, instance_to_boundary_targets
+from tests.support.shapes import touching_ellipses
 
 
 def test_boundary_lies_only_where_two_nuclei_touch():

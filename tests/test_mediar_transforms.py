@@ -6,7 +6,6 @@ import torch
 from monai.data import MetaTensor
 from scipy import ndimage
 
-from common.flows.testing import random_cells
 from common.transforms import (
     BoundaryExclusion,
     BoundaryExclusiond,
@@ -17,6 +16,7 @@ from common.transforms import (
     RemoveBorderInstances,
     RemoveBorderInstancesd,
 )
+from tests.support.shapes import random_cells
 
 
 @pytest.fixture(scope="module")

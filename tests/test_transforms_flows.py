@@ -6,9 +6,9 @@ import torch
 from monai.data import MetaTensor
 
 from common.flows import CELLPOSE_FLOW_SCALE, labels_to_flows
-from common.flows.testing import random_cells
 from common.metrics import match_instances
 from common.transforms.flows import FlowsToLabels, FlowsToLabelsd, LabelsToFlows, LabelsToFlowsd
+from tests.support.shapes import random_cells
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_testing import REPO, SCHEMA, configs, free_port, parser_for, run_cli  # noqa: F401 (re-exported)
 from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
 
 from common.bundle import REQUIRED_FILES
+from tests.support.bundles import REPO, SCHEMA, configs, free_port, parser_for, run_cli  # noqa: F401 (re-exported)
 
 SHARED_IDS = ["bundle_root", "device", "dataset_dir", "output_dir", "network_def", "network", "preprocessing",
               "postprocessing", "inferer", "run"]

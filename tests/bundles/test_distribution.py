@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLES, REPO, SCHEMA, assert_same_outputs
 from monai.bundle import download
 from monai.data import MetaTensor
 
 from common.bundle import export_bundle, verify_bundle
+from tests.support.bundles import BUNDLES, REPO, SCHEMA, assert_same_outputs
 
 # run in the fresh process: forget the editable install of this repository, put the downloaded bundle folder on
 # sys.path as a user's app does (the bundle's configs import `common` from there), then run and load the bundle

@@ -5,11 +5,10 @@ does (on labels repeated to three channels), not as its comments intend."""
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
 from skimage.segmentation import find_boundaries
-from test_bundle_suite import parser_for
 
-from common.flows.testing import random_cells
+from tests.support.bundles import REPO, parser_for
+from tests.support.shapes import random_cells
 
 BUNDLE = REPO / "bundles" / "mediar_cell_segmentation"
 LOAD = ["LoadImaged", "LoadInstanceLabelsd", "CheckSpatialShapesd", "AsChannelsd", "NonZeroPercentileNormalized"]

@@ -1,4 +1,5 @@
-"""Synthetic instance label images for tests and benchmarks: many touching, non-convex cells."""
+"""Synthetic label images for tests and benchmarks (independent of ``common.data.synthetic``): (H, W) int32
+instance labels, ids 1..N."""
 
 from __future__ import annotations
 
@@ -8,7 +9,32 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-__all__ = ["random_cells", "import_cellpose_dynamics"]
+
+def touching_ellipses(shape=(256, 256), n=60, radius=(6, 14), seed=0, min_size=0) -> np.ndarray:
+    """(H, W) int32 labels of random ellipses pressed against each other, like crowded nuclei.
+
+    Where ellipses overlap, each pixel goes to the ellipse it lies deepest in, so touching nuclei meet along
+    a line and stay convex. Ellipses left with fewer than ``min_size`` pixels are removed and the rest
+    re-partitioned, so no nucleus is a sliver and no background is enclosed by nuclei. Ids are 1..N.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
+    depth = np.empty((n,) + tuple(shape), np.float32)  # normalised radius of each pixel in each ellipse
+    for index in range(n):
+        cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        ry, rx = rng.uniform(*radius, size=2)
+        angle = rng.uniform(0, np.pi)
+        dy, dx = yy - cy, xx - cx
+        u = (dy * np.cos(angle) + dx * np.sin(angle)) / ry
+        v = (-dy * np.sin(angle) + dx * np.cos(angle)) / rx
+        depth[index] = np.sqrt(u**2 + v**2)
+    while True:
+        nearest = depth.argmin(axis=0)
+        labels = np.where(depth.min(axis=0) <= 1, nearest + 1, 0)
+        sizes = np.bincount(labels.ravel(), minlength=len(depth) + 1)[1:]
+        if (sizes >= min_size).all():
+            return labels.astype(np.int32)
+        depth = depth[sizes >= min_size]
 
 
 def random_cells(
@@ -43,40 +69,3 @@ def random_cells(
     small[0] = False
     labels[small[labels]] = 0
     return labels
-
-
-def import_cellpose_dynamics():
-    """``cellpose.dynamics`` of an installed cellpose, for comparisons; raises ImportError if unavailable.
-
-    cellpose imports torchvision only for augmentations in ``cellpose.transforms``, which the dynamics do
-    not use. Where torchvision is missing (it is not a dependency of this project), a placeholder module
-    stands in for it during the import and is removed afterwards.
-    """
-    import importlib
-    import importlib.util
-    import sys
-    import types
-
-    if importlib.util.find_spec("cellpose") is None:
-        raise ImportError("cellpose is not installed")
-    names = [
-        "torchvision",
-        "torchvision.transforms",
-        "torchvision.transforms.functional",
-        "torchvision.transforms._functional_tensor",
-    ]
-    stubbed = []
-    if importlib.util.find_spec("torchvision") is None:
-        for name in names:
-            sys.modules[name] = types.ModuleType(name)
-            stubbed.append(name)
-        sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
-        sys.modules["torchvision.transforms"].functional = sys.modules["torchvision.transforms.functional"]
-        sys.modules["torchvision.transforms"]._functional_tensor = sys.modules[
-            "torchvision.transforms._functional_tensor"
-        ]
-    try:
-        return importlib.import_module("cellpose.dynamics")
-    finally:
-        for name in stubbed:
-            sys.modules.pop(name, None)
