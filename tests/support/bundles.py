@@ -4,7 +4,6 @@ Each bundle has ``tests/bundles/specs/<bundle name>.json``:
 - ``synthetic``: ``{"layout", "n", "size", "seed", ...}`` passed to ``common.data.synthetic.write_dataset``;
 - ``inference_input``: the folder of the synthetic dataset that inference reads;
 - ``overrides`` / ``inference_overrides``: CLI overrides that make training / inference small and offline;
-  ``multi_gpu_overrides``: more overrides for the torchrun run (e.g. whole epochs, so that shards can be checked);
 - ``outputs``: ``evaluate`` (JSON report under bundle_root, with an ``images`` count), ``inference_glob``
   (pattern under the inference output_dir, ``**`` allowed), optional ``inference_count`` (default: one output
   per file of the input folder) and ``model`` (checkpoint under bundle_root, default ``models/model.pt``);
@@ -119,3 +118,11 @@ def run_cli(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(
     status, output = cli(bundle, run_id, config_names, overrides, launcher, env)
     assert status == 0, f"{run_id} {config_names} {overrides}\nexited {status}:\n{output[-6000:]}"
     return output
+
+
+def attach_config(path: Path, engine_id: str, handler_id: str, handler: dict) -> str:
+    """Write an override config that adds ``handler`` (a test-only handler of ``tests.support.recording``) to the
+    engine ``engine_id`` after the bundle's ``initialize``; returns its path, for ``config_names``. Run the bundle
+    with ``env=SUPPORT_ENV`` so that the handler can be imported."""
+    path.write_text(json.dumps({handler_id: handler, "+initialize": [f"$@{handler_id}.attach(@{engine_id})"]}))
+    return str(path)
