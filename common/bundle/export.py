@@ -14,8 +14,19 @@ from typing import Iterable
 
 import common
 
-__all__ = ["export_bundle", "zip_name", "bundle_files", "weight_files", "large_files_yaml", "third_party_imports",
-           "IMPORT_TO_DISTRIBUTION", "published_large_files", "NOT_EXPORTED", "package_files", "copy_package"]
+__all__ = [
+    "IMPORT_TO_DISTRIBUTION",
+    "NOT_EXPORTED",
+    "bundle_files",
+    "copy_package",
+    "export_bundle",
+    "large_files_yaml",
+    "package_files",
+    "published_large_files",
+    "third_party_imports",
+    "weight_files",
+    "zip_name",
+]
 
 # folders a run writes into the bundle (predictions, evaluation reports, logs) and caches: never exported
 RUN_OUTPUTS = {"eval", "predictions", "runs", "logs", "mlruns", "__pycache__", ".ipynb_checkpoints"}

@@ -10,12 +10,14 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
 
 from common.bundle import REQUIRED_FILES
 from tests.support.bundles import SCHEMA, SUPPORT_ENV, attach_config, configs, free_port, parser_for, run_cli
+from tests.support.reference_metrics import REFERENCE_METRICS
 
 SHARED_IDS = ["bundle_root", "device", "dataset_dir", "output_dir", "network_def", "network", "preprocessing",
               "postprocessing", "inferer", "run"]
@@ -110,11 +112,22 @@ def test_interrupted_training_resumes(bundle, spec, dataset, trained):
     assert f"epoch {spec['overrides']['epochs']} until {overrides['epochs']} epochs" in output
 
 
-def test_evaluation_writes_metrics(bundle, spec, dataset, trained):
-    run_cli(bundle, "evaluating", ["train.json", "evaluate.json"],
-            {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(trained)})
+def test_evaluation_metric_equals_one_recomputed_from_its_predictions(bundle, spec, dataset, trained, tmp_path):
+    """The evaluation's report against the spec's ``metric`` recomputed by ``tests.support.reference_metrics`` from
+    each image's prediction and label as the evaluator's handlers got them (recorded by a test-only handler)."""
+    recorder = attach_config(tmp_path / "record_outputs.json", "validate#evaluator", "output_recorder",
+                             {"_target_": "tests.support.recording.OutputRecorder", "output_dir": str(tmp_path / "outputs")})
+    run_cli(bundle, "evaluating", ["train.json", "evaluate.json", recorder],
+            {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(trained)}, env=SUPPORT_ENV)
     report = json.loads((trained / spec["outputs"]["evaluate"]).read_text())
-    assert report["images"] > 0
+    recorded = sorted((tmp_path / "outputs").glob("*.npz"))
+    assert report["images"] == len(recorded) > 0
+    if "metric" not in spec:
+        pytest.skip(f"{bundle.name}: its spec names no reference metric yet (tests/support/reference_metrics.py)")
+    reference = REFERENCE_METRICS[spec["metric"]]
+    rows = [reference(**np.load(path)) for path in recorded]
+    for column in rows[0]:
+        assert report[column] == pytest.approx(np.mean([row[column] for row in rows]), abs=1e-9), column
 
 
 def test_inference_writes_one_output_per_image(bundle, spec, dataset, trained, tmp_path):

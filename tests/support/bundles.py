@@ -7,7 +7,7 @@ Each bundle has ``tests/bundles/specs/<bundle name>.json``:
 - ``outputs``: ``evaluate`` (JSON report under bundle_root, with an ``images`` count), ``inference_glob``
   (pattern under the inference output_dir, ``**`` allowed), optional ``inference_count`` (default: one output
   per file of the input folder) and ``model`` (checkpoint under bundle_root, default ``models/model.pt``);
-- ``metric``: how the suite recomputes the evaluation's metric (see ``tests/support/reference_metrics.py``);
+- ``metric``: the function of ``tests/support/reference_metrics.py`` that recomputes the evaluation report's metric;
 - ``torchscript``: ``"trace"`` for a network ``torch.jit.script`` cannot compile (exported with ``--use_trace``).
 
 The fixtures built on these (``bundle``, ``spec``, ``dataset``, ``release``, ``reference_outputs``) are in
@@ -16,7 +16,6 @@ The fixtures built on these (``bundle``, ``spec``, ``dataset``, ``release``, ``r
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys

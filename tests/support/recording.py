@@ -13,7 +13,7 @@ from ignite.engine import Engine, Events
 from common.transforms import source_file
 from common.transforms.meta import SOURCE_KEY
 
-__all__ = ["ShardRecorder", "OutputRecorder"]
+__all__ = ["OutputRecorder", "ShardRecorder"]
 
 
 def _rank() -> int:

@@ -3,8 +3,6 @@ instance labels, ids 1..N."""
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
@@ -38,7 +36,7 @@ def touching_ellipses(shape=(256, 256), n=60, radius=(6, 14), seed=0, min_size=0
 
 
 def random_cells(
-    shape: Tuple[int, int], n_cells: int, seed: int = 0, fill: float = 0.6, min_size: int = 15
+    shape: tuple[int, int], n_cells: int, seed: int = 0, fill: float = 0.6, min_size: int = 15
 ) -> np.ndarray:
     """About ``n_cells`` touching cells grown from jittered grid seeds inside irregular blobs.
 
