@@ -56,8 +56,9 @@ class ShardRecorder:
 
     def write(self, engine: Engine) -> None:
         dataset = engine.data_loader.dataset
+        keys = getattr(dataset.transform, "source_keys", ("image",))  # those common.transforms.SourceCompose names
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        record = {"dataset": [source_file(item) or f"item {index}" for index, item in enumerate(dataset.data)],
+        record = {"dataset": [source_file(item, keys) or f"item {index}" for index, item in enumerate(dataset.data)],
                   "epochs": self.epochs}
         (self.output_dir / f"rank{_rank()}.json").write_text(json.dumps(record))
         network = getattr(engine.network, "module", engine.network)
