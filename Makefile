@@ -22,11 +22,11 @@ test-fast: $(INSTALLED)
 	$(PYTHON) -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 bench: $(INSTALLED)
-	$(PYTHON) tests/benchmarks/bench_flows.py
+	$(PYTHON) -m tests.benchmarks.bench_flows
 
-map-app:  # the folder `monai-deploy package` takes: app.py, app.yaml, requirements.txt and the common package
+map-app: $(INSTALLED)  # the folder `monai-deploy package` takes: app.py, app.yaml, requirements.txt and common as bundles carry it
 	rm -rf build/map_app && mkdir -p build/map_app
-	cp -r common build/map_app/ && find build/map_app -name __pycache__ -prune -exec rm -rf {} +
+	$(PYTHON) -m common.bundle copy-common build/map_app
 	cp common/deploy/app.py common/deploy/app.yaml common/deploy/requirements.txt build/map_app/
 
 clean-venv:

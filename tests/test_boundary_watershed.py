@@ -7,7 +7,6 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from helpers import touching_ellipses
 from monai.data import MetaTensor
 from monai.transforms import Compose, DeleteItemsd, FillHolesd
 from scipy import ndimage
@@ -29,6 +28,7 @@ from common.postprocess import (
     WatershedLandscaped,
 )
 from common.transforms import InstanceToBoundaryTargetsd, instance_to_boundary_targets
+from tests.support.shapes import touching_ellipses
 
 DEFAULT_LANDSCAPE = inspect.signature(WatershedLandscape).parameters["landscape"].default
 

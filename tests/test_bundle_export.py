@@ -1,5 +1,6 @@
 """common.bundle export and verify: what goes into a zip, and the errors for bad bundles."""
 
+import ast
 import hashlib
 import json
 import shutil
@@ -10,7 +11,7 @@ import pytest
 
 from common.bundle import BundleCheckError, export_bundle, verify_bundle
 from common.bundle.__main__ import main
-from common.bundle.export import third_party_imports
+from common.bundle.export import NOT_EXPORTED, third_party_imports
 
 REPO = Path(__file__).resolve().parents[1]
 DSB = REPO / "bundles" / "dsb_nuclei_watershed_segmentation"
@@ -37,9 +38,40 @@ def test_a_package_common_imports_must_be_listed(bundle_copy, tmp_path):
     metadata = json.loads(meta_file.read_text())
     del metadata["required_packages_version"]["scipy"]
     meta_file.write_text(json.dumps(metadata))
-    with pytest.raises(ValueError, match=r"lacks scipy \(imported by .*flows"):
+    with pytest.raises(ValueError, match=r"lacks scipy \(imported by [^)]+\.py"):
         export_bundle(bundle_copy, tmp_path / "dist")
     assert not (tmp_path / "dist").exists()
+
+
+def imported_modules(package_dir: Path) -> set[str]:
+    """Every module the package's files import, at any level (inside functions too), relative imports resolved."""
+    found = set()
+    for path in package_dir.rglob("*.py"):
+        parts = ["common", *path.relative_to(package_dir).with_suffix("").parts]
+        package = parts if path.name == "__init__.py" else parts[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join([*package[: len(package) - node.level + 1], *([node.module] if node.module else [])]) \
+                    if node.level else node.module
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_test_and_synthetic_data_modules_stay_out_and_nothing_exported_needs_them(bundle_copy, tmp_path):
+    names = zipfile.ZipFile(export_bundle(bundle_copy, tmp_path / "dist")).namelist()
+    exported = {name.split("/common/", 1)[1] for name in names if "/common/" in name}
+    assert "data/sampling.py" in exported and not set(NOT_EXPORTED) & exported
+    assert main(["copy-common", str(tmp_path / "map_app")]) == 0  # what `make map-app` copies
+    copied = tmp_path / "map_app" / "common"
+    assert {path.relative_to(copied).as_posix() for path in copied.rglob("*.py")} == exported
+    left_out = {"common." + name.removesuffix(".py").replace("/", ".") for name in NOT_EXPORTED}
+    assert "common.data.scene" in imported_modules(REPO / "common")  # the check sees relative and absolute imports
+    assert not left_out & imported_modules(copied)
+    configs = " ".join(path.read_text() for path in (REPO / "bundles").glob("*/configs/*.json"))
+    assert not [module for module in left_out if module in configs]
 
 
 def test_imports_found_are_module_level_third_party_only():

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from common.flows import labels_to_flows
-from common.flows.testing import random_cells
 from common.losses import FlowCellprobLoss
 from common.transforms import BoundaryExclusion, LabelsToFlows
+from tests.support.shapes import random_cells
 
 MEDIAR = dict(log_heat=True, neighbour_heat=True, centre="median")
 

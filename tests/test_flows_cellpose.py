@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from common.flows import CELLPOSE_FLOW_SCALE, flows_to_labels, labels_to_flows
-from common.flows.testing import import_cellpose_dynamics, random_cells
 from common.metrics import match_instances
+from tests.support.cellpose_reference import import_cellpose_dynamics
+from tests.support.shapes import random_cells
 
 try:
     dynamics = import_cellpose_dynamics()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from common.flows import fill_holes, flow_error, labels_to_flows
-from common.flows.testing import random_cells
+from tests.support.shapes import random_cells
 
 
 def test_flow_error_is_zero_for_the_masks_own_flows_and_large_for_reversed_ones():

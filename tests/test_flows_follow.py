@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from common.flows import follow_flows, labels_to_flows
-from common.flows.testing import random_cells
+from tests.support.shapes import random_cells
 
 
 def test_constant_flow_moves_points_by_niter_steps_and_clamps():

@@ -6,7 +6,7 @@ import torch
 
 from common.flows import labels_to_flows
 from common.flows.heat import crop_centres, diffuse_heat, heat_to_flows
-from common.flows.testing import random_cells
+from tests.support.shapes import random_cells
 
 
 def reference_flows(labels: np.ndarray, log_heat=False, neighbour_heat=False, centre="mean") -> np.ndarray:

@@ -8,8 +8,8 @@ import torch
 
 from common.flows import CELLPOSE_FLOW_SCALE, flows_to_labels, labels_to_flows
 from common.flows.masks import tile_grid
-from common.flows.testing import random_cells
 from common.metrics import match_instances
+from tests.support.shapes import random_cells
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -6,7 +6,6 @@ import torch
 from monai.data import MetaTensor
 from scipy import ndimage
 
-from common.flows.testing import random_cells
 from common.postprocess import RemoveBorderInstances, RemoveBorderInstancesd
 from common.transforms import (
     BoundaryExclusion,
@@ -16,6 +15,7 @@ from common.transforms import (
     RandCellAwareIntensity,
     RandCellAwareIntensityd,
 )
+from tests.support.shapes import random_cells
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,12 @@ checkpoints saved as each original saves them."""
 
 import pytest
 import torch
-from smp_reference import import_smp, random_smp_unet
 
 import monai.networks.nets.efficientnet as monai_efficientnet
 from monai.networks.nets import FlexibleUNet
 from common.networks import SMP_FEATURE_BLOCKS, EfficientNetUNet, load_pretrained
 from common.networks.efficientnet_unet import adapt_input_channels
+from tests.support.smp_reference import import_smp, random_smp_unet
 
 # backbone, in, out, activation, how the original saved its weights
 LMC = ("efficientnet-b7", 1, 4, "sigmoid", "lmc")  # jfozard/LMC train.py: {"model_state_dict", "optimizer_state_dict"}

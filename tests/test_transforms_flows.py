@@ -6,10 +6,10 @@ import torch
 from monai.data import MetaTensor
 
 from common.flows import CELLPOSE_FLOW_SCALE, labels_to_flows
-from common.flows.testing import random_cells
 from common.metrics import match_instances
 from common.postprocess import FlowsToLabels, FlowsToLabelsd
 from common.transforms import LabelsToFlows, LabelsToFlowsd
+from tests.support.shapes import random_cells
 
 
 @pytest.fixture(scope="module")

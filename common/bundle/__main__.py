@@ -3,6 +3,7 @@
     python -m common.bundle export bundles/<name> --out dist/     # dist/<name>_v<version>.zip
     python -m common.bundle export --all --out dist/              # every bundle under --bundles
     python -m common.bundle verify dist/<name>_v<version>.zip --schema meta_schema_20240725.json
+    python -m common.bundle copy-common build/map_app/          # build/map_app/common, as bundles carry it
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from common.bundle.export import export_bundle
+from common.bundle.export import copy_package, export_bundle
 from common.bundle.verify import BundleCheckError, verify_bundle
 
 
@@ -39,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     verify.add_argument("--schema", type=Path, help="metadata schema file (meta_schema_20240725.json)")
     verify.add_argument("--set", action="append", default=[], metavar="ID=JSON",
                         help="override a config id where the network is built, e.g. --set backbone='\"efficientnet-b0\"'")
+    copy = commands.add_parser("copy-common", help="copy the common package as exported bundles carry it")
+    copy.add_argument("out", type=Path, help="folder to copy common/ into")
     args = parser.parse_args(argv)
     if args.command == "export" and not (args.bundle or args.all):
         parser.error("export: name bundle folders or pass --all")
@@ -47,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.command == "copy-common":
+        copy_package(args.out)
+        return 0
     if args.command == "verify":
         try:
             verify_bundle(args.bundle, args.schema, overrides=dict(parse_override(item) for item in args.set))

@@ -6,6 +6,7 @@ import ast
 import hashlib
 import json
 import re
+import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -13,8 +14,19 @@ from typing import Iterable
 
 import common
 
-__all__ = ["export_bundle", "zip_name", "bundle_files", "weight_files", "large_files_yaml", "third_party_imports",
-           "IMPORT_TO_DISTRIBUTION", "published_large_files"]
+__all__ = [
+    "IMPORT_TO_DISTRIBUTION",
+    "NOT_EXPORTED",
+    "bundle_files",
+    "copy_package",
+    "export_bundle",
+    "large_files_yaml",
+    "package_files",
+    "published_large_files",
+    "third_party_imports",
+    "weight_files",
+    "zip_name",
+]
 
 # folders a run writes into the bundle (predictions, evaluation reports, logs) and caches: never exported
 RUN_OUTPUTS = {"eval", "predictions", "runs", "logs", "mlruns", "__pycache__", ".ipynb_checkpoints"}
@@ -25,6 +37,12 @@ PATH_ENTRY = re.compile(r"""\s*-?\s*path:\s*["']?([^"'\s]+)""")
 IMPORT_TO_DISTRIBUTION = {"skimage": "scikit-image", "PIL": "pillow", "ignite": "pytorch-ignite", "yaml": "pyyaml"}
 # what every bundle may import without listing it (metadata.json has its own fields for these)
 BASE_DISTRIBUTIONS = {"monai", "torch", "numpy"}
+# modules of ``common`` (paths in the package) that no bundle config and no Deploy application imports, with the
+# reason: left out of exported bundles and of the MAP application folder (``python -m common.bundle copy-common``)
+NOT_EXPORTED = {
+    "data/synthetic.py": "writes synthetic datasets for tests and demos (python -m common.data.synthetic)",
+    "data/scene.py": "renders the synthetic fields of view that data/synthetic.py writes",
+}
 
 
 def read_metadata(bundle: Path) -> dict:
@@ -87,7 +105,20 @@ def large_files_yaml(bundle: Path, weights: Iterable[Path], url_base: str | None
 
 
 def package_files(package_dir: Path) -> list[Path]:
-    return sorted(p for p in package_dir.rglob("*.py") if "__pycache__" not in p.parts)
+    """The package's modules that bundles carry: every ``.py`` file but caches and :data:`NOT_EXPORTED`."""
+    return sorted(p for p in package_dir.rglob("*.py")
+                  if "__pycache__" not in p.parts and p.relative_to(package_dir).as_posix() not in NOT_EXPORTED)
+
+
+def copy_package(out_dir: str | Path, package_dir: Path | None = None) -> Path:
+    """Copy the ``common`` package as bundles carry it (:func:`package_files`) to ``<out_dir>/common``."""
+    package_dir = package_dir or Path(common.__file__).resolve().parent
+    target = Path(out_dir) / package_dir.name
+    for path in package_files(package_dir):
+        destination = target / path.relative_to(package_dir)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, destination)
+    return target
 
 
 def third_party_imports(package_dir: Path, skip: Iterable[str] = ("deploy",)) -> dict[str, set[str]]:

@@ -1,11 +1,11 @@
 """Benchmark of common.flows against cellpose's own dynamics: time and peak memory of each step.
 
-    python tests/benchmarks/bench_flows.py [--sizes 512 2048 8192] [--threads 1] [--fill 0.6]
+    python -m tests.benchmarks.bench_flows [--sizes 512 2048 8192] [--threads 1] [--fill 0.6]
         [--reference-python /path/to/venv-with-cellpose/bin/python] [--reference-max-size 2048]
 
 Steps: ``labels_to_flows`` (reference: cellpose ``dynamics.masks_to_flows_gpu`` on CPU) and ``flows_to_labels``
 (reference: cellpose ``dynamics.resize_and_compute_masks``: following, clustering, flow-error check, holes,
-small masks). Inputs are synthetic label images (``common.flows.testing.random_cells``) with about 2000 cells
+small masks). Inputs are synthetic label images (``tests.support.shapes.random_cells``) with about 2000 cells
 per 2048 x 2048 covering a ``--fill`` fraction of the image (60 %: cells of ~1250 pixels), and their cellpose
 flows at network scale (5x) with cell-probability logits of +-4.
 
@@ -59,7 +59,7 @@ def worker(step: str, implementation: str, data: str, threads: int) -> dict:
             ),
         }
     else:
-        from common.flows.testing import import_cellpose_dynamics
+        from tests.support.cellpose_reference import import_cellpose_dynamics
 
         dynamics = import_cellpose_dynamics()
         cpu = torch.device("cpu")
@@ -95,7 +95,7 @@ def make_data(size: int, directory: Path, fill: float) -> int:
     import torch
 
     from common.flows import CELLPOSE_FLOW_SCALE, labels_to_flows
-    from common.flows.testing import random_cells
+    from tests.support.shapes import random_cells
 
     tile = min(size, 2048)  # large images: independent 2048 tiles, so generation stays fast and bounded
     labels = np.zeros((size, size), np.int32)
@@ -120,7 +120,7 @@ def measure(python: str, step: str, implementation: str, data: Path, threads: in
 
 def reference_python(requested: str | None) -> str | None:
     """An interpreter where cellpose.dynamics imports, or None."""
-    check = "from common.flows.testing import import_cellpose_dynamics as f; f()"
+    check = "from tests.support.cellpose_reference import import_cellpose_dynamics as f; f()"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     for python in ([requested] if requested else [sys.executable]):
         if subprocess.run([python, "-c", check], capture_output=True, env=env, cwd=REPO).returncode == 0:

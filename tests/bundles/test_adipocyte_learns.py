@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
 from monai.bundle import ConfigParser
-from test_bundle_suite import run_cli
 
 from common.data.synthetic import write_dataset
 from common.io import adipocyte_datalist, adipocyte_split, read_image
+from tests.support.bundles import REPO, run_cli
 
 BUNDLE = REPO / "bundles" / "adipocyte_fluorescence_prediction"
 # a narrower network than the published one (64 ... 512) so that CPU training takes a minute; intensities divided

@@ -7,12 +7,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, load_spec
 from monai.bundle import ConfigParser
-from test_bundle_suite import run_cli
 
 from common.data.synthetic import write_dataset
 from common.io import read_image
+from tests.support.bundles import REPO, load_spec, run_cli
 
 BUNDLE = REPO / "bundles" / "adipocyte_fluorescence_prediction"
 OVERRIDE = {"magnification": 40, "channel": 2}

@@ -4,11 +4,11 @@ finite prediction under the bundle's own inference settings, where float16 autoc
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, load_spec, save_untrained_weights
 from monai.bundle import ConfigParser
 
 from common.data.synthetic import write_dataset
 from common.io import read_image, write_image
+from tests.support.bundles import REPO, load_spec, save_untrained_weights
 
 BUNDLE = REPO / "bundles" / "adipocyte_fluorescence_prediction"
 FLOAT16_MAX = float(torch.finfo(torch.float16).max)  # 65504

@@ -3,8 +3,9 @@
 import math
 
 import pytest
-from conftest import REPO
 from monai.bundle import ConfigParser
+
+from tests.support.bundles import REPO
 
 BUNDLE = REPO / "bundles" / "adipocyte_fluorescence_prediction"
 

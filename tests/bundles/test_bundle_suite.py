@@ -10,12 +10,14 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from bundle_testing import REPO, SCHEMA, configs, free_port, parser_for, run_cli  # noqa: F401 (re-exported)
 from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
 
 from common.bundle import REQUIRED_FILES
+from tests.support.bundles import SCHEMA, SUPPORT_ENV, attach_config, configs, free_port, parser_for, run_cli
+from tests.support.reference_metrics import REFERENCE_METRICS
 
 SHARED_IDS = ["bundle_root", "device", "dataset_dir", "output_dir", "network_def", "network", "preprocessing",
               "postprocessing", "inferer", "run"]
@@ -110,11 +112,22 @@ def test_interrupted_training_resumes(bundle, spec, dataset, trained):
     assert f"epoch {spec['overrides']['epochs']} until {overrides['epochs']} epochs" in output
 
 
-def test_evaluation_writes_metrics(bundle, spec, dataset, trained):
-    run_cli(bundle, "evaluating", ["train.json", "evaluate.json"],
-            {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(trained)})
+def test_evaluation_metric_equals_one_recomputed_from_its_predictions(bundle, spec, dataset, trained, tmp_path):
+    """The evaluation's report against the spec's ``metric`` recomputed by ``tests.support.reference_metrics`` from
+    each image's prediction and label as the evaluator's handlers got them (recorded by a test-only handler)."""
+    recorder = attach_config(tmp_path / "record_outputs.json", "validate#evaluator", "output_recorder",
+                             {"_target_": "tests.support.recording.OutputRecorder", "output_dir": str(tmp_path / "outputs")})
+    run_cli(bundle, "evaluating", ["train.json", "evaluate.json", recorder],
+            {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(trained)}, env=SUPPORT_ENV)
     report = json.loads((trained / spec["outputs"]["evaluate"]).read_text())
-    assert report["images"] > 0
+    recorded = sorted((tmp_path / "outputs").glob("*.npz"))
+    assert report["images"] == len(recorded) > 0
+    if "metric" not in spec:
+        pytest.skip(f"{bundle.name}: its spec names no reference metric yet (tests/support/reference_metrics.py)")
+    reference = REFERENCE_METRICS[spec["metric"]]
+    rows = [reference(**np.load(path)) for path in recorded]
+    for column in rows[0]:
+        assert report[column] == pytest.approx(np.mean([row[column] for row in rows]), abs=1e-9), column
 
 
 def test_inference_writes_one_output_per_image(bundle, spec, dataset, trained, tmp_path):
@@ -127,8 +140,34 @@ def test_inference_writes_one_output_per_image(bundle, spec, dataset, trained, t
     assert len(written) == expected > 0
 
 
-def test_multi_gpu_training_runs_with_two_cpu_processes(bundle, spec, dataset, tmp_path):
+def test_multi_gpu_training_splits_the_data_and_saves_the_shared_model(bundle, spec, dataset, tmp_path):
+    """Two CPU (Gloo) processes: each trains on its own shard of every epoch, no item is left out beyond
+    DistributedSampler's padding, and the saved model is the one both ranks hold at the end."""
     launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}", "-m")
-    run_cli(bundle, "training", ["train.json", "multi_gpu_train.json"],
-            {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(tmp_path)}, launcher=launcher)
-    assert list((tmp_path / "models").glob("checkpoint*.pt"))
+    recorder = attach_config(tmp_path / "record_shards.json", "train#trainer", "shard_recorder",
+                             {"_target_": "tests.support.recording.ShardRecorder", "output_dir": str(tmp_path / "shards")})
+    run_cli(bundle, "training", ["train.json", "multi_gpu_train.json", recorder],
+            {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(tmp_path / "root")},
+            launcher=launcher, env=SUPPORT_ENV)
+    assert list((tmp_path / "root" / "models").glob("checkpoint*.pt"))
+    ranks = [json.loads((tmp_path / "shards" / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    dataset_sources = ranks[0]["dataset"]
+    assert ranks[1]["dataset"] == dataset_sources and len(dataset_sources) >= 2
+    size, padded = len(dataset_sources), 2 * -(-len(dataset_sources) // 2)
+    assert len(ranks[0]["epochs"]) == len(ranks[1]["epochs"]) == spec["overrides"]["epochs"]
+    for epoch in zip(*(record["epochs"] for record in ranks)):
+        shards = [set(rank["shard"]) for rank in epoch]
+        assert [len(rank["shard"]) for rank in epoch] == [padded // 2] * 2
+        assert shards[0] | shards[1] == set(range(size))  # none dropped
+        assert len(shards[0] & shards[1]) <= padded - size  # on both ranks only as DistributedSampler's padding
+        for rank, shard in zip(epoch, shards):  # what each rank trained on came from its shard
+            assert rank["sources"] and rank["iterations"] > 0
+            own = {dataset_sources[index] for index in shard}
+            assert set(rank["sources"]) <= own
+            if rank["iterations"] == rank["loader_length"] and not rank["drop_last"]:
+                assert set(rank["sources"]) == own
+    saved = torch.load(tmp_path / "root" / spec["outputs"].get("model", "models/model.pt"), weights_only=True)
+    for rank in (0, 1):
+        final = torch.load(tmp_path / "shards" / f"rank{rank}.pt", weights_only=True)
+        assert list(final) == list(saved)
+        assert all(torch.equal(final[key], saved[key].cpu()) for key in final), f"rank {rank}"

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLES, REPO, SCHEMA, assert_same_outputs
 from monai.bundle import download
 from monai.data import MetaTensor
 
 from common.bundle import export_bundle, verify_bundle
+from common.bundle.export import NOT_EXPORTED, copy_package
+from tests.support.bundles import BUNDLES, REPO, SCHEMA, assert_same_outputs
 
 # run in the fresh process: forget the editable install of this repository, put the downloaded bundle folder on
 # sys.path as a user's app does (the bundle's configs import `common` from there), then run and load the bundle
@@ -49,6 +50,7 @@ def test_zip_holds_one_bundle_folder_with_weights_hashes_and_common(bundle, rele
     assert release["zip"].name == f"{bundle.name}_v{version}.zip"
     assert {name.split("/")[0] for name in names} == {bundle.name}
     assert f"{bundle.name}/common/flows/follow.py" in names and f"{bundle.name}/{release['model_file']}" in names
+    assert not {f"{bundle.name}/common/{name}" for name in NOT_EXPORTED} & set(names)  # inference runs without them
     large_files = zipfile.ZipFile(release["zip"]).read(f"{bundle.name}/large_files.yml").decode()
     assert f'path: "{release["model_file"]}"' in large_files and 'hash_type: "sha256"' in large_files
     with pytest.raises(FileExistsError, match=release["zip"].name):
@@ -129,7 +131,7 @@ def test_plain_app_py_with_holoscan_path_variables(bundle, spec, dataset, releas
     if bundle != BUNDLES[0]:
         pytest.skip("the MAP folder is checked with one bundle; the application is the same for all")
     app = tmp_path / "map_app"
-    shutil.copytree(REPO / "common", app / "common", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_package(app)
     for name in ("app.py", "app.yaml", "requirements.txt"):
         shutil.copy(REPO / "common" / "deploy" / name, app / name)
     out = tmp_path / "output"

@@ -1,10 +1,10 @@
 """The DSB bundle's train config reads both published layouts into the same training samples."""
 
 import pytest
-from conftest import REPO
 from monai.bundle import ConfigParser
 
 from common.data.synthetic import write_dataset
+from tests.support.bundles import REPO
 
 BUNDLE = REPO / "bundles" / "dsb_nuclei_watershed_segmentation"
 

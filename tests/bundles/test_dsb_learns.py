@@ -3,10 +3,9 @@
 import json
 
 import pytest
-from conftest import REPO, save_untrained_weights
-from test_bundle_suite import run_cli
 
 from common.data.synthetic import write_dataset
+from tests.support.bundles import REPO, run_cli, save_untrained_weights
 
 BUNDLE = REPO / "bundles" / "dsb_nuclei_watershed_segmentation"
 SMALL = {"pretrained": False, "num_workers": 0, "patch_size": [128, 128]}

@@ -1,12 +1,11 @@
 """The DSB bundle segments 8-bit PNG fields as the published model's Space serves them (BBBC039 examples)."""
 
 import numpy as np
-from conftest import REPO, save_untrained_weights
 from monai.bundle import ConfigParser
 from PIL import Image
-from test_bundle_suite import run_cli
 
 from common.io import read_image
+from tests.support.bundles import REPO, run_cli, save_untrained_weights
 
 BUNDLE = REPO / "bundles" / "dsb_nuclei_watershed_segmentation"
 

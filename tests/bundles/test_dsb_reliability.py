@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-from bundle_testing import REPO, parser_for, run_cli
 
 from common.data.synthetic import write_dataset
 from common.handlers import InstanceSegmentationReport
+from tests.support.bundles import REPO, parser_for, run_cli
 
 BUNDLE = REPO / "bundles" / "dsb_nuclei_watershed_segmentation"
 SMALL = json.loads((REPO / "tests" / "bundles" / "specs" / f"{BUNDLE.name}.json").read_text())["overrides"]

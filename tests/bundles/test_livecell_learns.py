@@ -5,10 +5,9 @@ import json
 import time
 
 import pytest
-from conftest import REPO
-from test_bundle_suite import run_cli
 
 from common.data.synthetic import write_dataset
+from tests.support.bundles import REPO, run_cli
 
 BUNDLE = REPO / "bundles" / "livecell_semantic_segmentation"
 SMALL = {"num_workers": 0, "patch_size": [64, 64]}

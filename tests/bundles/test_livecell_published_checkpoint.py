@@ -18,14 +18,13 @@ import numpy as np
 import pytest
 import torch
 import tifffile
-from conftest import REPO
 from ignite.engine import Events
 from monai.bundle import ConfigParser
 from monai.inferers import sliding_window_inference
-from test_bundle_suite import run_cli
 
 from common.data.synthetic import write_dataset
 from common.networks import load_pretrained
+from tests.support.bundles import REPO, run_cli
 
 pytest.importorskip("einops", reason="MONAI's SwinUNETR needs einops")
 from monai.networks.nets import SwinUNETR  # noqa: E402

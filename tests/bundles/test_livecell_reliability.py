@@ -6,11 +6,10 @@ import csv
 import numpy as np
 import pytest
 import tifffile
-from conftest import REPO, save_untrained_weights
 from monai.bundle import ConfigParser
-from test_bundle_suite import run_cli
 
 from common.data.synthetic import write_dataset
+from tests.support.bundles import REPO, run_cli, save_untrained_weights
 
 BUNDLE = REPO / "bundles" / "livecell_semantic_segmentation"
 CONFIGS = BUNDLE / "configs"

@@ -6,8 +6,9 @@ import re
 
 import pytest
 import torch
-from conftest import REPO
 from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
+
+from tests.support.bundles import REPO
 
 BUNDLE = REPO / "bundles" / "livecell_semantic_segmentation"
 CONFIGS = BUNDLE / "configs"

@@ -3,10 +3,9 @@
 import json
 
 import pytest
-from conftest import REPO, save_untrained_weights
-from test_bundle_suite import run_cli
 
 from common.data.synthetic import write_dataset
+from tests.support.bundles import REPO, run_cli, save_untrained_weights
 
 BUNDLE = REPO / "bundles" / "lmc_fluorescence_prediction"
 # small encoder from scratch; 6 images per study, 2 of each in the validation split; its middle slices evaluated

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO
 from monai.bundle import ConfigParser
-from bundle_testing import cli, run_cli
 
 from common.data.synthetic import write_dataset
 from common.inferers import DihedralTTAInferer
 from common.io import LMC_ORGANELLES, read_image, read_pixel_size
+from tests.support.bundles import REPO, cli, run_cli
 
 BUNDLE = REPO / "bundles" / "lmc_fluorescence_prediction"
 SMALL = {"backbone": "efficientnet-b0", "pretrained": False, "num_workers": 0}

@@ -3,13 +3,13 @@ two-model ensemble, and tiled post-processing of large images."""
 
 import pytest
 import torch
-from conftest import REPO
 from monai.bundle import ConfigParser
 
-from common.flows.testing import random_cells
 from common.metrics import match_instances
 from common.networks import AverageEnsemble
 from common.transforms import LabelsToFlows
+from tests.support.bundles import REPO
+from tests.support.shapes import random_cells
 
 BUNDLE = REPO / "bundles" / "mediar_cell_segmentation"
 SMALL = {"encoder": "mit_b0", "decoder_channels": [32, 32, 16, 16, 16], "attention_channels": 8, "patch_size": [64, 64]}

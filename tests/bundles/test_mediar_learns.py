@@ -9,10 +9,9 @@ instead of the fine-tuning rate 2e-5, on 128-pixel images. Evaluation is the cha
 import json
 
 import pytest
-from conftest import REPO, save_untrained_weights
-from test_bundle_suite import run_cli
 
 from common.data.synthetic import write_dataset
+from tests.support.bundles import REPO, run_cli, save_untrained_weights
 
 BUNDLE = REPO / "bundles" / "mediar_cell_segmentation"
 SMALL = {"pretrained": False, "encoder": "mit_b0", "decoder_channels": [32, 32, 16, 16, 16], "attention_channels": 8,

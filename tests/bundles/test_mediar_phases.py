@@ -8,12 +8,11 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, load_spec
 from skimage.segmentation import find_boundaries
-from test_bundle_suite import parser_for
 
 from common.data.synthetic import write_dataset
-from common.flows.testing import random_cells
+from tests.support.bundles import REPO, load_spec, parser_for
+from tests.support.shapes import random_cells
 
 BUNDLE = REPO / "bundles" / "mediar_cell_segmentation"
 LOAD = ["LoadImaged", "LoadInstanceLabelsd", "CheckSpatialShapesd", "AsChannelsd", "NonZeroPercentileNormalized"]

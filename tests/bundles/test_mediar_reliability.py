@@ -6,13 +6,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, load_spec
 from ignite.engine import Events
-from test_bundle_suite import parser_for
 
 from common.data.synthetic import write_dataset
 from common.io import image_folder_datalist
 from common.metrics import cellseg_f1
+from tests.support.bundles import REPO, load_spec, parser_for
 
 BUNDLE = REPO / "bundles" / "mediar_cell_segmentation"
 

@@ -6,12 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 from monai.bundle import ConfigParser
-from conftest import REPO, assert_same_outputs, load_spec
-from smp_reference import random_smp_unet
-from test_bundle_suite import run_cli
 
 from common.data.synthetic import write_dataset
 from common.networks import EfficientNetUNet
+from tests.support.bundles import REPO, assert_same_outputs, load_spec, run_cli
+from tests.support.smp_reference import random_smp_unet
 
 SMALL = "efficientnet-b0"
 

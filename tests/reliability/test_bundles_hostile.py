@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundle_testing import CLI_ENV, assert_same_outputs, cli, cli_command, parser_for, run_cli
 
 from common.bundle.verify import BundleCheckError, check_weights
 from common.io import build_datalist, image_suffix, read_image, write_image
+from tests.support.bundles import CLI_ENV, assert_same_outputs, cli, cli_command, parser_for, run_cli
 
 #: datalist key of a file paired with the image (label or target), per layout; None: no such file (COCO polygons)
 PARTNER = {"bbbc039": "label", "dsb2018": "label", "neurips": "label", "livecell": None,

@@ -1,4 +1,4 @@
-"""What the bundle tests share: the bundles under test, their specs, the synthetic data they run on, the bundle CLI.
+"""The bundles under test, their specs and the bundle CLI, as the bundle tests use them.
 
 Each bundle has ``tests/bundles/specs/<bundle name>.json``:
 - ``synthetic``: ``{"layout", "n", "size", "seed", ...}`` passed to ``common.data.synthetic.write_dataset``;
@@ -7,16 +7,15 @@ Each bundle has ``tests/bundles/specs/<bundle name>.json``:
 - ``outputs``: ``evaluate`` (JSON report under bundle_root, with an ``images`` count), ``inference_glob``
   (pattern under the inference output_dir, ``**`` allowed), optional ``inference_count`` (default: one output
   per file of the input folder) and ``model`` (checkpoint under bundle_root, default ``models/model.pt``);
+- ``metric``: the function of ``tests/support/reference_metrics.py`` that recomputes the evaluation report's metric;
 - ``torchscript``: ``"trace"`` for a network ``torch.jit.script`` cannot compile (exported with ``--use_trace``).
 
-The fixtures (``bundle``, ``spec``, ``dataset``, ``release``, ``reference_outputs``) are made available to every
-test directory by ``tests/conftest.py``; ``tests/`` is on ``sys.path``, so tests import the helpers as
-``from bundle_testing import run_cli``.
+The fixtures built on these (``bundle``, ``spec``, ``dataset``, ``release``, ``reference_outputs``) are in
+``tests/conftest.py``.
 """
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BUNDLES = sorted(path for path in (REPO / "bundles").iterdir() if (path / "configs").is_dir())
 SPECS = REPO / "tests" / "bundles" / "specs"
 SCHEMA = REPO.parent / "shared" / "schemas" / "meta_schema_20240725.json"
@@ -41,32 +40,9 @@ def load_spec(bundle: Path) -> dict:
     return json.loads(spec_file.read_text())
 
 
-# under pytest-xdist (`-n 2 --dist loadgroup`) each bundle's tests stay on one worker, so its training fixture runs once
-@pytest.fixture(scope="module", params=[pytest.param(b, marks=pytest.mark.xdist_group(b.name)) for b in BUNDLES],
-                ids=[bundle.name for bundle in BUNDLES])
-def bundle(request) -> Path:
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def spec(bundle) -> dict:
-    return load_spec(bundle)
-
-
-@pytest.fixture(scope="module")
-def dataset(bundle, spec, tmp_path_factory) -> Path:
-    from common.data.synthetic import write_dataset
-
-    synthetic = dict(spec["synthetic"])
-    layout = synthetic.pop("layout")
-    return write_dataset(layout, tmp_path_factory.mktemp(bundle.name) / layout, **synthetic)
-
-
 def save_untrained_weights(bundle: Path, root: Path, overrides: dict | None = None,
                            model_file: str = "models/model.pt") -> Path:
     """Write the seeded initial weights of the bundle's inference network (with ``overrides``) to root/model_file."""
-    from monai.bundle import ConfigParser
-
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "inference.json"))
     parser.update(overrides or {})
@@ -74,29 +50,6 @@ def save_untrained_weights(bundle: Path, root: Path, overrides: dict | None = No
     (root / model_file).parent.mkdir(parents=True, exist_ok=True)
     torch.save(parser.get_parsed_content("network_def").state_dict(), root / model_file)
     return root / model_file
-
-
-@pytest.fixture(scope="module")
-def release(bundle, spec, tmp_path_factory) -> dict:
-    """A copy of the bundle with seeded untrained weights (``source``), and its exported zip (``zip``)."""
-    from common.bundle import export_bundle
-
-    work = tmp_path_factory.mktemp(f"{bundle.name}_release")
-    source = work / bundle.name
-    shutil.copytree(bundle, source, ignore=shutil.ignore_patterns("models", "eval", "predictions", "__pycache__"))
-    model_file = spec["outputs"].get("model", "models/model.pt")
-    save_untrained_weights(source, source, spec.get("inference_overrides", {}), model_file)
-    return {"source": source, "zip": export_bundle(source, work / "dist"), "model_file": model_file}
-
-
-@pytest.fixture(scope="module")
-def reference_outputs(bundle, spec, dataset, release, tmp_path_factory) -> Path:
-    """Output folder of the release's ``inferring`` run through the bundle CLI, from its source folder."""
-    out = tmp_path_factory.mktemp(f"{bundle.name}_reference")
-    run_cli(release["source"], "inferring", ["inference.json"],
-            {**spec.get("inference_overrides", {}), "dataset_dir": str(dataset / spec["inference_input"]),
-             "bundle_root": str(release["source"]), "output_dir": str(out)})
-    return out
 
 
 def assert_same_outputs(got_dir: Path, expected_dir: Path, pattern: str) -> None:
@@ -147,17 +100,28 @@ def cli_command(bundle: Path, run_id: str, config_names, overrides: dict, launch
 
 
 CLI_ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+# for runs whose configs use the test-only handlers of ``tests.support`` (and this tree's ``common``)
+SUPPORT_ENV = dict(CLI_ENV, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
 
 
-def cli(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.executable, "-m")):
+def cli(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.executable, "-m"), env=CLI_ENV):
     """Run ``monai.bundle run`` from the bundle folder; returns ``(exit status, stdout + stderr)``."""
     command = cli_command(bundle, run_id, config_names, overrides, launcher)
-    done = subprocess.run(command, cwd=bundle, env=CLI_ENV, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(command, cwd=bundle, env=env, capture_output=True, text=True, timeout=900)
     return done.returncode, done.stdout + done.stderr
 
 
-def run_cli(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.executable, "-m")) -> str:
+def run_cli(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.executable, "-m"),
+            env=CLI_ENV) -> str:
     """Run ``monai.bundle run`` as a user would; return its output, failing the test with it on error."""
-    status, output = cli(bundle, run_id, config_names, overrides, launcher)
+    status, output = cli(bundle, run_id, config_names, overrides, launcher, env)
     assert status == 0, f"{run_id} {config_names} {overrides}\nexited {status}:\n{output[-6000:]}"
     return output
+
+
+def attach_config(path: Path, engine_id: str, handler_id: str, handler: dict) -> str:
+    """Write an override config that adds ``handler`` (a test-only handler of ``tests.support.recording``) to the
+    engine ``engine_id`` after the bundle's ``initialize``; returns its path, for ``config_names``. Run the bundle
+    with ``env=SUPPORT_ENV`` so that the handler can be imported."""
+    path.write_text(json.dumps({handler_id: handler, "+initialize": [f"$@{handler_id}.attach(@{engine_id})"]}))
+    return str(path)
