@@ -12,7 +12,7 @@ from monai.transforms import MapTransform
 
 from .images import image_suffix, write_image
 
-__all__ = ["label_dtype", "SaveImageFiled", "SaveChannelFoldersd"]
+__all__ = ["SaveChannelFoldersd", "SaveImageFiled", "label_dtype"]
 
 
 def label_dtype(labels: np.ndarray) -> np.dtype:
