@@ -15,7 +15,9 @@ from common.io.challenge_layouts import (
     adipocyte_datalist,
     adipocyte_split,
     livecell_datalist,
+    lmc_channels,
     lmc_datalist,
+    lmc_output_folders,
     lmc_split,
     read_lmc_best_z,
 )
@@ -372,6 +374,24 @@ def test_lmc_split_is_stratified_complete_and_deterministic():
     assert lmc_split(items) == (train, validation)
     assert lmc_split(items, seed=7) != (train, validation)
 
+
+
+def test_lmc_split_keeps_the_images_with_a_target_without_redrawing_the_split():
+    counts = {("Mitochondria", "Nucleus"): 40, ("Actin", "Nucleus"): 20, ("Nucleus", "Tubulin"): 12, ("Actin",): 10}
+    items = lmc_items(counts)
+    train, validation = lmc_split(items)
+    actin_train, actin_validation = lmc_split(items, targets=["Actin"])
+    assert actin_train == [item for item in train if "Actin" in item["organelles"]]  # the same split, filtered
+    assert actin_validation == [item for item in validation if "Actin" in item["organelles"]]
+    assert len(actin_train) + len(actin_validation) == 30
+    assert lmc_split(items, targets=["Nucleus", "Actin"]) == (train, validation)  # every image has one of them
+
+
+def test_lmc_channels_and_output_folders_follow_the_network_order():
+    assert lmc_channels(["Actin", "Nucleus"]) == [3, 0]
+    assert lmc_output_folders(["Nucleus", "Tubulin"]) == ["nucleus-fluorescence-ome-tiff", "tubulin-fluorescence-ome-tiff"]
+    with pytest.raises(ValueError, match=r"\['nucleus'\] are not LMC organelles"):
+        lmc_output_folders(["nucleus"])
 
 # ------------------------------------------------------------------------------------------------ Adipocyte
 

@@ -9,7 +9,9 @@ from .challenge_layouts import (
     adipocyte_split_part,
     livecell_datalist,
     livecell_name_fields,
+    lmc_channels,
     lmc_datalist,
+    lmc_output_folders,
     lmc_slices,
     lmc_split,
     read_lmc_best_z,
@@ -37,5 +39,5 @@ from .labels import (
     read_instance_labels,
 )
 from .segmentation_layouts import BBBC039_SPLITS, bbbc039_datalist, dsb2018_datalist, neurips_datalist
-from .writers import SaveImageFiled, label_dtype
+from .writers import SaveChannelFoldersd, SaveImageFiled, label_dtype
 from .channel_writer import SaveChannelsd

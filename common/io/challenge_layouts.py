@@ -35,6 +35,8 @@ __all__ = [
     "lmc_datalist",
     "lmc_split",
     "lmc_slices",
+    "lmc_channels",
+    "lmc_output_folders",
     "read_lmc_best_z",
     "adipocyte_datalist",
     "adipocyte_split",
@@ -407,14 +409,28 @@ def _lmc_item(
     }
 
 
-def lmc_split(items: Sequence[dict], val_fraction: float = 0.1, seed: int = 42) -> tuple[list[dict], list[dict]]:
+def lmc_split(
+    items: Sequence[dict], val_fraction: float = 0.1, seed: int = 42, targets: Iterable[str] | None = None
+) -> tuple[list[dict], list[dict]]:
     """(train, validation) split of LMC items per image, stratified by the set of organelles present.
 
     Each set of organelles is split on its own, so both parts keep every set that has enough images for
     ``round(val_fraction * count)`` to reach 1. The same ``items`` and ``seed`` always give the same split.
+
+    Args:
+        items: LMC image items (:func:`lmc_datalist`).
+        val_fraction: share of each set of organelles held out for validation.
+        seed: seed of the split.
+        targets: keep, in both parts, only the images with at least one of these organelles (a fine-tuning
+            run's targets); None keeps all. The split is drawn before, so that it is the same for every
+            ``targets``: a fine-tuning run never trains on an image the base run validated on.
     """
     train, validation = split_datalist(items, (1.0 - val_fraction, val_fraction), seed=seed, stratify="organelles")
-    return train, validation
+    if targets is None:
+        return train, validation
+    wanted = set(targets)
+    return ([item for item in train if wanted & set(item["organelles"])],
+            [item for item in validation if wanted & set(item["organelles"])])
 
 
 def lmc_slices(items: Sequence[dict], slices: str = "all") -> list[dict]:
@@ -442,6 +458,31 @@ def lmc_slices(items: Sequence[dict], slices: str = "all") -> list[dict]:
             kept.append({"image": item["inputs"][index], "z": z, **flat, **offset})
     return kept
 
+
+
+def lmc_channels(organelles: Iterable[str]) -> list[int]:
+    """Output channel of each of ``organelles`` in the LMC network's output (:data:`LMC_ORGANELLES` order).
+
+    Raises:
+        ValueError: a name that is not an LMC organelle.
+    """
+    names = list(organelles)
+    unknown = [name for name in names if name not in LMC_ORGANELLES]
+    if unknown:
+        raise ValueError(f"organelles: {unknown} are not LMC organelles {list(LMC_ORGANELLES)}.")
+    return [LMC_ORGANELLES.index(name) for name in names]
+
+
+def lmc_output_folders(organelles: Iterable[str]) -> list[str]:
+    """The Light My Cells challenge's output folder of each of ``organelles``:
+    ``"Nucleus"`` -> ``"nucleus-fluorescence-ome-tiff"``.
+
+    Raises:
+        ValueError: a name that is not an LMC organelle.
+    """
+    names = list(organelles)
+    lmc_channels(names)
+    return [f"{name.lower()}-fluorescence-ome-tiff" for name in names]
 
 # ------------------------------------------------------------------------------------------------ Adipocyte
 

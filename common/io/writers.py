@@ -1,9 +1,9 @@
-"""MONAI transform writing one prediction per input file, named after it, keeping label ids and float values."""
+"""MONAI transforms writing the prediction of each input file, named after it, keeping label ids and float values."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Hashable, Mapping
+from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ from monai.transforms import MapTransform
 
 from .images import image_suffix, write_image
 
-__all__ = ["label_dtype", "SaveImageFiled"]
+__all__ = ["SaveChannelFoldersd", "SaveImageFiled", "label_dtype"]
 
 
 def label_dtype(labels: np.ndarray) -> np.dtype:
@@ -95,4 +95,54 @@ class SaveImageFiled(MapTransform):
             path = self.output_dir / f"{stem}{self.postfix}{self.suffix}"
             write_image(path, self._pixels(d[key], path), pixel_size=pixel_size, overwrite=self.overwrite)
             d[self.path_key or f"{key}_path"] = str(path)
+        return d
+
+
+class SaveChannelFoldersd(SaveImageFiled):
+    """Write channel ``k`` of ``data[key]`` (C, H, W) to ``<output_dir>/<folders[k]>/<input stem><postfix><suffix>``.
+
+    One file per channel, each in its own folder (the Light My Cells challenge expects
+    ``<organelle>-fluorescence-ome-tiff/<input file name>``, see :func:`common.io.lmc_output_folders`); each is
+    written as :class:`SaveImageFiled` writes an (H, W) image: name, pixel size, ``kind`` and ``overwrite`` alike.
+    The written paths, in channel order, are stored under ``path_key`` (``<key>_paths`` by default).
+
+    Args:
+        keys: keys of (C, H, W) arrays, C = ``len(folders)``.
+        output_dir: the folder holding the channel folders (created if absent).
+        folders: one sub-folder of ``output_dir`` per channel.
+        postfix, suffix, kind, name_key, overwrite, allow_missing_keys: as :class:`SaveImageFiled`.
+        path_key: where the list of written paths is stored.
+
+    Raises:
+        ValueError: a key holds another number of channels than ``folders`` names (the key named).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_dir: str,
+        folders: Sequence[str],
+        postfix: str = "",
+        suffix: str = ".tiff",
+        kind: str = "keep",
+        name_key: str = "image",
+        path_key: str | None = None,
+        overwrite: bool = False,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, output_dir, postfix, suffix, kind, name_key, path_key, overwrite, allow_missing_keys)
+        self.folders = list(folders)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        stem, pixel_size = self._source(d)
+        for key in self.key_iterator(d):
+            channels = d[key]
+            if len(channels) != len(self.folders):
+                raise ValueError(f"{key}: {len(channels)} channels to write, but folders names {len(self.folders)}: "
+                                 f"{self.folders}.")
+            paths = [self.output_dir / folder / f"{stem}{self.postfix}{self.suffix}" for folder in self.folders]
+            for channel, path in zip(channels, paths):
+                write_image(path, self._pixels(channel[None], path), pixel_size=pixel_size, overwrite=self.overwrite)
+            d[self.path_key or f"{key}_paths"] = [str(path) for path in paths]
         return d
