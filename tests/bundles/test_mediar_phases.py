@@ -17,7 +17,7 @@ from tests.support.shapes import random_cells
 BUNDLE = REPO / "bundles" / "mediar_cell_segmentation"
 LOAD = ["LoadImaged", "LoadInstanceLabelsd", "CheckSpatialShapesd", "AsChannelsd", "NonZeroPercentileNormalized"]
 CROP = ["SpatialPadd", "RandSpatialCropd", "RandAxisFlipd", "RandRotate90d"]
-INTENSITY = ["CellAwareIntensityd", "RandGaussianNoised", "RandAdjustContrastd", "RandGaussianSmoothd",
+INTENSITY = ["RandCellAwareIntensityd", "RandGaussianNoised", "RandAdjustContrastd", "RandGaussianSmoothd",
              "RandHistogramShiftd", "RandGaussianSharpend"]
 TENSORS = ["CastToTyped", "EnsureTyped"]
 TRAIN = LOAD + ["RandZoomd"] + CROP + INTENSITY + TENSORS  # MEDIAR's train_transforms
