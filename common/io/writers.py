@@ -12,7 +12,7 @@ from monai.transforms import MapTransform
 
 from .images import image_suffix, write_image
 
-__all__ = ["SaveChannelFoldersd", "SaveImageFiled", "label_dtype"]
+__all__ = ["SaveChannelFoldersd", "SaveImageFiled", "label_dtype", "mask_to_uint8"]
 
 
 def label_dtype(labels: np.ndarray) -> np.dtype:
@@ -24,6 +24,18 @@ def label_dtype(labels: np.ndarray) -> np.dtype:
         if highest <= np.iinfo(dtype).max:
             return np.dtype(dtype)
     raise ValueError(f"labels: id {highest} does not fit in 64 bits.")
+
+
+def mask_to_uint8(mask: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """A binary mask of any shape, e.g. (C, H, W), with values 0 and 1, as uint8 0 and 255 (how viewers show masks).
+
+    Tensors stay tensors (MetaTensor meta data kept) on their device; any other value than 0 or 1 is refused.
+    """
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError(f"mask: expected values 0 and 1 only, got {mask.dtype} values from {mask.min()} to {mask.max()}.")
+    if isinstance(mask, torch.Tensor):
+        return (mask * 255).to(torch.uint8)
+    return (np.asarray(mask) * 255).astype(np.uint8)
 
 
 class SaveImageFiled(MapTransform):
