@@ -39,9 +39,5 @@ from .labels import (
     read_instance_labels,
 )
 from .segmentation_layouts import BBBC039_SPLITS, bbbc039_datalist, dsb2018_datalist, neurips_datalist
-<<<<<<< HEAD
-from .writers import SaveChannelFoldersd, SaveImageFiled, label_dtype
-=======
-from .writers import SaveImageFiled, label_dtype, mask_to_uint8
->>>>>>> r14-dsb-livecell
+from .writers import SaveChannelFoldersd, SaveImageFiled, label_dtype, mask_to_uint8
 from .channel_writer import SaveChannelsd
