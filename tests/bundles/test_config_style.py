@@ -3,9 +3,8 @@
 A config is read as a user reads it: a file on its own (``train.json``, ``inference.json``), or an overlay after
 the files it is layered on (``evaluate.json`` after ``train.json``), the base files first. An id counts as defined
 once its key has been read; a ``#``-path into a section (``train#dataset``, ``load_transforms#0``) counts as
-defined once that key of the section has been read. The one allowed forward reference: the ``train`` section may
-name ``validate`` ids (the trainer's ``ValidationHandler`` and checkpoint handlers run the validator), because the
-collection, like the model zoo, writes ``train`` above ``validate``.
+defined once that key of the section has been read. No forward reference is allowed: ``validate`` comes above
+``train`` because the trainer's ``ValidationHandler`` and checkpoint handlers name the validator.
 """
 
 import json
@@ -19,8 +18,6 @@ STANDALONE = ("train.json", "inference.json")
 NOT_CONFIGS = ("metadata.json",)
 # an overlay is read after train.json unless it is layered on more (the model cards' commands)
 LAYERED_ON = {"pretrain_phase2.json": ("train.json", "pretrain.json")}
-# bundles whose engineers are still restructuring their configs (issue 14): the lead removes these after merging
-UNFINISHED = {"adipocyte_fluorescence_prediction", "lmc_fluorescence_prediction", "mediar_cell_segmentation"}
 SEP = "#"  # as the configs write it; MONAI reads "#" and "::" alike
 ALWAYS_DEFINED = ("_meta_",)  # added by `monai.bundle run` from metadata.json
 
@@ -67,8 +64,6 @@ def forward_references(files: list[Path]) -> list[str]:
         _, ref, where = event
         if ref in defined or ref.split(SEP)[0] in ALWAYS_DEFINED:
             continue
-        if where.split(SEP)[0] == "train" and ref.split(SEP)[0] == "validate" and ref in defined_anywhere:
-            continue
         problems.append(f"{name}: {where} uses @{ref} above its definition" if ref in defined_anywhere
                         else f"{name}: {where} uses @{ref}, defined nowhere in {[f.name for f in files]}")
     return problems
@@ -79,14 +74,12 @@ def reading_orders() -> list:
     params = []
     for bundle in sorted(path for path in BUNDLES.iterdir() if (path / "configs").is_dir()):
         configs = bundle / "configs"
-        marks = [pytest.mark.xfail(strict=False, reason="configs restructured on another branch")] \
-            if bundle.name in UNFINISHED else []
         for config in sorted(configs.glob("*.json")):
             if config.name in NOT_CONFIGS:
                 continue
             files = [config] if config.name in STANDALONE else \
                 [configs / base for base in LAYERED_ON.get(config.name, ("train.json",))] + [config]
-            params.append(pytest.param(files, marks=marks, id=f"{bundle.name}/{config.name}"))
+            params.append(pytest.param(files, id=f"{bundle.name}/{config.name}"))
     return params
 
 
@@ -98,11 +91,12 @@ def test_config_reads_top_to_bottom(files):
 def test_checker_finds_a_forward_reference(tmp_path):
     base = tmp_path / "train.json"
     base.write_text(json.dumps({"a": "$@b + 1", "b": 1, "train": {"h": "@validate#e", "x": "@train#y", "y": 2},
-                                "validate": {"e": "@train#x"}}))
+                                "validate": {"e": 3}}))
     overlay = tmp_path / "evaluate.json"
     overlay.write_text(json.dumps({"c": "@d", "d": "@a", "validate#e": "@missing"}))
     assert forward_references([base, overlay]) == [
         "train.json: a uses @b above its definition",
+        "train.json: train#h uses @validate#e above its definition",
         "train.json: train#x uses @train#y above its definition",
         "evaluate.json: c uses @d above its definition",
         "evaluate.json: validate#e uses @missing, defined nowhere in ['train.json', 'evaluate.json']",

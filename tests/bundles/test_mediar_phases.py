@@ -3,7 +3,6 @@ datasetter.py, config/step1_pretraining, config/step2_finetuning), and its bound
 does (on labels repeated to three channels), not as its comments intend."""
 
 import json
-import re
 
 import numpy as np
 import pytest
@@ -105,33 +104,6 @@ def test_one_flow_variant_feeds_the_loss_and_the_post_processing():
         for component in ([postprocessing, "loss"] if files == ["train.json"] else [postprocessing]):
             assert [parser.get_parsed_content(f"{component}#{key}") for key in ("log_heat", "neighbour_heat", "centre")] \
                 == [False, False, "mean"], component
-
-
-REF = re.compile(r"@([A-Za-z_][\w#]*)")
-
-
-def flat_ids(prefix, value):
-    """(id, value) of a config entry and everything nested in it, top to bottom (``_desc_`` left out)."""
-    yield prefix, value
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
-    for key, nested in items:
-        if key != "_desc_":
-            yield from flat_ids(f"{prefix}#{key}", nested)
-
-
-@pytest.mark.parametrize("files", [["inference.json"], ["train.json"], ["train.json", "pretrain.json"],
-                                   ["train.json", "pretrain.json", "pretrain_phase2.json"],
-                                   ["train.json", "finetune_replay.json"], ["train.json", "modalities.json"],
-                                   ["train.json", "evaluate.json"], ["train.json", "multi_gpu_train.json"]])
-def test_configs_read_top_to_bottom(files):
-    defined, used_early = set(), []
-    for name in files:
-        for key, value in json.loads((BUNDLE / "configs" / name).read_text()).items():
-            for ident, content in flat_ids(key, value):
-                defined.add(ident)
-                if isinstance(content, str) and content[:1] in "@$":
-                    used_early += [f"{name}: {ident} uses @{ref}" for ref in REF.findall(content) if ref not in defined]
-    assert used_early == []
 
 
 def test_the_label_transpose_of_mediars_2024_code_is_an_option():
