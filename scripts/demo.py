@@ -42,8 +42,11 @@ def prepare_output(out: Path, resume: bool) -> bool:
     if resume and not earlier:
         sys.exit(f"demo: --resume: {out} holds no earlier demo run to continue; run without --resume.")
     if earlier and not resume:
-        print(f"demo: {out} holds an earlier demo run; starting over and replacing its results "
-              f"(--resume continues an interrupted run instead).", flush=True)
+        print(
+            f"demo: {out} holds an earlier demo run; starting over and replacing its results "
+            f"(--resume continues an interrupted run instead).",
+            flush=True,
+        )
         for folder in (DATA, INPUTS):
             shutil.rmtree(out / folder, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,10 +62,17 @@ def newer(path: Path, than: Path) -> bool:
 def bundle_cli(run_id: str, config_files: list[str], **overrides) -> None:
     """Run ``python -m monai.bundle run`` from the bundle folder, streaming its output."""
     command = [
-        sys.executable, "-m", "monai.bundle", "run", run_id,
-        "--meta_file", "configs/metadata.json",
-        "--config_file", str([f"configs/{name}" for name in config_files]),
-        "--logging_file", "configs/logging.conf",
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        run_id,
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        str([f"configs/{name}" for name in config_files]),
+        "--logging_file",
+        "configs/logging.conf",
     ]
     for key, value in overrides.items():
         command += [f"--{key}", value if isinstance(value, str) else repr(value)]
@@ -122,8 +132,18 @@ def main() -> None:
     print("2/4 training (ImageNet weights cannot be downloaded here: the encoder starts from scratch)", flush=True)
     # a short run from scratch: higher learning rate, batch-norm statistics that keep up with it
     passes = -(-len((data / "metadata" / "training.txt").read_text().split()) // 4)  # one pass in batches of 4
-    bundle_cli("training", ["train.json"], **common, **training, epochs=args.epochs, iterations_per_epoch=passes,
-               batch_size=4, learning_rate=1e-3, bn_momentum=0.1, val_interval=max(args.epochs // 4, 1))
+    bundle_cli(
+        "training",
+        ["train.json"],
+        **common,
+        **training,
+        epochs=args.epochs,
+        iterations_per_epoch=passes,
+        batch_size=4,
+        learning_rate=1e-3,
+        bn_momentum=0.1,
+        val_interval=max(args.epochs // 4, 1),
+    )
 
     print("3/4 evaluating on the test split", flush=True)
     bundle_cli("evaluating", ["train.json", "evaluate.json"], **common, overwrite=earlier)
@@ -138,12 +158,20 @@ def main() -> None:
     # resuming, the images already segmented by this model are skipped; earlier predictions of another are redone
     predictions = out / "predictions"
     redo = earlier and not (args.resume and newer(predictions / "inference_log.csv", run / "models" / "model.pt"))
-    bundle_cli("inferring", ["inference.json"], dataset_dir=str(inputs), bundle_root=str(run),
-               output_dir=str(predictions), patch_size=[128, 128], overwrite=redo)
+    bundle_cli(
+        "inferring",
+        ["inference.json"],
+        dataset_dir=str(inputs),
+        bundle_root=str(run),
+        output_dir=str(predictions),
+        patch_size=[128, 128],
+        overwrite=redo,
+    )
 
     first = test_names[0].replace(".png", "")
-    write_panel(inputs / f"{first}.tif", data / "masks" / f"{first}.png",
-                predictions / f"{first}_label.tiff", out / "panel.png")
+    write_panel(
+        inputs / f"{first}.tif", data / "masks" / f"{first}.png", predictions / f"{first}_label.tiff", out / "panel.png"
+    )
     print(
         f"\nDSB watershed bundle on {report['images']} synthetic test images: mean-average F1 (IoU 0.50-0.95) "
         f"{report['mean_f1']:.3f}, F1@0.50 {report['f1@0.50']:.3f} "

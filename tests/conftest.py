@@ -20,8 +20,11 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min
 
 
 # under pytest-xdist (`-n 2 --dist loadgroup`) each bundle's tests stay on one worker, so its training fixture runs once
-@pytest.fixture(scope="module", params=[pytest.param(b, marks=pytest.mark.xdist_group(b.name)) for b in BUNDLES],
-                ids=[bundle.name for bundle in BUNDLES])
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(b, marks=pytest.mark.xdist_group(b.name)) for b in BUNDLES],
+    ids=[bundle.name for bundle in BUNDLES],
+)
 def bundle(request) -> Path:
     return request.param
 
@@ -53,7 +56,15 @@ def release(bundle, spec, tmp_path_factory) -> dict:
 def reference_outputs(bundle, spec, dataset, release, tmp_path_factory) -> Path:
     """Output folder of the release's ``inferring`` run through the bundle CLI, from its source folder."""
     out = tmp_path_factory.mktemp(f"{bundle.name}_reference")
-    run_cli(release["source"], "inferring", ["inference.json"],
-            {**spec.get("inference_overrides", {}), "dataset_dir": str(dataset / spec["inference_input"]),
-             "bundle_root": str(release["source"]), "output_dir": str(out)})
+    run_cli(
+        release["source"],
+        "inferring",
+        ["inference.json"],
+        {
+            **spec.get("inference_overrides", {}),
+            "dataset_dir": str(dataset / spec["inference_input"]),
+            "bundle_root": str(release["source"]),
+            "output_dir": str(out),
+        },
+    )
     return out

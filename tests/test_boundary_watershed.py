@@ -33,19 +33,30 @@ from tests.support.shapes import touching_ellipses
 DEFAULT_LANDSCAPE = inspect.signature(WatershedLandscape).parameters["landscape"].default
 
 
-def watershed_steps(threshold=0.5, boundary_threshold=0.5, fill_holes=True, min_marker_size=1, min_size=1,
-                    landscape=DEFAULT_LANDSCAPE, marker_connectivity=2) -> Compose:
+def watershed_steps(
+    threshold=0.5,
+    boundary_threshold=0.5,
+    fill_holes=True,
+    min_marker_size=1,
+    min_size=1,
+    landscape=DEFAULT_LANDSCAPE,
+    marker_connectivity=2,
+) -> Compose:
     """The steps in the order of the DSB bundle's ``postprocessing`` (after the sigmoid), on key ``pred``."""
-    return Compose([
-        ForegroundMaskd("pred", output_keys="mask", threshold=threshold),
-        SubtractBoundaryd("mask", probability_key="pred", output_keys="cores", threshold=boundary_threshold),
-        LabelMarkersd("cores", output_keys="markers", min_size=min_marker_size, connectivity=marker_connectivity),
-        *([FillHolesd("mask", connectivity=1)] if fill_holes else []),
-        WatershedLandscaped("markers", output_keys="landscape", landscape=landscape, cores_key="cores", mask_key="mask"),
-        MarkerWatershedd("landscape", output_keys="pred", markers_key="markers", mask_key="mask"),
-        RemoveSmallInstancesd("pred", min_size=min_size),
-        DeleteItemsd(["mask", "cores", "markers", "landscape"]),
-    ])
+    return Compose(
+        [
+            ForegroundMaskd("pred", output_keys="mask", threshold=threshold),
+            SubtractBoundaryd("mask", probability_key="pred", output_keys="cores", threshold=boundary_threshold),
+            LabelMarkersd("cores", output_keys="markers", min_size=min_marker_size, connectivity=marker_connectivity),
+            *([FillHolesd("mask", connectivity=1)] if fill_holes else []),
+            WatershedLandscaped(
+                "markers", output_keys="landscape", landscape=landscape, cores_key="cores", mask_key="mask"
+            ),
+            MarkerWatershedd("landscape", output_keys="pred", markers_key="markers", mask_key="mask"),
+            RemoveSmallInstancesd("pred", min_size=min_size),
+            DeleteItemsd(["mask", "cores", "markers", "landscape"]),
+        ]
+    )
 
 
 def watershed_instances(nucleus, boundary, **options) -> torch.Tensor:
@@ -54,8 +65,17 @@ def watershed_instances(nucleus, boundary, **options) -> torch.Tensor:
     return watershed_steps(**options)({"pred": probabilities})["pred"][0]
 
 
-def reference_instances(nucleus, boundary, threshold=0.5, boundary_threshold=0.5, fill_holes=True,
-                        min_marker_size=1, min_size=1, landscape=DEFAULT_LANDSCAPE, marker_connectivity=2):
+def reference_instances(
+    nucleus,
+    boundary,
+    threshold=0.5,
+    boundary_threshold=0.5,
+    fill_holes=True,
+    min_marker_size=1,
+    min_size=1,
+    landscape=DEFAULT_LANDSCAPE,
+    marker_connectivity=2,
+):
     """The same method written directly with scikit-image and SciPy, without the steps."""
     foreground = nucleus > threshold
     cores = foreground & (boundary <= boundary_threshold)
@@ -109,9 +129,14 @@ def test_bad_labels_raise():
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("boundary_width", [1, 2, 3])
-@pytest.mark.parametrize("landscape, min_f1, min_iou", [
-    ("distance_to_markers", 0.99, 0.985), ("binary", 0.99, 0.98), ("distance_to_background", 0.97, 0.93),
-])
+@pytest.mark.parametrize(
+    "landscape, min_f1, min_iou",
+    [
+        ("distance_to_markers", 0.99, 0.985),
+        ("binary", 0.99, 0.98),
+        ("distance_to_background", 0.97, 0.93),
+    ],
+)
 def test_targets_then_watershed_rebuild_touching_nuclei(seed, boundary_width, landscape, min_f1, min_iou):
     labels = touching_ellipses((256, 256), n=40, radius=(7, 14), seed=seed, min_size=100)
     targets = instance_to_boundary_targets(labels, boundary_width)
@@ -125,8 +150,12 @@ def test_targets_then_watershed_rebuild_touching_nuclei(seed, boundary_width, la
 def test_default_landscape_rebuilds_best():
     labels = touching_ellipses((256, 256), n=40, radius=(7, 14), seed=0, min_size=100)
     targets = instance_to_boundary_targets(labels, 2)
-    iou = {landscape: match_instances(labels, watershed_instances(
-        targets[0], targets[1], min_marker_size=10, landscape=landscape).numpy())["mean_iou"] for landscape in LANDSCAPES}
+    iou = {
+        landscape: match_instances(
+            labels, watershed_instances(targets[0], targets[1], min_marker_size=10, landscape=landscape).numpy()
+        )["mean_iou"]
+        for landscape in LANDSCAPES
+    }
     default = DEFAULT_LANDSCAPE
     assert iou[default] == max(iou.values()) and iou[default] > iou["distance_to_background"], iou
 
@@ -142,8 +171,13 @@ def test_steps_equal_the_method_written_with_scikit_image(seed):
     for landscape, connectivity, fill_holes, min_marker_size, min_size in itertools.product(
         LANDSCAPES, (1, 2), (True, False), (1, 10), (1, 10)
     ):
-        options = {"landscape": landscape, "marker_connectivity": connectivity, "fill_holes": fill_holes,
-                   "min_marker_size": min_marker_size, "min_size": min_size}
+        options = {
+            "landscape": landscape,
+            "marker_connectivity": connectivity,
+            "fill_holes": fill_holes,
+            "min_marker_size": min_marker_size,
+            "min_size": min_size,
+        }
         expected = reference_instances(noisy[0], noisy[1], **options)
         assert np.array_equal(watershed_instances(noisy[0], noisy[1], **options).numpy(), expected), options
 

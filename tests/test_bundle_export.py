@@ -53,8 +53,11 @@ def imported_modules(package_dir: Path) -> set[str]:
             if isinstance(node, ast.Import):
                 found.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom):
-                base = ".".join([*package[: len(package) - node.level + 1], *([node.module] if node.module else [])]) \
-                    if node.level else node.module
+                base = (
+                    ".".join([*package[: len(package) - node.level + 1], *([node.module] if node.module else [])])
+                    if node.level
+                    else node.module
+                )
                 found.add(base)
                 found.update(f"{base}.{alias.name}" for alias in node.names)
     return found

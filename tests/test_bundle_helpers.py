@@ -35,8 +35,10 @@ def test_label_dtype_never_truncates():
 def test_save_labels_named_after_input_keeps_ids_and_refuses_to_overwrite(tmp_path):
     labels = torch.zeros(1, 8, 9, dtype=torch.int64)
     labels[0, 2:4, 2:4] = 70000  # above uint16
-    image = MetaTensor(torch.zeros(1, 8, 9), meta={"filename_or_obj": "/data/cell_00007.ome.tiff",
-                                                    "pixel_size_um": np.array([0.5, 0.25])})
+    image = MetaTensor(
+        torch.zeros(1, 8, 9),
+        meta={"filename_or_obj": "/data/cell_00007.ome.tiff", "pixel_size_um": np.array([0.5, 0.25])},
+    )
     writer = SaveImageFiled("pred", output_dir=str(tmp_path), postfix="_label", kind="labels")
     out = writer({"image": image, "pred": labels})
     written = tmp_path / "cell_00007_label.tiff"
@@ -99,8 +101,16 @@ def test_instance_report_writes_csv_json_and_engine_metrics(tmp_path):
     gt[0, :5, :5], gt[0, 6:, 6:] = 1, 2
     pred = gt.clone()
     pred[0, 6:, 6:] = 0  # second nucleus missed
-    outputs = [[{"image": MetaTensor(torch.zeros(1, 10, 10), meta={"filename_or_obj": "/x/a.tif"}), "label": gt, "pred": gt}],
-               [{"image": MetaTensor(torch.zeros(1, 10, 10), meta={"filename_or_obj": "/x/b.tif"}), "label": gt, "pred": pred}]]
+    outputs = [
+        [{"image": MetaTensor(torch.zeros(1, 10, 10), meta={"filename_or_obj": "/x/a.tif"}), "label": gt, "pred": gt}],
+        [
+            {
+                "image": MetaTensor(torch.zeros(1, 10, 10), meta={"filename_or_obj": "/x/b.tif"}),
+                "label": gt,
+                "pred": pred,
+            }
+        ],
+    ]
     engine = Engine(lambda engine, batch: batch)
     InstanceSegmentationReport(str(tmp_path), name="report").attach(engine)
     engine.run(outputs, max_epochs=1)

@@ -108,8 +108,9 @@ def mediar_patch_counts(gt, pred, roi):
     for i in range(n_h):
         for j in range(n_w):
             window = np.s_[roi * i : roi * (i + 1), roi * j : roi * (j + 1)]
-            totals += mediar_confusion(mediar_remove_boundary_cells(gt_pad[window]),
-                                       mediar_remove_boundary_cells(pred_pad[window]))
+            totals += mediar_confusion(
+                mediar_remove_boundary_cells(gt_pad[window]), mediar_remove_boundary_cells(pred_pad[window])
+            )
     return dict(zip(("tp", "fp", "fn"), totals.tolist()))
 
 
@@ -138,11 +139,15 @@ def test_large_image_counts_equal_mediars_formula():
     uncounted = sum(mediar_remove_boundary_cells(last_column[y : y + 50]).max() for y in (0, 50, 100))
     assert uncounted > 0  # the patches without predictions hold true cells that are not counted as missed
     result = cellseg_f1(gt, pred, large_image_pixels=100 * 100, patch_size=50)
-    precision, recall = expected["tp"] / (expected["tp"] + expected["fp"]), expected["tp"] / (expected["tp"] + expected["fn"])
+    precision, recall = (
+        expected["tp"] / (expected["tp"] + expected["fp"]),
+        expected["tp"] / (expected["tp"] + expected["fn"]),
+    )
     assert result["f1"] == pytest.approx(2 * precision * recall / (precision + recall))
     # below the threshold the same pair is one image
-    assert cellseg_counts(gt, pred) == dict(zip(("tp", "fp", "fn"), mediar_confusion(
-        mediar_remove_boundary_cells(gt), mediar_remove_boundary_cells(pred))))
+    assert cellseg_counts(gt, pred) == dict(
+        zip(("tp", "fp", "fn"), mediar_confusion(mediar_remove_boundary_cells(gt), mediar_remove_boundary_cells(pred)))
+    )
 
 
 # ---------------------------------------------------------------------------- as a MONAI metric (validation)
@@ -170,8 +175,10 @@ def test_cellseg_metric_is_the_mean_of_mediars_per_image_f1():
     metric = CellSegF1Metric()
     for start in (0, 4):  # two batches of (B, 1, H, W)
         batch = pairs[start : start + 4]
-        scores = metric(torch.as_tensor(np.stack([p for _, p in batch]))[:, None],
-                        torch.as_tensor(np.stack([g for g, _ in batch]))[:, None])
+        scores = metric(
+            torch.as_tensor(np.stack([p for _, p in batch]))[:, None],
+            torch.as_tensor(np.stack([g for g, _ in batch]))[:, None],
+        )
         assert scores[:, 0].tolist() == pytest.approx(expected[start : start + 4])
         assert scores[:, 0].tolist() == pytest.approx([cellseg_f1(g, p)["f1"] for g, p in batch])
     assert metric.aggregate().item() == pytest.approx(np.mean(expected))

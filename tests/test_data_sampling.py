@@ -66,11 +66,13 @@ class MeanEncoder(torch.nn.Module):
 
 
 def test_discovery_writes_a_sampling_file_that_the_datalist_reads(tmp_path):
-    items = [{"id": f"cell_{i:05d}", "image": f"cell_{i:05d}.png", "brightness": 0.1 if i < 12 else 0.9}
-             for i in range(15)]  # two modalities: 12 dark images, 3 bright ones
+    items = [
+        {"id": f"cell_{i:05d}", "image": f"cell_{i:05d}.png", "brightness": 0.1 if i < 12 else 0.9} for i in range(15)
+    ]  # two modalities: 12 dark images, 3 bright ones
     load = lambda item: {"image": torch.full((3, 32, 32), item["brightness"])}  # noqa: E731
-    content = discover_modalities(MeanEncoder(), items, load, tmp_path / "sampling.json", clusters=2, min_samples=6,
-                                  size=16)
+    content = discover_modalities(
+        MeanEncoder(), items, load, tmp_path / "sampling.json", clusters=2, min_samples=6, size=16
+    )
     assert sorted(content["cluster_sizes"]) == [3, 12]
     assert [content["items"][item["id"]]["repeats"] for item in items] == [1] * 12 + [2] * 3
     amplified = amplified_datalist(items, tmp_path / "sampling.json")
@@ -88,9 +90,13 @@ def test_combined_datalist_keeps_ids_unique(tmp_path):
     write_dataset("neurips", tmp_path / "a", n=3, size=64, seed=0)
     write_dataset("neurips", tmp_path / "b", n=2, size=64, seed=1)
     write_dataset("dsb2018", tmp_path / "c", n=2, size=64, seed=2)
-    items = combined_datalist([{"layout": "neurips", "root": tmp_path / "a", "name": "cellpose"},
-                               {"layout": "neurips", "root": tmp_path / "b"},
-                               {"layout": "dsb2018", "root": tmp_path / "c"}])
+    items = combined_datalist(
+        [
+            {"layout": "neurips", "root": tmp_path / "a", "name": "cellpose"},
+            {"layout": "neurips", "root": tmp_path / "b"},
+            {"layout": "dsb2018", "root": tmp_path / "c"},
+        ]
+    )
     ids = [item["id"] for item in items]
     assert len(ids) == len(set(ids)) == 7
     assert ids[0] == "cellpose/cell_00001" and ids[3] == "neurips/cell_00001" and ids[5].startswith("dsb2018/")

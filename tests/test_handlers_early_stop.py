@@ -31,19 +31,28 @@ def _run(root, epochs, resume=False, early_stop_in_checkpoint=True):
     torch.manual_seed(0)
     network = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 1))
     optimizer = torch.optim.Adam(network.parameters(), 1e-2)
-    train_loader = DataLoader(CacheDataset(_data(4, 0), RandFlipd(["image", "label"], prob=0.5), progress=False),
-                              batch_size=2, shuffle=True)
+    train_loader = DataLoader(
+        CacheDataset(_data(4, 0), RandFlipd(["image", "label"], prob=0.5), progress=False), batch_size=2, shuffle=True
+    )
     val_loader = DataLoader(CacheDataset(_data(2, 1, inverted=True), Compose([]), progress=False), batch_size=2)
     early_stop = ResumableEarlyStopHandler(PATIENCE, lambda engine: -engine.state.metrics["val_mse"])
     evaluator = SupervisedEvaluator(
-        device="cpu", val_data_loader=val_loader, network=network, val_handlers=[early_stop],
+        device="cpu",
+        val_data_loader=val_loader,
+        network=network,
+        val_handlers=[early_stop],
         key_val_metric={"val_mse": MeanSquaredError(output_transform=from_engine(["pred", "label"]))},
     )
     scores = []
     evaluator.add_event_handler(Events.COMPLETED, lambda engine: scores.append(engine.state.metrics["val_mse"]))
     trainer = SupervisedTrainer(
-        device="cpu", max_epochs=epochs, train_data_loader=train_loader, network=network, optimizer=optimizer,
-        loss_function=torch.nn.MSELoss(), train_handlers=[ValidationHandler(1, evaluator)],
+        device="cpu",
+        max_epochs=epochs,
+        train_data_loader=train_loader,
+        network=network,
+        optimizer=optimizer,
+        loss_function=torch.nn.MSELoss(),
+        train_handlers=[ValidationHandler(1, evaluator)],
     )
     early_stop.set_trainer(trainer)
     save_dict = {"model": network, "optimizer": optimizer, "trainer": trainer}

@@ -12,8 +12,12 @@ from common.handlers import MetricsReport
 
 
 def item(name, cell_type, pred, label):
-    return {"image": MetaTensor(torch.zeros(1, 2, 2), meta={"filename_or_obj": f"/data/{name}"}),
-            "cell_type": cell_type, "pred": torch.tensor(pred), "label": torch.tensor(label)}
+    return {
+        "image": MetaTensor(torch.zeros(1, 2, 2), meta={"filename_or_obj": f"/data/{name}"}),
+        "cell_type": cell_type,
+        "pred": torch.tensor(pred),
+        "label": torch.tensor(label),
+    }
 
 
 def abs_error(pred, label, item):
@@ -28,8 +32,10 @@ def run(report, batches):
 
 
 def test_overall_and_group_means(tmp_path):
-    batches = [[item("a.tif", "A172", [1.0], [0.0]), item("b.tif", "BV2", [3.0], [0.0])],
-               [item("c.tif", "A172", [0.5], [0.0])]]
+    batches = [
+        [item("a.tif", "A172", [1.0], [0.0]), item("b.tif", "BV2", [3.0], [0.0])],
+        [item("c.tif", "A172", [0.5], [0.0])],
+    ]
     engine = run(MetricsReport(str(tmp_path), abs_error, group_by=("cell_type",), name="dice"), batches)
     summary = json.loads((tmp_path / "dice.json").read_text())
     assert summary["images"] == 3 and summary["error"] == pytest.approx(1.5)
@@ -38,7 +44,10 @@ def test_overall_and_group_means(tmp_path):
     with open(tmp_path / "dice.csv") as stream:
         rows = list(csv.DictReader(stream))
     assert [(r["image"], r["cell_type"], float(r["error"])) for r in rows] == [
-        ("a.tif", "A172", 1.0), ("b.tif", "BV2", 3.0), ("c.tif", "A172", 0.5)]
+        ("a.tif", "A172", 1.0),
+        ("b.tif", "BV2", 3.0),
+        ("c.tif", "A172", 0.5),
+    ]
 
 
 def test_several_rows_per_image_with_columns_some_rows_lack(tmp_path):

@@ -13,8 +13,20 @@ from pathlib import Path
 import common
 
 LAYERS = [
-    "ops", "io", "flows", "transforms", "data", "losses", "metrics", "postprocess", "networks", "baselines", "inferers",
-    "handlers", "bundle", "deploy",
+    "ops",
+    "io",
+    "flows",
+    "transforms",
+    "data",
+    "losses",
+    "metrics",
+    "postprocess",
+    "networks",
+    "baselines",
+    "inferers",
+    "handlers",
+    "bundle",
+    "deploy",
 ]
 ROOT = Path(common.__file__).parent
 

@@ -14,6 +14,7 @@ def numpy_d4(image: np.ndarray):
     pairs = []
     for k in range(4):
         for mirror in (False, True):
+
             def forward(a, k=k, mirror=mirror):
                 a = np.rot90(a, k, axes=(-2, -1))
                 return a[..., ::-1] if mirror else a
@@ -34,8 +35,10 @@ def random_conv(seed: int) -> torch.nn.Conv2d:
 def test_groups_have_eight_and_four_distinct_elements():
     image = torch.arange(12.0).reshape(1, 1, 3, 4)
     for group, size in (("d4", 8), ("flips", 4)):
-        moved = {(apply_element(image, e).shape, tuple(apply_element(image, e).flatten().tolist()))
-                 for e in dihedral_elements(group)}
+        moved = {
+            (apply_element(image, e).shape, tuple(apply_element(image, e).flatten().tolist()))
+            for e in dihedral_elements(group)
+        }
         assert len(moved) == size
     with pytest.raises(ValueError, match="group"):
         dihedral_elements("d8")
@@ -47,8 +50,13 @@ def test_non_invariant_network_gives_the_mean_of_back_transformed_predictions():
     with torch.no_grad():
         tta = DihedralTTAInferer()(image, network).numpy()
         plain = network(image).numpy()
-        expected = np.mean([inverse(network(torch.from_numpy(forward(image.numpy()).copy())).numpy())
-                            for forward, inverse in numpy_d4(image)], axis=0)
+        expected = np.mean(
+            [
+                inverse(network(torch.from_numpy(forward(image.numpy()).copy())).numpy())
+                for forward, inverse in numpy_d4(image)
+            ],
+            axis=0,
+        )
     np.testing.assert_allclose(tta, expected, rtol=1e-5, atol=1e-6)
     assert np.abs(tta - plain).max() > 1e-2  # the augmentation does change this network's output
 
@@ -60,8 +68,9 @@ def test_flips_on_non_square_images_with_a_sliding_window():
     with torch.no_grad():
         tta = DihedralTTAInferer(window, group="flips")(image, network).numpy()
         flips = [lambda a: a, lambda a: a[..., ::-1, :], lambda a: a[..., ::-1], lambda a: a[..., ::-1, ::-1]]
-        expected = np.mean([f(window(torch.from_numpy(f(image.numpy()).copy()), network).numpy()) for f in flips],
-                           axis=0)
+        expected = np.mean(
+            [f(window(torch.from_numpy(f(image.numpy()).copy()), network).numpy()) for f in flips], axis=0
+        )
     np.testing.assert_allclose(tta, expected, rtol=1e-5, atol=1e-6)
 
 

@@ -21,7 +21,8 @@ def test_pairs_hold_the_stack_and_the_chosen_targets(samples):
         assert item["image"] == sample["brightfield"] and item["channels"] == [1, 3]
         assert item["label"] == [sample["C01"], sample["C03"]]
         assert {key: item[key] for key in ("magnification", "well", "field", "id")} == {
-            key: sample[key] for key in ("magnification", "well", "field", "id")}
+            key: sample[key] for key in ("magnification", "well", "field", "id")
+        }
 
 
 def test_pairs_per_magnification_leave_out_the_others_with_a_warning(samples):

@@ -197,7 +197,8 @@ def test_livecell_published_form_gives_items_and_masks(tmp_path):
     with pytest.warns(UserWarning, match=f"livecell_coco_train.json: skipped 1 image.*{SHSY5Y}"):
         items = livecell_datalist(root)
     assert [(item["id"], item["cell_type"], len(item["polygons"])) for item in items] == [
-        (Path(A172).stem, "A172", 2), (Path(BV2).stem, "BV2", 1)
+        (Path(A172).stem, "A172", 2),
+        (Path(BV2).stem, "BV2", 1),
     ]
     masks = [CocoPolygonsToMaskd(keys="polygons", mask_keys="label")(item)["label"][0] for item in items]
     ring = np.zeros((10, 12), np.uint8)
@@ -313,8 +314,11 @@ def test_lmc_damaged_files_are_all_named_before_any_is_read(tmp_path):
         f"  {root / 'Study_10' / 'image_7_BF_z4.ome.tiff'}: shape (6, 5, 2), expected one 2D plane (H, W)",
     ]
     (study / "image_1_BF_z10.ome.tiff").write_bytes(b"garbage")
-    with pytest.raises(LayoutError, match=r"image_1_BF_z10.ome.tiff: cannot read the TIFF header, the file is "
-                                          r"corrupt or truncated \(not a TIFF file"):
+    with pytest.raises(
+        LayoutError,
+        match=r"image_1_BF_z10.ome.tiff: cannot read the TIFF header, the file is "
+        r"corrupt or truncated \(not a TIFF file",
+    ):
         lmc_datalist(root, exclude_studies=(11,))
 
 
@@ -322,9 +326,11 @@ def test_lmc_best_z_is_the_middle_slice_or_read_from_the_evaluator_table(tmp_pat
     root = lmc_root(tmp_path)
     assert [item["best_z"] for item in lmc_datalist(root)] == [2, 1, 4, 0]  # middle of z0, z2, z10 is z2
     table = tmp_path / "best_z.csv"
-    table.write_text("name,modality,image_z,best_z\n"  # the challenge evaluator's columns, one row per slice
-                     "image_1_BF_z0.ome.tiff,BF,0,10\nimage_1_BF_z2.ome.tiff,BF,2,10\n"
-                     "image_3_PC_z1.ome.tiff,PC,1,3\nimage_7_BF_z4.ome.tiff,BF,4,4\n")
+    table.write_text(
+        "name,modality,image_z,best_z\n"  # the challenge evaluator's columns, one row per slice
+        "image_1_BF_z0.ome.tiff,BF,0,10\nimage_1_BF_z2.ome.tiff,BF,2,10\n"
+        "image_3_PC_z1.ome.tiff,PC,1,3\nimage_7_BF_z4.ome.tiff,BF,4,4\n"
+    )
     items = lmc_datalist(root, exclude_studies=(11,), best_z=table)
     assert [item["best_z"] for item in items] == [10, 3, 4]
     assert read_lmc_best_z(table)["image_3_PC_z1.ome.tiff"] == 3
@@ -375,7 +381,6 @@ def test_lmc_split_is_stratified_complete_and_deterministic():
     assert lmc_split(items, seed=7) != (train, validation)
 
 
-
 def test_lmc_split_keeps_the_images_with_a_target_without_redrawing_the_split():
     counts = {("Mitochondria", "Nucleus"): 40, ("Actin", "Nucleus"): 20, ("Nucleus", "Tubulin"): 12, ("Actin",): 10}
     items = lmc_items(counts)
@@ -389,9 +394,13 @@ def test_lmc_split_keeps_the_images_with_a_target_without_redrawing_the_split():
 
 def test_lmc_channels_and_output_folders_follow_the_network_order():
     assert lmc_channels(["Actin", "Nucleus"]) == [3, 0]
-    assert lmc_output_folders(["Nucleus", "Tubulin"]) == ["nucleus-fluorescence-ome-tiff", "tubulin-fluorescence-ome-tiff"]
+    assert lmc_output_folders(["Nucleus", "Tubulin"]) == [
+        "nucleus-fluorescence-ome-tiff",
+        "tubulin-fluorescence-ome-tiff",
+    ]
     with pytest.raises(ValueError, match=r"\['nucleus'\] are not LMC organelles"):
         lmc_output_folders(["nucleus"])
+
 
 # ------------------------------------------------------------------------------------------------ Adipocyte
 

@@ -10,15 +10,17 @@ from common.io import SaveChannelFoldersd, SaveImageFiled, read_image, read_pixe
 
 def test_each_channel_is_written_as_the_single_image_writer_writes_it(tmp_path):
     pred = torch.rand(3, 8, 9, dtype=torch.float64)
-    image = MetaTensor(torch.zeros(1, 8, 9), meta={"filename_or_obj": "/data/image_1_BF_z0.ome.tiff",
-                                                    "pixel_size_um": np.array([0.5, 0.25])})
+    image = MetaTensor(
+        torch.zeros(1, 8, 9),
+        meta={"filename_or_obj": "/data/image_1_BF_z0.ome.tiff", "pixel_size_um": np.array([0.5, 0.25])},
+    )
     folders = ["a-out", "b-out", "c-out"]
     writer = SaveChannelFoldersd("pred", str(tmp_path / "all"), folders, suffix=".ome.tiff", kind="float")
     out = writer({"image": image, "pred": pred})
     assert out["pred_paths"] == [str(tmp_path / "all" / folder / "image_1_BF_z0.ome.tiff") for folder in folders]
     for channel, (folder, path) in enumerate(zip(folders, out["pred_paths"])):
         single = SaveImageFiled("pred", str(tmp_path / "one" / folder), suffix=".ome.tiff", kind="float")
-        alone = single({"image": image, "pred": pred[channel:channel + 1]})["pred_path"]
+        alone = single({"image": image, "pred": pred[channel : channel + 1]})["pred_path"]
         written = read_image(path)
         assert written.dtype == np.float32 and written.shape == (8, 9)
         np.testing.assert_array_equal(written, pred[channel].numpy().astype(np.float32))

@@ -13,7 +13,12 @@ from PIL import Image
 
 from common.io.errors import ImageFileError
 from common.io.images import (
-    MicroscopyReader, read_image, read_pixel_size, read_tiff_shape, write_image, write_ome_tiff,
+    MicroscopyReader,
+    read_image,
+    read_pixel_size,
+    read_tiff_shape,
+    write_image,
+    write_ome_tiff,
 )
 
 H, W = 5, 7  # non-square so that a swapped (x, y) order shows
@@ -123,8 +128,11 @@ def test_tiff_shape_from_the_header_names_damaged_files(tmp_path):
     with tifffile.TiffFile(path) as tiff:
         end = tiff.pages[0].dataoffsets[0] + tiff.pages[0].databytecounts[0]
     path.write_bytes(path.read_bytes()[: end - 1])
-    with pytest.raises(ImageFileError, match=rf"{match(path)}: truncated, the image data end at byte {end} of a "
-                                              rf"{end - 1}-byte file"):
+    with pytest.raises(
+        ImageFileError,
+        match=rf"{match(path)}: truncated, the image data end at byte {end} of a "
+        rf"{end - 1}-byte file",
+    ):
         read_tiff_shape(path)
     damaged = {b"": "empty file", b"not a tiff": "not a TIFF file", b"II*\x00 garbage after the header": "no image"}
     for content, expected in damaged.items():

@@ -202,8 +202,10 @@ def test_dsb2018_item_loads_as_image_and_labels(tmp_path):
 # ----------------------------------------------------------------------------------------------- BBBC039
 
 
-def make_bbbc039(root: Path, splits={"training": ["n2", "n1"], "validation": ["n3"], "test": ["n4"]}) -> Path:
+def make_bbbc039(root: Path, splits=None) -> Path:
     """BBBC039: 16-bit TIFF images, colour-coded PNG masks, metadata/<split>.txt listing mask names."""
+    if splits is None:
+        splits = {"training": ["n2", "n1"], "validation": ["n3"], "test": ["n4"]}
     (root / "metadata").mkdir(parents=True)
     colours = np.zeros((H, W, 3), np.uint8)
     colours[1:5, 1:5], colours[1:5, 5:9] = (255, 0, 0), (0, 0, 255)

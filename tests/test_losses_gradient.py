@@ -39,7 +39,9 @@ def test_loss_compares_the_sigmoid_of_the_chosen_channel_with_its_target():
     assert loss.item() == pytest.approx(expected, rel=1e-12)
     on_probabilities = SobelGradientL1Loss(channels=[1], sigmoid=False)(torch.sigmoid(logits), target)
     assert on_probabilities.item() == pytest.approx(expected, rel=1e-12)
-    both = np.mean([np.abs(scipy_sobel(probabilities[b, c]) - scipy_sobel(truth[b, c])) for b in range(2) for c in range(2)])
+    both = np.mean(
+        [np.abs(scipy_sobel(probabilities[b, c]) - scipy_sobel(truth[b, c])) for b in range(2) for c in range(2)]
+    )
     assert SobelGradientL1Loss(channels=None)(logits, target).item() == pytest.approx(both, rel=1e-12)
 
 

@@ -64,19 +64,45 @@ def published_mit_keys(widths=(32, 64, 160, 256), depths=(2, 2, 2, 2), ratios=(8
     keys, previous = {}, in_channels
     for i, (w, depth, ratio) in enumerate(zip(widths, depths, ratios), start=1):
         k = 7 if i == 1 else 3
-        keys.update({f"patch_embed{i}.proj.weight": (w, previous, k, k), f"patch_embed{i}.proj.bias": (w,),
-                     f"patch_embed{i}.norm.weight": (w,), f"patch_embed{i}.norm.bias": (w,)})
+        keys.update(
+            {
+                f"patch_embed{i}.proj.weight": (w, previous, k, k),
+                f"patch_embed{i}.proj.bias": (w,),
+                f"patch_embed{i}.norm.weight": (w,),
+                f"patch_embed{i}.norm.bias": (w,),
+            }
+        )
         for j in range(depth):
             b = f"block{i}.{j}."
-            keys.update({b + "norm1.weight": (w,), b + "norm1.bias": (w,), b + "attn.q.weight": (w, w),
-                         b + "attn.q.bias": (w,), b + "attn.kv.weight": (2 * w, w), b + "attn.kv.bias": (2 * w,),
-                         b + "attn.proj.weight": (w, w), b + "attn.proj.bias": (w,), b + "norm2.weight": (w,),
-                         b + "norm2.bias": (w,), b + "mlp.fc1.weight": (4 * w, w), b + "mlp.fc1.bias": (4 * w,),
-                         b + "mlp.dwconv.dwconv.weight": (4 * w, 1, 3, 3), b + "mlp.dwconv.dwconv.bias": (4 * w,),
-                         b + "mlp.fc2.weight": (w, 4 * w), b + "mlp.fc2.bias": (w,)})
+            keys.update(
+                {
+                    b + "norm1.weight": (w,),
+                    b + "norm1.bias": (w,),
+                    b + "attn.q.weight": (w, w),
+                    b + "attn.q.bias": (w,),
+                    b + "attn.kv.weight": (2 * w, w),
+                    b + "attn.kv.bias": (2 * w,),
+                    b + "attn.proj.weight": (w, w),
+                    b + "attn.proj.bias": (w,),
+                    b + "norm2.weight": (w,),
+                    b + "norm2.bias": (w,),
+                    b + "mlp.fc1.weight": (4 * w, w),
+                    b + "mlp.fc1.bias": (4 * w,),
+                    b + "mlp.dwconv.dwconv.weight": (4 * w, 1, 3, 3),
+                    b + "mlp.dwconv.dwconv.bias": (4 * w,),
+                    b + "mlp.fc2.weight": (w, 4 * w),
+                    b + "mlp.fc2.bias": (w,),
+                }
+            )
             if ratio > 1:
-                keys.update({b + "attn.sr.weight": (w, w, ratio, ratio), b + "attn.sr.bias": (w,),
-                             b + "attn.norm.weight": (w,), b + "attn.norm.bias": (w,)})
+                keys.update(
+                    {
+                        b + "attn.sr.weight": (w, w, ratio, ratio),
+                        b + "attn.sr.bias": (w,),
+                        b + "attn.norm.weight": (w,),
+                        b + "attn.norm.bias": (w,),
+                    }
+                )
         keys.update({f"norm{i}.weight": (w,), f"norm{i}.bias": (w,)})
         previous = w
     keys.update({"head.weight": (1000, widths[-1]), "head.bias": (1000,)})
@@ -113,8 +139,11 @@ def test_imagenet_mit_file_loads_into_the_encoder(tmp_path):
 
 def test_weights_of_another_size_or_architecture_are_refused(tmp_path):
     torch.save(random_state(published_mit_keys(widths=(64, 128, 320, 512))), tmp_path / "mit_b1.pth")
-    with pytest.raises(ValueError, match="mit_b1.pth: does not load into MixTransformer.*as SegFormer's ImageNet MiT "
-                                         "weights .*: weights of another model size"):
+    with pytest.raises(
+        ValueError,
+        match="mit_b1.pth: does not load into MixTransformer.*as SegFormer's ImageNet MiT "
+        "weights .*: weights of another model size",
+    ):
         load_pretrained(MixTransformer("mit_b0"), tmp_path / "mit_b1.pth")
     torch.save({"conv1.weight": torch.zeros(3)}, tmp_path / "resnet.pth")
     with pytest.raises(KeyError, match="resnet.pth: does not load.*1 keys of an unexpected architecture"):
@@ -141,9 +170,12 @@ OURS_TO_MEDIAR = [
     (r"decoder\.up\.0\.(conv\d)\.adn\.N\.", r"decoder.blocks.3.\1.1."),
     (r"decoder\.up\.1\.(conv\d)\.conv\.", r"decoder.blocks.4.\1.0."),
     (r"decoder\.up\.1\.(conv\d)\.adn\.N\.", r"decoder.blocks.4.\1.1."),
-    (r"flow_head\.conv1\.", "gradflow_head.0."), (r"flow_head\.norm\.", "gradflow_head.2."),
-    (r"flow_head\.conv2\.", "gradflow_head.3."), (r"cellprob_head\.conv1\.", "cellprob_head.0."),
-    (r"cellprob_head\.norm\.", "cellprob_head.2."), (r"cellprob_head\.conv2\.", "cellprob_head.3."),
+    (r"flow_head\.conv1\.", "gradflow_head.0."),
+    (r"flow_head\.norm\.", "gradflow_head.2."),
+    (r"flow_head\.conv2\.", "gradflow_head.3."),
+    (r"cellprob_head\.conv1\.", "cellprob_head.0."),
+    (r"cellprob_head\.norm\.", "cellprob_head.2."),
+    (r"cellprob_head\.conv2\.", "cellprob_head.3."),
 ]
 
 
@@ -162,9 +194,14 @@ def test_mediar_checkpoint_loads_with_every_parameter_in_place(tmp_path):
     generator = torch.Generator().manual_seed(1)
     for name, value in ours_decoder.items():
         published[mediar_name(name)] = torch.randint(0, 9, value.shape, generator=generator).to(value.dtype)
-    for name in ("decoder.center.top_conv.weight", "decoder.blocks.0.hl_conv.0.0.weight",
-                 "decoder.blocks.2.SE_ll.3.bias", "decoder.blocks.4.conv2.1.running_var", "cellprob_head.3.bias",
-                 "gradflow_head.2.num_batches_tracked"):
+    for name in (
+        "decoder.center.top_conv.weight",
+        "decoder.blocks.0.hl_conv.0.0.weight",
+        "decoder.blocks.2.SE_ll.3.bias",
+        "decoder.blocks.4.conv2.1.running_var",
+        "cellprob_head.3.bias",
+        "gradflow_head.2.num_batches_tracked",
+    ):
         assert name in published  # the naming of MEDIAR's files
     torch.save(published, tmp_path / "from_phase1.pth")
     load_pretrained(target, tmp_path / "from_phase1.pth")
@@ -183,8 +220,10 @@ def test_initial_weights_from_our_checkpoints_or_mediars(tmp_path):
     torch.manual_seed(0)
     source = MEDIARFormer(**SMALL)
     torch.save(source.state_dict(), tmp_path / "ours.pt")
-    torch.save({mediar_name(k) if not k.startswith("encoder.") else k: v for k, v in source.state_dict().items()},
-               tmp_path / "decoder_only_renamed.pt")  # neither naming throughout: refused
+    torch.save(
+        {mediar_name(k) if not k.startswith("encoder.") else k: v for k, v in source.state_dict().items()},
+        tmp_path / "decoder_only_renamed.pt",
+    )  # neither naming throughout: refused
     ours = load_pretrained(MEDIARFormer(**SMALL), tmp_path / "ours.pt")
     assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), source.state_dict().values()))
     with pytest.raises(KeyError, match="decoder_only_renamed.pt"):
@@ -210,7 +249,9 @@ def test_average_ensemble_and_checkpoints(tmp_path):
         torch.testing.assert_close(pair(x), (first(x) + second(x)) / 2)
     convs = AverageEnsemble([torch.nn.Conv2d(3, 3, 1), torch.nn.Conv2d(3, 3, 1)])
     torch.testing.assert_close(torch.jit.script(convs)(x), convs(x))
-    torch.save(MEDIARFormer(encoder="mit_b0", decoder_channels=(16, 16, 16, 16, 16), attention_channels=8).state_dict(),
-               tmp_path / "c.pt")
+    torch.save(
+        MEDIARFormer(encoder="mit_b0", decoder_channels=(16, 16, 16, 16, 16), attention_channels=8).state_dict(),
+        tmp_path / "c.pt",
+    )
     with pytest.raises(ValueError, match="c.pt: does not load into MEDIARFormer.*another model size"):
         ensemble_from_checkpoints(template, [tmp_path / "c.pt"])

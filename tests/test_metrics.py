@@ -51,12 +51,23 @@ def test_empty_images_score_zero():
     empty = np.zeros((8, 8), int)
     one = square(np.zeros((8, 8), int), 2, 2, 3, 1)
     assert match_instances(empty, empty) == {
-        "tp": 0, "fp": 0, "fn": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0, "mean_iou": 0.0
+        "tp": 0,
+        "fp": 0,
+        "fn": 0,
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "mean_iou": 0.0,
     }
-    assert mean_average_f1(empty, empty) == {"f1_per_threshold": dict.fromkeys(CAICEDO_THRESHOLDS, 0.0),
-                                             "mean_f1": 0.0}
+    assert mean_average_f1(empty, empty) == {"f1_per_threshold": dict.fromkeys(CAICEDO_THRESHOLDS, 0.0), "mean_f1": 0.0}
     assert match_instances(one, empty) == {
-        "tp": 0, "fp": 0, "fn": 1, "precision": 0.0, "recall": 0.0, "f1": 0.0, "mean_iou": 0.0
+        "tp": 0,
+        "fp": 0,
+        "fn": 1,
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "mean_iou": 0.0,
     }
     assert match_instances(empty, one)["fp"] == 1
 

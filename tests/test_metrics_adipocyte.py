@@ -25,7 +25,9 @@ def test_scores_match_independent_references(pair):
     item = {"channels": [1, 3], "magnification": torch.tensor(40), "id": "AssayPlate_Greiner_#655090_B02_T0001F001L01"}
     rows = AdipocyteScores(data_range=65535)(torch.from_numpy(pred), torch.from_numpy(target), item)
     assert [(r["image"], r["magnification"], r["channel"], r["model"]) for r in rows] == [
-        (item["id"], "40x", "C01", "40x_c01"), (item["id"], "40x", "C03", "40x_c03")]
+        (item["id"], "40x", "C01", "40x_c01"),
+        (item["id"], "40x", "C03", "40x_c03"),
+    ]
     for row, p, t in zip(rows, pred.astype(np.float64), target.astype(np.float64)):
         # tf.image.ssim: 11 x 11 Gaussian window, sigma 1.5, population (co)variances, valid windows only, which is
         # skimage's Gaussian SSIM without sample covariance once its border of half a window is left out
@@ -71,8 +73,10 @@ def challenge_pixel_score(sets: dict) -> float:
     scores, counts = [], []
     for pairs in sets.values():  # pairs: list of (pred (C, H, W), target (C, H, W)), one per image
         preds, targets = np.stack([p for p, _ in pairs]), np.stack([t for _, t in pairs])  # (N, C, H, W)
-        channels = [np.mean(np.abs(targets[:, c].flatten() - preds[:, c].flatten())) / np.median(targets[:, c])
-                    for c in range(targets.shape[1])]
+        channels = [
+            np.mean(np.abs(targets[:, c].flatten() - preds[:, c].flatten())) / np.median(targets[:, c])
+            for c in range(targets.shape[1])
+        ]
         scores.append(np.average(channels))
         counts.append(len(pairs))
     return float(np.sum(np.multiply(counts, scores)) / np.sum(counts))
@@ -87,9 +91,16 @@ def test_pooled_score_is_the_challenge_formula_not_a_mean_of_image_ratios():
         pred = (target + rng.normal(0, 300, size=target.shape)).clip(0).astype(np.float32)
         sets[magnification].append((pred, target))
     scores = AdipocyteScores()
-    rows = [row for magnification, pairs in sets.items() for index, (pred, target) in enumerate(pairs)
-            for row in scores(torch.from_numpy(pred), torch.from_numpy(target),
-                              {"magnification": int(magnification[:2]), "channels": [1, 2], "id": f"{index}"})]
+    rows = [
+        row
+        for magnification, pairs in sets.items()
+        for index, (pred, target) in enumerate(pairs)
+        for row in scores(
+            torch.from_numpy(pred),
+            torch.from_numpy(target),
+            {"magnification": int(magnification[:2]), "channels": [1, 2], "id": f"{index}"},
+        )
+    ]
     summary = scores.summary()
     expected = challenge_pixel_score(sets)
     # rel 1e-6: NumPy sums float32, as the notebook does

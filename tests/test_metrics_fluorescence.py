@@ -154,7 +154,9 @@ def test_report_rows_one_per_present_organelle_with_its_metrics():
     assert set(rows[0]) == {"organelle", "PCC", "SSIM", "MAE", "E_dist", "C_dist", "organelle_modality"}
     assert set(rows[1]) == {"organelle", "PCC", "SSIM", "organelle_modality"}
     assert rows[1]["organelle_modality"] == "Actin PC"
-    crossed = LightMyCellsScore(organelles, cross_keys=["modality", "z_offset"])(pred, label, {"modality": "PC", "z_offset": 2})
+    crossed = LightMyCellsScore(organelles, cross_keys=["modality", "z_offset"])(
+        pred, label, {"modality": "PC", "z_offset": 2}
+    )
     assert crossed[1]["organelle_z_offset"] == "Actin 2" and crossed[1]["organelle_modality"] == "Actin PC"
     expected = reference_metrics(pred[3].numpy(), gt[3].numpy())
     assert rows[1]["PCC"] == pytest.approx(expected["PCC"], rel=1e-6)
@@ -184,10 +186,22 @@ def test_report_groups_per_organelle_and_z_distance_as_the_evaluator_aggregates(
                 kept = ("PCC", "SSIM") if name in ("Tubulin", "Actin") else tuple(scores)  # the evaluator's lists
                 expected_rows.append((name, modality, offset, {metric: scores[metric] for metric in kept}))
         image = MetaTensor(torch.zeros(1, 2, 2), meta={"filename_or_obj": f"/in/image_{index}_{modality}_z0.ome.tiff"})
-        batches.append([{"image": image, "pred": torch.from_numpy(pred), "label": torch.from_numpy(label),
-                         "input_modality": modality, "z_offset": offset}])
-    report = MetricsReport(str(tmp_path), LightMyCellsScore(organelles, cross_keys=["input_modality", "z_offset"]),
-                           group_by=["organelle_z_offset", "z_offset", "organelle_input_modality"])
+        batches.append(
+            [
+                {
+                    "image": image,
+                    "pred": torch.from_numpy(pred),
+                    "label": torch.from_numpy(label),
+                    "input_modality": modality,
+                    "z_offset": offset,
+                }
+            ]
+        )
+    report = MetricsReport(
+        str(tmp_path),
+        LightMyCellsScore(organelles, cross_keys=["input_modality", "z_offset"]),
+        group_by=["organelle_z_offset", "z_offset", "organelle_input_modality"],
+    )
     engine = Engine(lambda engine, batch: batch)
     report.attach(engine)
     report.write = lambda engine: None  # the grouping is checked, not the files
@@ -198,13 +212,27 @@ def test_report_groups_per_organelle_and_z_distance_as_the_evaluator_aggregates(
         table = {}
         for name, modality, offset, scores in expected_rows:
             table.setdefault(key(name, modality, offset), []).append(scores)
-        return {group: {metric: np.mean([scores[metric] for scores in members]) for metric in members[0]}
-                | {"rows": len(members)} for group, members in table.items()}
+        return {
+            group: {metric: np.mean([scores[metric] for scores in members]) for metric in members[0]}
+            | {"rows": len(members)}
+            for group, members in table.items()
+        }
 
     per_z = means(lambda name, modality, offset: f"{name} {offset}")
-    assert list(groups["organelle_z_offset"]) == ["Actin 0", "Actin 1", "Actin 12", "Mitochondria 0", "Mitochondria 1",
-                                                   "Mitochondria 12", "Nucleus 0", "Nucleus 1", "Nucleus 2",
-                                                   "Nucleus 12", "Tubulin 1", "Tubulin 12"]  # numbers by value
+    assert list(groups["organelle_z_offset"]) == [
+        "Actin 0",
+        "Actin 1",
+        "Actin 12",
+        "Mitochondria 0",
+        "Mitochondria 1",
+        "Mitochondria 12",
+        "Nucleus 0",
+        "Nucleus 1",
+        "Nucleus 2",
+        "Nucleus 12",
+        "Tubulin 1",
+        "Tubulin 12",
+    ]  # numbers by value
     for group, expected in per_z.items():
         got = groups["organelle_z_offset"][group]
         assert set(got) == set(expected), group  # actin and tubulin have PCC and SSIM only
@@ -212,7 +240,8 @@ def test_report_groups_per_organelle_and_z_distance_as_the_evaluator_aggregates(
             assert got[metric] == pytest.approx(value, rel=1e-5, abs=1e-6), (group, metric)
     assert list(groups["z_offset"]) == ["0", "1", "2", "12"]
     assert groups["z_offset"]["1"]["rows"] == 5 and groups["z_offset"]["1"]["PCC"] == pytest.approx(
-        np.mean([scores["PCC"] for _, _, offset, scores in expected_rows if offset == 1]), rel=1e-5)
+        np.mean([scores["PCC"] for _, _, offset, scores in expected_rows if offset == 1]), rel=1e-5
+    )
     per_modality = means(lambda name, modality, offset: f"{name} {modality}")
     for group, expected in per_modality.items():
         assert groups["organelle_input_modality"][group]["PCC"] == pytest.approx(expected["PCC"], rel=1e-5), group

@@ -37,6 +37,7 @@ def test_attention_gate_shapes_and_values():
     assert coefficients.shape == (2, 1, 10, 12)
     assert 0 < coefficients.min() and coefficients.max() < 1
     torch.testing.assert_close(gate(x, g), x * coefficients)
+
     # the coefficient follows its definition: sigmoid(psi(relu(W_x x + W_g g)))
     def conv1x1(conv, t):
         return torch.einsum("bchw,oc->bohw", t, conv.weight[:, :, 0, 0]) + conv.bias[:, None, None]

@@ -1,11 +1,11 @@
 """EfficientNetUNet against segmentation_models_pytorch's Unet (the network LMC and DSB published), with the
 checkpoints saved as each original saves them."""
 
+import monai.networks.nets.efficientnet as monai_efficientnet
 import pytest
 import torch
-
-import monai.networks.nets.efficientnet as monai_efficientnet
 from monai.networks.nets import FlexibleUNet
+
 from common.networks import SMP_FEATURE_BLOCKS, EfficientNetUNet, load_pretrained
 from common.networks.efficientnet_unet import adapt_input_channels
 from tests.support.smp_reference import import_smp, random_smp_unet

@@ -32,7 +32,9 @@ def written(tmp_path_factory):
     def write(layout: str, n: int, **options) -> Path:
         key = (layout, n, tuple(sorted(options.items())))
         if key not in folders:
-            folders[key] = write_dataset(layout, tmp_path_factory.mktemp(layout) / "data", n=n, size=SIZE, seed=3, **options)
+            folders[key] = write_dataset(
+                layout, tmp_path_factory.mktemp(layout) / "data", n=n, size=SIZE, seed=3, **options
+            )
         return folders[key]
 
     return write
@@ -102,7 +104,11 @@ def test_scene_repeats_for_a_seed_whatever_channels_are_rendered():
 
 def test_label_free_images_predict_the_fluorescence_targets():
     scene = render_scene(
-        (192, 192), optics=Optics(defocus=(-2, -1, 0, 1, 2)), seed=5, fluorescence=("nucleus",), label_free=LABEL_FREE_CHANNELS
+        (192, 192),
+        optics=Optics(defocus=(-2, -1, 0, 1, 2)),
+        seed=5,
+        fluorescence=("nucleus",),
+        label_free=LABEL_FREE_CHANNELS,
     )
     nucleus, cells = scene.fluorescence["nucleus"], scene.labels > 0
     assert pearson(scene.label_free["brightfield"].max(axis=0), nucleus) > 0.3
@@ -159,7 +165,9 @@ def test_bbbc039_layout_16bit_images_colour_masks_and_split(written):
         [f"images/{stem}.tif" for stem in stems] + [f"masks/{stem}.png" for stem in stems]
         + [f"metadata/{split}.txt" for split in ("training", "validation", "test")]
     )  # fmt: skip
-    listed = {split: (root / f"metadata/{split}.txt").read_text().splitlines() for split in ("training", "validation", "test")}
+    listed = {
+        split: (root / f"metadata/{split}.txt").read_text().splitlines() for split in ("training", "validation", "test")
+    }
     assert [len(names) for names in listed.values()] == [2, 1, 1]
     assert sorted(sum(listed.values(), [])) == sorted(f"{stem}.png" for stem in stems)
     colour_neighbours = 0
@@ -198,7 +206,9 @@ def test_colour_masks_give_touching_labels_different_colours():
 def test_neurips_layout_mixes_formats_and_bit_depths(written):
     root = written("neurips", 6)
     images = sorted((root / "images").iterdir())
-    assert [path.name for path in sorted((root / "labels").iterdir())] == [f"cell_{i:05d}_label.tiff" for i in range(1, 7)]
+    assert [path.name for path in sorted((root / "labels").iterdir())] == [
+        f"cell_{i:05d}_label.tiff" for i in range(1, 7)
+    ]
     assert all(re.fullmatch(r"cell_\d{5}\.(png|bmp|tif)", path.name) for path in images)
     assert {path.suffix for path in images} == {".png", ".bmp", ".tif"}
     kinds, label_dtypes = set(), set()
@@ -245,7 +255,11 @@ def test_livecell_layout_images_and_coco_annotations(written):
             image_width, image_height = sizes[annotation["image_id"]]
             assert x.min() >= 0 and y.min() >= 0 and x.max() <= image_width and y.max() <= image_height
             left, top, box_width, box_height = annotation["bbox"]
-            assert left - 1 <= x.min() and x.max() <= left + box_width and top - 1 <= y.min() <= y.max() <= top + box_height
+            assert (
+                left - 1 <= x.min()
+                and x.max() <= left + box_width
+                and top - 1 <= y.min() <= y.max() <= top + box_height
+            )
             assert 0.6 < polygon_area(polygon) / annotation["area"] < 1.2
     assert image_counts == [6, 1, 3] and len(annotation_ids) > 30
     assert len(relative_files(root)) == 10 + 3
@@ -305,13 +319,17 @@ def ome_pixel_size(path: Path) -> tuple[float, float]:
 
 def test_lmc_layout_ome_tiffs_with_pixel_size_and_study_organelles(written):
     root = written("lmc", 8)
-    pattern = re.compile(r"Study_(\d+)/image_(\d+)_(?:(BF|PC|DIC)_z(\d+)|(Nucleus|Mitochondria|Actin|Tubulin))\.ome\.tiff")
+    pattern = re.compile(
+        r"Study_(\d+)/image_(\d+)_(?:(BF|PC|DIC)_z(\d+)|(Nucleus|Mitochondria|Actin|Tubulin))\.ome\.tiff"
+    )
     studies: dict = {}
     for name in relative_files(root):
         match = pattern.fullmatch(name)
         assert match, name
         study, image, modality, plane, organelle = match.groups()
-        entry = studies.setdefault(int(study), {}).setdefault(int(image), {"planes": [], "modality": set(), "organelles": set()})
+        entry = studies.setdefault(int(study), {}).setdefault(
+            int(image), {"planes": [], "modality": set(), "organelles": set()}
+        )
         pixels = tifffile.imread(root / name)
         assert pixels.shape == (SIZE, SIZE)
         pixel_height, pixel_width = ome_pixel_size(root / name)
@@ -337,7 +355,9 @@ def test_lmc_layout_ome_tiffs_with_pixel_size_and_study_organelles(written):
 
 def test_adipocyte_layout_seven_brightfield_planes_and_three_targets(written):
     root = written("adipocyte", 6)
-    pattern = re.compile(r"(20x|40x|60x)_images/(AssayPlate_Greiner_#655090_[B-H]\d\d_T0001F\d{3}L01)A0(\d)Z0(\d)C0(\d)\.tif")
+    pattern = re.compile(
+        r"(20x|40x|60x)_images/(AssayPlate_Greiner_#655090_[B-H]\d\d_T0001F\d{3}L01)A0(\d)Z0(\d)C0(\d)\.tif"
+    )
     fields: dict = {}
     for name in relative_files(root):
         match = pattern.fullmatch(name)
@@ -399,7 +419,17 @@ def test_bad_arguments_are_named():
 
 
 def test_command_line_writes_prints_a_summary_and_refuses_to_overwrite(tmp_path):
-    command = [sys.executable, "-m", "common.data.synthetic", "dsb2018", str(tmp_path / "out"), "--n", "2", "--size", "48"]
+    command = [
+        sys.executable,
+        "-m",
+        "common.data.synthetic",
+        "dsb2018",
+        str(tmp_path / "out"),
+        "--n",
+        "2",
+        "--size",
+        "48",
+    ]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     first = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr

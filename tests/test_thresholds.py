@@ -130,10 +130,14 @@ def test_dilation_and_erosion_equal_simpleitk(radius):
         mask[:6, :6] = 1  # an object on the border
         image = sitk.GetImageFromArray(mask)
         tensor = torch.from_numpy(mask)[None, None]
-        np.testing.assert_array_equal(binary_dilation(tensor, radius)[0, 0].numpy(),
-                                      sitk.GetArrayFromImage(sitk.BinaryDilate(image, [radius] * 2)).astype(bool))
-        np.testing.assert_array_equal(binary_erosion(tensor, radius)[0, 0].numpy(),
-                                      sitk.GetArrayFromImage(sitk.BinaryErode(image, [radius] * 2)).astype(bool))
+        np.testing.assert_array_equal(
+            binary_dilation(tensor, radius)[0, 0].numpy(),
+            sitk.GetArrayFromImage(sitk.BinaryDilate(image, [radius] * 2)).astype(bool),
+        )
+        np.testing.assert_array_equal(
+            binary_erosion(tensor, radius)[0, 0].numpy(),
+            sitk.GetArrayFromImage(sitk.BinaryErode(image, [radius] * 2)).astype(bool),
+        )
 
 
 # ------------------------------------------------------------------------------------------- the baseline
@@ -149,7 +153,7 @@ def test_baseline_equals_the_published_simpleitk_pipeline():
     assert out.shape == (4, 8, 60, 80) and out.dtype == torch.float32
     for image, channels in zip(images, out.numpy()):
         expected = []
-        for method, thresholder in FILTERS.items():
+        for _method, thresholder in FILTERS.items():
             reference = thresholder()
             reference.SetInsideValue(1)
             reference.SetOutsideValue(0)

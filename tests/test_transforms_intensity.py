@@ -22,8 +22,11 @@ def test_percentile_matches_numpy(shape, q):
 def test_percentile_of_integer_images_with_ties():
     x = np.random.default_rng(2).integers(0, 4, size=(3, 40, 30)).astype(np.uint16)
     for q in (2.0, 99.8):
-        np.testing.assert_allclose(percentile(torch.from_numpy(x.astype(np.float32)).flatten(-2), q).numpy(),
-                                   np.percentile(x.reshape(3, -1), q, axis=-1), rtol=1e-6)
+        np.testing.assert_allclose(
+            percentile(torch.from_numpy(x.astype(np.float32)).flatten(-2), q).numpy(),
+            np.percentile(x.reshape(3, -1), q, axis=-1),
+            rtol=1e-6,
+        )
     with pytest.raises(ValueError, match="percentile in"):
         percentile(torch.zeros(2, 2), 101)
     assert percentile(torch.tensor([1.0, 2.0, 3.0, 4.0]), 50.0) == 2.5  # a 1-D sample: a 0-d result

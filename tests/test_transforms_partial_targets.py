@@ -13,8 +13,14 @@ from common.transforms import ConcatChannelsd, RandSliceAndTargetd
 def item(organelles=("Nucleus", "Actin"), planes=3):
     paths = {name: f"s/image_1_{name}.ome.tiff" for name in organelles}
     return {
-        "inputs": [f"s/image_1_BF_z{k}.ome.tiff" for k in range(planes)], "z": list(range(planes)),
-        "modality": "BF", "targets": paths, "organelles": sorted(paths), "study": 1, "id": "Study_1/image_1", **paths,
+        "inputs": [f"s/image_1_BF_z{k}.ome.tiff" for k in range(planes)],
+        "z": list(range(planes)),
+        "modality": "BF",
+        "targets": paths,
+        "organelles": sorted(paths),
+        "study": 1,
+        "id": "Study_1/image_1",
+        **paths,
     }
 
 
@@ -72,6 +78,10 @@ def test_lmc_slices_gives_one_batchable_item_per_slice_or_the_middle_one():
     assert "z_offset" not in every[0]  # items without a best focal plane
     focused = lmc_slices([{**items[1], "best_z": 3}])
     assert [(entry["z"], entry["z_offset"], entry["best_z"]) for entry in focused] == [
-        (0, 3, 3), (1, 2, 3), (2, 1, 3), (3, 0, 3)]
+        (0, 3, 3),
+        (1, 2, 3),
+        (2, 1, 3),
+        (3, 0, 3),
+    ]
     with pytest.raises(ValueError, match="'all' or 'middle'"):
         lmc_slices(items, "best")

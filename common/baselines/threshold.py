@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -41,8 +41,8 @@ class ThresholdBaseline(nn.Module):
         closing: Sequence[bool] = (False, True),
         dilate_radius: int = 9,
         erode_radius: int = 11,
-        bins: Optional[int] = None,
-        value_range: Optional[Sequence[float]] = None,
+        bins: int | None = None,
+        value_range: Sequence[float] | None = None,
         foreground: str = "dark",
     ) -> None:
         super().__init__()
@@ -68,5 +68,7 @@ class ThresholdBaseline(nn.Module):
         for method in self.methods:
             mask = threshold_images(images, method, self.bins, self.foreground, self.value_range)
             for closed in self.closing:
-                masks.append(binary_erosion(binary_dilation(mask, self.dilate_radius), self.erode_radius) if closed else mask)
+                masks.append(
+                    binary_erosion(binary_dilation(mask, self.dilate_radius), self.erode_radius) if closed else mask
+                )
         return torch.cat(masks, dim=1).float()

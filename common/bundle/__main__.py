@@ -1,9 +1,9 @@
 """Bundle tooling from the command line.
 
-    python -m common.bundle export bundles/<name> --out dist/     # dist/<name>_v<version>.zip
-    python -m common.bundle export --all --out dist/              # every bundle under --bundles
-    python -m common.bundle verify dist/<name>_v<version>.zip --schema meta_schema_20240725.json
-    python -m common.bundle copy-common build/map_app/          # build/map_app/common, as bundles carry it
+python -m common.bundle export bundles/<name> --out dist/     # dist/<name>_v<version>.zip
+python -m common.bundle export --all --out dist/              # every bundle under --bundles
+python -m common.bundle verify dist/<name>_v<version>.zip --schema meta_schema_20240725.json
+python -m common.bundle copy-common build/map_app/          # build/map_app/common, as bundles carry it
 """
 
 from __future__ import annotations
@@ -38,8 +38,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     verify = commands.add_parser("verify", help="model-zoo checks of a bundle folder or zip, offline")
     verify.add_argument("bundle", type=Path)
     verify.add_argument("--schema", type=Path, help="metadata schema file (meta_schema_20240725.json)")
-    verify.add_argument("--set", action="append", default=[], metavar="ID=JSON",
-                        help="override a config id where the network is built, e.g. --set backbone='\"efficientnet-b0\"'")
+    verify.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="ID=JSON",
+        help="override a config id where the network is built, e.g. --set backbone='\"efficientnet-b0\"'",
+    )
     copy = commands.add_parser("copy-common", help="copy the common package as exported bundles carry it")
     copy.add_argument("out", type=Path, help="folder to copy common/ into")
     args = parser.parse_args(argv)

@@ -1,4 +1,5 @@
-"""Self-contained bundle zips: the bundle folder plus a copy of ``common``, named as ``monai.bundle download`` expects."""
+"""Self-contained bundle zips: the bundle folder plus a copy of ``common``, named as ``monai.bundle download``
+expects."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import re
 import shutil
 import sys
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import common
 
@@ -85,13 +86,14 @@ def published_large_files(bundle: Path) -> tuple[list[str], set[str]]:
     headers = [index for index, line in enumerate(lines) if line.rstrip() == "large_files:"]
     if not headers:
         raise ValueError(f"{source}: expected a 'large_files:' list.")
-    entries = lines[headers[0] + 1:]
+    entries = lines[headers[0] + 1 :]
     paths = {match.group(1) for match in map(PATH_ENTRY.match, entries) if match}
     return entries, paths
 
 
-def large_files_yaml(bundle: Path, weights: Iterable[Path], url_base: str | None = None,
-                     published: Iterable[str] = ()) -> str:
+def large_files_yaml(
+    bundle: Path, weights: Iterable[Path], url_base: str | None = None, published: Iterable[str] = ()
+) -> str:
     """``large_files.yml`` listing the ``published`` entries (lines, see :func:`published_large_files`), then each
     weight file with its SHA-256 (and its URL when ``url_base`` is given)."""
     lines = ["large_files:", *published]
@@ -106,8 +108,11 @@ def large_files_yaml(bundle: Path, weights: Iterable[Path], url_base: str | None
 
 def package_files(package_dir: Path) -> list[Path]:
     """The package's modules that bundles carry: every ``.py`` file but caches and :data:`NOT_EXPORTED`."""
-    return sorted(p for p in package_dir.rglob("*.py")
-                  if "__pycache__" not in p.parts and p.relative_to(package_dir).as_posix() not in NOT_EXPORTED)
+    return sorted(
+        p
+        for p in package_dir.rglob("*.py")
+        if "__pycache__" not in p.parts and p.relative_to(package_dir).as_posix() not in NOT_EXPORTED
+    )
 
 
 def copy_package(out_dir: str | Path, package_dir: Path | None = None) -> Path:
@@ -150,14 +155,19 @@ def third_party_imports(package_dir: Path, skip: Iterable[str] = ("deploy",)) ->
 def check_requirements(bundle: Path, package_dir: Path) -> None:
     """Raise if the copied package imports a distribution that ``required_packages_version`` does not list."""
     listed = {name.lower() for name in read_metadata(bundle).get("required_packages_version", {})}
-    missing = {d: files for d, files in third_party_imports(package_dir).items()
-               if d.lower() not in listed | BASE_DISTRIBUTIONS}
+    missing = {
+        d: files
+        for d, files in third_party_imports(package_dir).items()
+        if d.lower() not in listed | BASE_DISTRIBUTIONS
+    }
     if missing:
         detail = "; ".join(f"{d} (imported by {', '.join(sorted(f))})" for d, f in sorted(missing.items()))
         raise ValueError(f"{bundle / 'configs' / 'metadata.json'}: required_packages_version lacks {detail}.")
 
 
-def export_bundle(bundle: str | Path, out_dir: str | Path, url_base: str | None = None, overwrite: bool = False) -> Path:
+def export_bundle(
+    bundle: str | Path, out_dir: str | Path, url_base: str | None = None, overwrite: bool = False
+) -> Path:
     """Write ``<out_dir>/<name>_v<version>.zip``: one top folder ``<name>/`` holding the bundle's files, its
     weights with a ``large_files.yml`` of their hashes, and a copy of the ``common`` package.
 
@@ -186,8 +196,7 @@ def export_bundle(bundle: str | Path, out_dir: str | Path, url_base: str | None 
                 continue  # written anew below; published weights are fetched from their URLs
             archive.write(path, f"{bundle.name}/{relative}")
         if weights or published:
-            archive.writestr(f"{bundle.name}/large_files.yml",
-                             large_files_yaml(bundle, weights, url_base, published))
+            archive.writestr(f"{bundle.name}/large_files.yml", large_files_yaml(bundle, weights, url_base, published))
         for path in package_files(package_dir):
             archive.write(path, f"{bundle.name}/common/{path.relative_to(package_dir).as_posix()}")
     partial.replace(target)

@@ -8,9 +8,10 @@ import logging
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
@@ -90,9 +91,15 @@ def inference_network(bundle: Path, overrides: dict | None = None):
 def check_network_io(bundle: Path, schema: Path | None, overrides: dict | None = None) -> str:
     from monai.bundle import verify_net_in_out
 
-    verify_net_in_out(net_id="network_def", meta_file=str(bundle / "configs" / "metadata.json"),
-                      config_file=str(bundle / "configs" / "inference.json"), device="cpu", n=1,
-                      bundle_root=str(bundle), **(overrides or {}))
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=str(bundle / "configs" / "inference.json"),
+        device="cpu",
+        n=1,
+        bundle_root=str(bundle),
+        **(overrides or {}),
+    )
     return "shapes and dtypes match network_data_format"
 
 
@@ -137,14 +144,22 @@ def check_weights(bundle: Path, schema: Path | None, overrides: dict | None = No
     from common.networks import load_pretrained
 
     entries = large_files(bundle)
-    shipped = {path.relative_to(bundle).as_posix() for path in (bundle / "models").rglob("*")
-               if path.is_file() and path.suffix in WEIGHT_SUFFIXES} if (bundle / "models").is_dir() else set()
+    shipped = (
+        {
+            path.relative_to(bundle).as_posix()
+            for path in (bundle / "models").rglob("*")
+            if path.is_file() and path.suffix in WEIGHT_SUFFIXES
+        }
+        if (bundle / "models").is_dir()
+        else set()
+    )
     problems, verified, published = [], [], []
     for entry in entries:
         path, digest = str(entry["path"]), str(entry.get("hash_val") or "")
         if not digest:
             (published if entry.get("url") else problems).append(
-                path if entry.get("url") else f"{path}: listed with neither hash nor url")
+                path if entry.get("url") else f"{path}: listed with neither hash nor url"
+            )
             continue
         if not (bundle / path).is_file():
             problems.append(f"{path}: listed in large_files.yml but missing")
@@ -165,8 +180,9 @@ def check_weights(bundle: Path, schema: Path | None, overrides: dict | None = No
                 continue
         verified.append(path)
     listed = {str(entry["path"]) for entry in entries}
-    problems += [f"{path}: not listed in large_files.yml (no hash to check it against)"
-                 for path in sorted(shipped - listed)]
+    problems += [
+        f"{path}: not listed in large_files.yml (no hash to check it against)" for path in sorted(shipped - listed)
+    ]
     if problems:
         raise BundleCheckError("; ".join(problems))
     found = f"{len(verified)} file(s) match their hash and load: {verified}" if verified else "no weights shipped"
@@ -185,8 +201,12 @@ CHECKS: dict[str, Callable[..., str]] = {
 }
 
 
-def verify_bundle(path: str | Path, schema: str | Path | None = None, report: Callable[[str], None] = print,
-                  overrides: dict | None = None) -> dict[str, str]:
+def verify_bundle(
+    path: str | Path,
+    schema: str | Path | None = None,
+    report: Callable[[str], None] = print,
+    overrides: dict | None = None,
+) -> dict[str, str]:
     """Run every check on a bundle folder or zip; ``report`` gets one line per check; ``overrides`` of config ids
     apply where the network is built.
 

@@ -5,5 +5,5 @@ of cached multi-sample items one by one) and MEDIAR's modality discovery that wr
 
 from .fail_soft import FAILED, FAILED_ERROR, FailSoftDataset
 from .flattened import FlattenedDataset
-from .sampling import ReplayLoader, amplified_datalist, combined_datalist
 from .modalities import amplified_repeats, cluster_embeddings, discover_modalities, encoder_embeddings
+from .sampling import ReplayLoader, amplified_datalist, combined_datalist

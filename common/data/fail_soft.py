@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
 
 from monai.data import Dataset
 
@@ -26,8 +27,9 @@ class FailSoftDataset(Dataset):
         source_keys: keys of an item naming its input file.
     """
 
-    def __init__(self, data: Sequence[Mapping], transform: Callable | None = None,
-                 source_keys: Sequence[str] = ("image",)) -> None:
+    def __init__(
+        self, data: Sequence[Mapping], transform: Callable | None = None, source_keys: Sequence[str] = ("image",)
+    ) -> None:
         super().__init__(data, transform)
         self.source_keys = tuple(source_keys)
 
@@ -38,5 +40,7 @@ class FailSoftDataset(Dataset):
             cause = error
             while isinstance(cause, RuntimeError) and cause.__cause__ is not None:  # MONAI's "applying transform"
                 cause = cause.__cause__
-            return {FAILED: source_file(self.data[index], self.source_keys) or f"item {index}",
-                    FAILED_ERROR: f"{type(cause).__name__}: {cause}"}
+            return {
+                FAILED: source_file(self.data[index], self.source_keys) or f"item {index}",
+                FAILED_ERROR: f"{type(cause).__name__}: {cause}",
+            }

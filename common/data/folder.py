@@ -6,9 +6,10 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable
 
 import numpy as np
 import tifffile
@@ -100,6 +101,8 @@ class DatasetFolder:
         """Log what was written where (file counts per top-level entry) and return the root."""
         tops = Counter(path.relative_to(self.root).parts[0] for path in self.written)
         size_mb = sum(path.stat().st_size for path in self.written) / 1e6
-        listing = ", ".join(f"{name}{'/' if (self.root / name).is_dir() else ''} ({count})" for name, count in tops.items())
+        listing = ", ".join(
+            f"{name}{'/' if (self.root / name).is_dir() else ''} ({count})" for name, count in tops.items()
+        )
         logger.info("%s: wrote %d files (%.1f MB) under %s: %s", layout, len(self.written), size_mb, self.root, listing)
         return self.root

@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence, Union
+from typing import Callable
 
 import numpy as np
 import torch
@@ -76,7 +77,7 @@ def discover_modalities(
     network: nn.Module,
     datalist: Sequence[Mapping],
     transform: Callable,
-    output: Union[str, os.PathLike],
+    output: str | os.PathLike,
     clusters: int = 40,
     min_samples: int = 50,
     size: int = 512,
@@ -112,6 +113,12 @@ def discover_modalities(
     }
     with atomic_path(output) as partial:  # a kill leaves the previous file or none, never half of one
         partial.write_text(json.dumps(content, indent=1) + "\n")
-    logger.info("%d images in %d clusters (sizes %s): %d items per epoch; written to %s", len(ids), clusters,
-                content["cluster_sizes"], int(repeats.sum()), output)
+    logger.info(
+        "%d images in %d clusters (sizes %s): %d items per epoch; written to %s",
+        len(ids),
+        clusters,
+        content["cluster_sizes"],
+        int(repeats.sum()),
+        output,
+    )
     return content

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -36,7 +36,7 @@ def combined_datalist(datasets: Sequence[Mapping]) -> list[dict]:
     return items
 
 
-def amplified_datalist(datalist: Sequence[Mapping], sampling_file: Optional[Union[str, os.PathLike]]) -> list[dict]:
+def amplified_datalist(datalist: Sequence[Mapping], sampling_file: str | os.PathLike | None) -> list[dict]:
     """``datalist`` with each item repeated as ``sampling_file`` says (written by :mod:`common.data.modalities`);
     each item once where ``sampling_file`` is None.
 

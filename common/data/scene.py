@@ -14,8 +14,9 @@ subset of channels is rendered.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence, Union
+from typing import Callable, Union
 
 import numpy as np
 from scipy import fft, ndimage
@@ -57,7 +58,7 @@ class Morphology:
     lipid_droplets: float = 2.0
     droplet_radius: tuple[float, float] = (0.08, 0.2)
 
-    def scaled(self, factor: float) -> "Morphology":
+    def scaled(self, factor: float) -> Morphology:
         """The same cells seen at ``factor`` times the magnification (cell radii multiplied)."""
         low, high = self.cell_radius
         return replace(self, cell_radius=(low * factor, high * factor))
@@ -521,7 +522,10 @@ def _fluorescence(g: _Geometry, name: str, optics: Optics, rng: np.random.Genera
 def _label_free(specimen: _Specimen, name: str, optics: Optics, rng: np.random.Generator) -> np.ndarray:
     in_focus, per_defocus = _TRANSMITTED[name](specimen)
     photons = 4 * optics.photons  # transmitted light is bright
-    planes = [_record(_defocused(in_focus + z * per_defocus, z, optics), rng, photons, optics.read_noise) for z in optics.defocus]
+    planes = [
+        _record(_defocused(in_focus + z * per_defocus, z, optics), rng, photons, optics.read_noise)
+        for z in optics.defocus
+    ]
     return np.stack(planes)
 
 

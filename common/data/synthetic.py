@@ -20,9 +20,10 @@ import inspect
 import logging
 import uuid
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -342,7 +343,9 @@ def _livecell_names(n: int, seed: int) -> list[tuple[str, str]]:
         cell_type = cell_types[(first_type + index) % len(cell_types)]
         days, hours = divmod(4 * time, 24)
         well_name = f"{_ROWS[well // 12]}{well % 12 + 1}"
-        names.append((cell_type, f"{cell_type}_Phase_{well_name}_{location + 1}_{days:02d}d{hours:02d}h00m_{crop + 1}.tif"))
+        names.append(
+            (cell_type, f"{cell_type}_Phase_{well_name}_{location + 1}_{days:02d}d{hours:02d}h00m_{crop + 1}.tif")
+        )
     return names
 
 
@@ -484,7 +487,7 @@ class _LmcStudy:
     input_dtype: type
 
     @classmethod
-    def numbered(cls, number: int) -> "_LmcStudy":
+    def numbered(cls, number: int) -> _LmcStudy:
         organelles = ("Nucleus",) + ("Mitochondria",) * (number % 3 != 0) + ("Actin",) * (number % 3 != 1)
         return cls(
             number=number,

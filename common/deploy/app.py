@@ -19,12 +19,18 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a plain script (app.py of a MAP): find the folder holding `common`
-    sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "common" / "__init__.py").is_file())))
+    sys.path.insert(
+        0, str(next(p for p in Path(__file__).resolve().parents if (p / "common" / "__init__.py").is_file()))
+    )
 
 from monai.deploy.conditions import CountCondition
 from monai.deploy.core import AppContext, Application
 
-from common.deploy.operators import BundleInferenceOperator, MicroscopyImageLoaderOperator, MicroscopyImageWriterOperator
+from common.deploy.operators import (
+    BundleInferenceOperator,
+    MicroscopyImageLoaderOperator,
+    MicroscopyImageWriterOperator,
+)
 from common.deploy.pipeline import BundlePipeline
 from common.handlers import FolderRunError
 
@@ -46,18 +52,30 @@ class MicroscopyBundleApp(Application):
                 raise FileNotFoundError(f"{name} path {path!r} does not exist.")
         Path(context.output_path).mkdir(parents=True, exist_ok=True)
         pipeline = BundlePipeline(context.model_path, context.input_path, context.output_path, self.overrides)
-        logging.info("bundle %s: %d inputs from %s to %s", pipeline.bundle.name, len(pipeline.datalist),
-                     context.input_path, context.output_path)
+        logging.info(
+            "bundle %s: %d inputs from %s to %s",
+            pipeline.bundle.name,
+            len(pipeline.datalist),
+            context.input_path,
+            context.output_path,
+        )
         self.pipeline = pipeline
         if not pipeline.datalist:
             logging.info("nothing to do: every input has its outputs in %s", context.output_path)
             return
-        loader = MicroscopyImageLoaderOperator(self, CountCondition(self, len(pipeline.datalist)),
-                                               datalist=pipeline.datalist, load=pipeline.load,
-                                               keys=pipeline.loaded_keys, on_error=pipeline.failed, name="loader")
+        loader = MicroscopyImageLoaderOperator(
+            self,
+            CountCondition(self, len(pipeline.datalist)),
+            datalist=pipeline.datalist,
+            load=pipeline.load,
+            keys=pipeline.loaded_keys,
+            on_error=pipeline.failed,
+            name="loader",
+        )
         inference = BundleInferenceOperator(self, pipeline=pipeline, name="bundle_inference")
-        writer = MicroscopyImageWriterOperator(self, save=pipeline.save, on_saved=pipeline.saved,
-                                               on_error=pipeline.failed, name="writer")
+        writer = MicroscopyImageWriterOperator(
+            self, save=pipeline.save, on_saved=pipeline.saved, on_error=pipeline.failed, name="writer"
+        )
         self.add_flow(loader, inference, {("image", "image")})
         self.add_flow(inference, writer, {("outputs", "outputs")})
 

@@ -9,7 +9,8 @@ whose metadata carries what ``MonaiBundleInferenceOperator`` reads (``spacing``,
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
 
 import numpy as np
 from monai.data import MetaTensor
@@ -21,8 +22,13 @@ from common.deploy.pipeline import BundlePipeline
 from common.io import MicroscopyReader, SaveImageFiled, image_folder_datalist
 from common.transforms.meta import source_file
 
-__all__ = ["MicroscopyImageLoaderOperator", "BundleInferenceOperator", "MicroscopyImageWriterOperator",
-           "to_sdk_image", "from_sdk_image"]
+__all__ = [
+    "MicroscopyImageLoaderOperator",
+    "BundleInferenceOperator",
+    "MicroscopyImageWriterOperator",
+    "to_sdk_image",
+    "from_sdk_image",
+]
 logger = logging.getLogger(__name__)
 
 
@@ -54,9 +60,17 @@ class MicroscopyImageLoaderOperator(Operator):
             emitted in its place); without it the error stops the application.
     """
 
-    def __init__(self, fragment: Fragment, *args, datalist: Sequence[Mapping] | None = None, input_dir: str = "",
-                 load: Callable | None = None, keys: Sequence[str] = ("image",),
-                 on_error: Callable[[str, BaseException], None] | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        fragment: Fragment,
+        *args,
+        datalist: Sequence[Mapping] | None = None,
+        input_dir: str = "",
+        load: Callable | None = None,
+        keys: Sequence[str] = ("image",),
+        on_error: Callable[[str, BaseException], None] | None = None,
+        **kwargs,
+    ) -> None:
         self.datalist = list(datalist) if datalist is not None else image_folder_datalist(input_dir)
         if not self.datalist:
             raise FileNotFoundError(f"{input_dir or 'datalist'}: no input image to process.")
@@ -118,10 +132,18 @@ class MicroscopyImageWriterOperator(Operator):
         save: transform writing one output dict; ``output_dir``, ``keys`` and ``postfix`` build the default one.
     """
 
-    def __init__(self, fragment: Fragment, *args, save: Callable | None = None, output_dir: str = "",
-                 keys: Sequence[str] = ("pred",), postfix: str = "",
-                 on_saved: Callable[[Mapping], None] | None = None,
-                 on_error: Callable[[str, BaseException], None] | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        fragment: Fragment,
+        *args,
+        save: Callable | None = None,
+        output_dir: str = "",
+        keys: Sequence[str] = ("pred",),
+        postfix: str = "",
+        on_saved: Callable[[Mapping], None] | None = None,
+        on_error: Callable[[str, BaseException], None] | None = None,
+        **kwargs,
+    ) -> None:
         self.save = save or SaveImageFiled(list(keys), output_dir=output_dir, postfix=postfix, kind="keep")
         self.on_saved, self.on_error = on_saved, on_error
         super().__init__(fragment, *args, **kwargs)

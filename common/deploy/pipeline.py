@@ -12,8 +12,9 @@ from __future__ import annotations
 import sys
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ignite.engine import Events
 from monai.bundle import ConfigParser
@@ -61,16 +62,27 @@ class BundlePipeline:
     post-processed outputs (list of dicts, one per image), ``save(output)`` writes one.
     """
 
-    def __init__(self, bundle: str | Path, input_dir: str | Path, output_dir: str | Path,
-                 overrides: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        bundle: str | Path,
+        input_dir: str | Path,
+        output_dir: str | Path,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> None:
         self.bundle = bundle_folder(bundle)
         if str(self.bundle) not in sys.path:
             sys.path.insert(0, str(self.bundle))  # its configs import its copy of `common`
         parser = ConfigParser()
         parser.read_config(str(self.bundle / "configs" / "inference.json"))
         parser.read_meta(str(self.bundle / "configs" / "metadata.json"))
-        parser.update({"bundle_root": str(self.bundle), "dataset_dir": str(input_dir),
-                       "output_dir": str(output_dir), **(overrides or {})})
+        parser.update(
+            {
+                "bundle_root": str(self.bundle),
+                "dataset_dir": str(input_dir),
+                "output_dir": str(output_dir),
+                **(overrides or {}),
+            }
+        )
         self.parser = parser
         self.datalist = list(parser.get_parsed_content("datalist"))
         self.evaluator = parser.get_parsed_content("evaluator")

@@ -7,7 +7,6 @@ bounding box, so the cost grows with the cells' boxes, not with the whole image.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
 
 import numpy as np
 import torch
@@ -43,7 +42,7 @@ class Cells:
     def __len__(self) -> int:
         return int(self.label.numel())
 
-    def select(self, index: torch.Tensor) -> "Cells":
+    def select(self, index: torch.Tensor) -> Cells:
         return Cells(*(getattr(self, f)[index] for f in ("image", "label", "top", "left", "height", "width")))
 
 
@@ -117,9 +116,7 @@ def _round_up(n: np.ndarray) -> np.ndarray:
     return -(-n // step) * step
 
 
-def plan_crops(
-    cells: Cells, max_pixels: int, order: Optional[np.ndarray] = None, waste: float = 0.25
-) -> List[CropBatch]:
+def plan_crops(cells: Cells, max_pixels: int, order: np.ndarray | None = None, waste: float = 0.25) -> list[CropBatch]:
     """Group cells into batches of one crop shape with at most ``max_pixels`` crop pixels (one cell at least).
 
     Box sizes are rounded up to 2**k * {1, 1.25, 1.5, 1.75}; consecutive size groups are merged into one

@@ -6,8 +6,6 @@ All functions take (H, W) int64 labels whose ids are 1..N (0 background; an id m
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 
@@ -22,7 +20,7 @@ CROP_BATCH_PIXELS = 1 << 18
 FILL_CHECK_EVERY = 8
 
 
-def areas(labels: torch.Tensor, n: Optional[int] = None) -> torch.Tensor:
+def areas(labels: torch.Tensor, n: int | None = None) -> torch.Tensor:
     """(N + 1,) int64 pixel count of each id 0..N of (H, W) labels."""
     n = int(labels.max()) if n is None else n
     return torch.bincount(labels.reshape(-1), minlength=n + 1)

@@ -8,8 +8,6 @@ the seed whose grown region contains its bin; where regions overlap, the seed wi
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import torch
 import torch.nn.functional as F
 
@@ -18,7 +16,7 @@ __all__ = ["cluster_end_points", "end_point_histogram", "find_seeds", "grow_seed
 WINDOW = 5  # half-width of the window a seed grows in (11x11)
 
 
-def end_point_histogram(bins: torch.Tensor, shape: Tuple[int, int]) -> torch.Tensor:
+def end_point_histogram(bins: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """(H, W) float32 count of (P, 2) int64 bins (y, x) inside ``shape``."""
     flat = bins[:, 0] * shape[1] + bins[:, 1]
     return torch.bincount(flat, minlength=shape[0] * shape[1]).view(shape).float()
@@ -42,7 +40,7 @@ def find_seeds(histogram: torch.Tensor, min_count: int = 10) -> torch.Tensor:
 
 def grow_seeds(
     histogram: torch.Tensor, seeds: torch.Tensor, grow: int = 5, min_grow_count: int = 2
-) -> Tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Regions of seeds grown through well-populated bins.
 
     Args:
@@ -69,8 +67,8 @@ def grow_seeds(
 
 
 def cluster_end_points(
-    end_points: torch.Tensor, shape: Tuple[int, int], min_count: int = 10
-) -> Tuple[torch.Tensor, torch.Tensor]:
+    end_points: torch.Tensor, shape: tuple[int, int], min_count: int = 10
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Group flow end points into cells.
 
     Args:

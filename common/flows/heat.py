@@ -19,8 +19,6 @@ cellpose's flows (equal to cellpose 4's ``masks_to_flows`` to float32 precision)
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -124,7 +122,7 @@ def _active_prefixes(n_iter: np.ndarray):
 
 
 def heat_to_flows(
-    heat: torch.Tensor, mask: torch.Tensor, log_heat: bool = False, labels: Optional[torch.Tensor] = None
+    heat: torch.Tensor, mask: torch.Tensor, log_heat: bool = False, labels: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Unit central-difference gradient of padded heat.
 
@@ -162,7 +160,7 @@ def _underflow(heat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def labels_to_flows(
-    labels, log_heat: bool = False, niter: Optional[int] = None, neighbour_heat: bool = False, centre: str = "mean"
+    labels, log_heat: bool = False, niter: int | None = None, neighbour_heat: bool = False, centre: str = "mean"
 ) -> torch.Tensor:
     """Cellpose flow fields of instance labels.
 
@@ -202,7 +200,7 @@ def labels_to_flows(
     return flows
 
 
-def _iterations(cells: Cells, niter: Optional[int]) -> np.ndarray:
+def _iterations(cells: Cells, niter: int | None) -> np.ndarray:
     """(N,) host iteration counts: ``niter``, or cellpose's 2 * max(h + w + 2) over each image's cells."""
     if niter is not None:
         if int(niter) < 0:

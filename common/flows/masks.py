@@ -16,7 +16,6 @@ by the tile size; counts and indices are int64 throughout, only the output is in
 from __future__ import annotations
 
 import warnings
-from typing import List, Optional, Tuple
 
 import torch
 
@@ -43,7 +42,7 @@ def flows_to_labels(
     log_heat: bool = False,
     neighbour_heat: bool = False,
     centre: str = "mean",
-    tile_size: Optional[int] = 4096,
+    tile_size: int | None = 4096,
     tile_overlap: int = 128,
 ) -> torch.Tensor:
     """Instance labels from flows and cell probability.
@@ -114,7 +113,7 @@ def _image_labels(
     max_size: float,
     variant: dict,
     flow_scale: float,
-) -> Tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One image in one pass: (H, W) int64 labels 1..N in raster order of their first pixels, and those
     (N, 2) int64 first pixels (y, x)."""
     shape = tuple(flows.shape[-2:])
@@ -135,7 +134,7 @@ def _image_labels(
     return _renumber_by_first_pixel(labels * keep[labels], n)
 
 
-def _renumber_by_first_pixel(labels: torch.Tensor, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def _renumber_by_first_pixel(labels: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Ids 1..K in raster order of each mask's first pixel; returns labels and the (K, 2) first pixels."""
     width = labels.shape[1]
     first = torch.full((n + 1,), labels.numel(), dtype=torch.int64, device=labels.device)
@@ -148,7 +147,7 @@ def _renumber_by_first_pixel(labels: torch.Tensor, n: int) -> Tuple[torch.Tensor
     return new_id[labels], torch.stack((anchors // width, anchors % width), 1)
 
 
-def tile_grid(length: int, tile: int, overlap: int) -> List[Tuple[int, int, int, int]]:
+def tile_grid(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
     """Tiles along one axis: (core start, core stop, context start, context stop), cores covering it once."""
     return [
         (s, min(s + tile, length), max(s - overlap, 0), min(s + tile + overlap, length)) for s in range(0, length, tile)
@@ -197,7 +196,7 @@ def _tiled_labels(flows: torch.Tensor, cellprob: torch.Tensor, tile: int, overla
     return out
 
 
-def _count_cut(labels: torch.Tensor, owned: torch.Tensor, inner_edges: Tuple[bool, bool, bool, bool]) -> int:
+def _count_cut(labels: torch.Tensor, owned: torch.Tensor, inner_edges: tuple[bool, bool, bool, bool]) -> int:
     """Number of owned masks touching an edge of the tile context that is not an image edge."""
     edges = [e for e, inner in zip((labels[0], labels[-1], labels[:, 0], labels[:, -1]), inner_edges) if inner]
     if not edges:

@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import random
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,8 +110,8 @@ class ResumableCheckpoint:
         self,
         save_dir: str,
         save_dict: Mapping[str, Any],
-        validator: Optional[Engine] = None,
-        seed: Optional[int] = 0,
+        validator: Engine | None = None,
+        seed: int | None = 0,
         resume: bool = False,
         overwrite: bool = False,
         prefix: str = "checkpoint",
@@ -128,8 +129,11 @@ class ResumableCheckpoint:
 
     def checkpoints(self) -> list[Path]:
         """This run's checkpoint files, oldest epoch first."""
-        found = [(int(m.group(1)), path) for path in self.save_dir.glob(f"{self.prefix}_epoch=*.pt")
-                 if (m := self._pattern.fullmatch(path.name))]
+        found = [
+            (int(m.group(1)), path)
+            for path in self.save_dir.glob(f"{self.prefix}_epoch=*.pt")
+            if (m := self._pattern.fullmatch(path.name))
+        ]
         return [path for _, path in sorted(found)]
 
     def attach(self, trainer: Engine) -> None:
@@ -148,8 +152,9 @@ class ResumableCheckpoint:
         """Load the newest checkpoint that reads into ``save_dict``; returns its path."""
         candidates = self.checkpoints()
         if not candidates:
-            raise FileNotFoundError(f"{self.save_dir}: no '{self.prefix}_epoch=*.pt' to resume from; "
-                                    f"run without --resume first.")
+            raise FileNotFoundError(
+                f"{self.save_dir}: no '{self.prefix}_epoch=*.pt' to resume from; run without --resume first."
+            )
         skipped = []
         for path in reversed(candidates):
             try:
@@ -159,8 +164,9 @@ class ResumableCheckpoint:
                     raise KeyError(f"lacks {missing}")
             except Exception as error:  # a truncated, zeroed or foreign file: try the previous one
                 skipped.append(f"{path} ({type(error).__name__}: {error})")
-                logger.warning("%s: cannot resume from it (%s: %s); trying an older checkpoint.",
-                               path, type(error).__name__, error)
+                logger.warning(
+                    "%s: cannot resume from it (%s: %s); trying an older checkpoint.", path, type(error).__name__, error
+                )
                 continue
             max_epochs = trainer.state.max_epochs
             for name, obj in self.save_dict.items():
@@ -168,8 +174,10 @@ class ResumableCheckpoint:
                     obj.load_state_dict(checkpoint[name])
             if max_epochs is not None:
                 if trainer.state.epoch > max_epochs:
-                    raise ValueError(f"{path}: saved after epoch {trainer.state.epoch}, beyond the {max_epochs} "
-                                     f"epochs asked for; ask for more epochs or start over.")
+                    raise ValueError(
+                        f"{path}: saved after epoch {trainer.state.epoch}, beyond the {max_epochs} "
+                        f"epochs asked for; ask for more epochs or start over."
+                    )
                 trainer.state.max_epochs = max_epochs  # a resumed run may be asked for more epochs
                 if trainer.state.epoch == max_epochs:  # ignite would start again from epoch 0
                     logger.info("%s: training already complete (%d epochs); nothing to resume.", path, max_epochs)
@@ -201,7 +209,7 @@ class ResumableCheckpoint:
             if old != path:  # the earlier run's file of this epoch was just replaced by this run's
                 old.unlink(missing_ok=True)
         self._earlier = []
-        for old in self.checkpoints()[:-self.n_saved]:
+        for old in self.checkpoints()[: -self.n_saved]:
             old.unlink(missing_ok=True)
 
 
@@ -227,8 +235,14 @@ class ModelSaver:
     """
 
     def __init__(
-        self, save_dir: str, network: torch.nn.Module, filename: str = "model.pt", keep: str = "best",
-        validator: Optional[Engine] = None, resume: bool = False, overwrite: bool = False,
+        self,
+        save_dir: str,
+        network: torch.nn.Module,
+        filename: str = "model.pt",
+        keep: str = "best",
+        validator: Engine | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
     ) -> None:
         if keep not in ("best", "last"):
             raise ValueError(f"keep: expected 'best' or 'last', got {keep!r}.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from collections.abc import Mapping
 
 from ignite.engine import Events
 from monai.handlers import EarlyStopHandler
@@ -26,8 +26,10 @@ class ResumableEarlyStopHandler(EarlyStopHandler):
 
     def _stopping(self):
         if self._handler is None:
-            raise RuntimeError("ResumableEarlyStopHandler: call set_trainer() before its state is saved or loaded "
-                               "(in a bundle's run, before the checkpoint handler is attached).")
+            raise RuntimeError(
+                "ResumableEarlyStopHandler: call set_trainer() before its state is saved or loaded "
+                "(in a bundle's run, before the checkpoint handler is attached)."
+            )
         return self._handler
 
     def state_dict(self) -> dict:
@@ -38,6 +40,9 @@ class ResumableEarlyStopHandler(EarlyStopHandler):
         stopping = self._stopping()
         stopping.load_state_dict(state)
         if stopping.counter >= self.patience:
-            logger.info("early stopping ended this run (%d validations without improvement, patience %d); "
-                        "nothing to resume.", stopping.counter, self.patience)
+            logger.info(
+                "early stopping ended this run (%d validations without improvement, patience %d); nothing to resume.",
+                stopping.counter,
+                self.patience,
+            )
             stopping.trainer.add_event_handler(Events.STARTED, lambda engine: engine.terminate())

@@ -23,8 +23,9 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ignite.engine import Engine, Events
 
@@ -60,7 +61,10 @@ class FolderRun:
     """
 
     def __init__(
-        self, output_dir: str, overwrite: bool = False, image_key: str = "image",
+        self,
+        output_dir: str,
+        overwrite: bool = False,
+        image_key: str = "image",
         path_suffixes: Sequence[str] = ("_path", "_paths"),
     ) -> None:
         self.output_dir, self.overwrite = Path(output_dir), overwrite
@@ -85,8 +89,12 @@ class FolderRun:
                 if None in row.values() or row.get("status") not in ("done", "failed"):
                     continue  # a line cut short by a kill
                 finished[row["input"]] = row
-        return {source for source, row in finished.items() if row["status"] == "done"
-                and all((self.output_dir / name).is_file() for name in row["outputs"].split(";") if name)}
+        return {
+            source
+            for source, row in finished.items()
+            if row["status"] == "done"
+            and all((self.output_dir / name).is_file() for name in row["outputs"].split(";") if name)
+        }
 
     def pending(self, datalist: Sequence[Mapping]) -> list[dict]:
         """The items of ``datalist`` still to do; starts the log (a new one with ``overwrite``)."""
@@ -99,8 +107,13 @@ class FolderRun:
         todo = [dict(item) for item in datalist if self._input_file(item) not in done]
         skipped = len(datalist) - len(todo)
         if skipped:
-            logger.info("%s: %d of %d inputs already done, skipped (--overwrite True redoes them); %d to do.",
-                        self.output_dir, skipped, len(datalist), len(todo))
+            logger.info(
+                "%s: %d of %d inputs already done, skipped (--overwrite True redoes them); %d to do.",
+                self.output_dir,
+                skipped,
+                len(datalist),
+                len(todo),
+            )
         if not self.log_path.is_file():
             with atomic_path(self.log_path) as partial:
                 partial.write_text(",".join(LOG_FIELDS) + "\n")
@@ -144,9 +157,13 @@ class FolderRun:
 
     def record_item(self, item: Mapping) -> None:
         """Log the input of one post-processed output, with the paths its writers recorded, as done."""
-        paths = [os.path.relpath(os.path.abspath(path), os.path.abspath(self.output_dir))
-                 for key, value in item.items() if isinstance(key, str) and key.endswith(self.path_suffixes)
-                 for path in (value if isinstance(value, (list, tuple)) else [value]) if path]
+        paths = [
+            os.path.relpath(os.path.abspath(path), os.path.abspath(self.output_dir))
+            for key, value in item.items()
+            if isinstance(key, str) and key.endswith(self.path_suffixes)
+            for path in (value if isinstance(value, (list, tuple)) else [value])
+            if path
+        ]
         self._append(self._input_file(item), "done", ";".join(paths), "")
         self.done += 1
 
@@ -160,6 +177,7 @@ class FolderRun:
                 writer = csv.writer(stream)
                 writer.writerow(["input", "error"])
                 writer.writerows(self.failures)
-        raise FolderRunError(f"{len(self.failures)} input(s) failed, {self.done} done; see {self.failures_path} "
-                             f"(first: {self.failures[0][0]}: {self.failures[0][1]}).")
-
+        raise FolderRunError(
+            f"{len(self.failures)} input(s) failed, {self.done} done; see {self.failures_path} "
+            f"(first: {self.failures[0][0]}: {self.failures[0][1]})."
+        )

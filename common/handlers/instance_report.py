@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from common.handlers.report import MetricsReport
 from common.metrics.instance import CAICEDO_THRESHOLDS, f1_from_iou, iou_matrix, match_from_iou
@@ -38,8 +38,9 @@ class InstanceSegmentationReport(MetricsReport):
         name: str = "instance_metrics",
         overwrite: bool = False,
     ) -> None:
-        super().__init__(output_dir, self.score_pair, pred_key=pred_key, label_key=label_key, name=name,
-                         overwrite=overwrite)
+        super().__init__(
+            output_dir, self.score_pair, pred_key=pred_key, label_key=label_key, name=name, overwrite=overwrite
+        )
         self.thresholds = tuple(float(t) for t in thresholds)
         self.strict = strict
 
@@ -65,6 +66,12 @@ class InstanceSegmentationReport(MetricsReport):
         first = f"f1@{self.thresholds[0]:.2f}"
         self.logger.info(
             "%d images: mean F1 over IoU %s = %.4f, %s = %.4f (precision %.4f, recall %.4f); report in %s",
-            summary["images"], ",".join(f"{t:.2f}" for t in self.thresholds), summary["mean_f1"], first,
-            summary[first], summary["precision"], summary["recall"], self.output_dir,
+            summary["images"],
+            ",".join(f"{t:.2f}" for t in self.thresholds),
+            summary["mean_f1"],
+            first,
+            summary[first],
+            summary["precision"],
+            summary["recall"],
+            self.output_dir,
         )

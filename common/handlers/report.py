@@ -8,8 +8,9 @@ import logging
 import math
 import re
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable
 
 from ignite.engine import Engine, Events
 
@@ -59,9 +60,9 @@ class MetricsReport:
 
     Args:
         output_dir: folder of the report (created if absent).
-        score: ``(pred, label, item) -> row | rows``; ``pred`` and ``label`` are ``item[pred_key]``, ``item[label_key]``.
-            A score with ``reset()`` and ``summary() -> dict`` (figures pooled over the run) has them called at the
-            start of each run and merged into the JSON summary.
+        score: ``(pred, label, item) -> row | rows``; ``pred`` and ``label`` are ``item[pred_key]``,
+            ``item[label_key]``. A score with ``reset()`` and ``summary() -> dict`` (figures pooled over the run)
+            has them called at the start of each run and merged into the JSON summary.
         pred_key, label_key: keys of the prediction and the ground truth in the decollated engine output.
         group_by: item fields (str values such as ``cell_type``, ``modality``) or row columns to group means by.
         name: file name stem of the report.
@@ -98,8 +99,10 @@ class MetricsReport:
     def attach(self, engine: Engine) -> None:
         existing = [str(path) for path in self.paths if path.exists()]
         if existing and not self.overwrite:
-            raise FileExistsError(f"{existing}: report of an earlier evaluation; pass --overwrite True to replace "
-                                  f"it, or choose another --output_dir.")
+            raise FileExistsError(
+                f"{existing}: report of an earlier evaluation; pass --overwrite True to replace "
+                f"it, or choose another --output_dir."
+            )
         engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
@@ -157,7 +160,9 @@ class MetricsReport:
             partial.write_text(json.dumps(summary, indent=2) + "\n")
 
     def log(self, summary: Mapping) -> None:
-        means = ", ".join(f"{key} {value:.4f}" for key, value in summary.items() if _is_number(value) and key != "images")
+        means = ", ".join(
+            f"{key} {value:.4f}" for key, value in summary.items() if _is_number(value) and key != "images"
+        )
         self.logger.info("%d images: %s; report in %s", summary["images"], means, self.output_dir / f"{self.name}.json")
 
     def write(self, engine: Engine) -> None:

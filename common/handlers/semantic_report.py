@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Callable
 
 import torch
 
@@ -75,7 +76,9 @@ class SemanticSegmentationReport(MetricsReport):
         pred, label = torch.as_tensor(pred), torch.as_tensor(label)
         channels = self.channel_names or [None]
         if pred.ndim != 3 or pred.shape[0] != len(channels):
-            raise ValueError(f"{type(self).__name__}: expected a ({len(channels)}, H, W) prediction, got {tuple(pred.shape)}.")
+            raise ValueError(
+                f"{type(self).__name__}: expected a ({len(channels)}, H, W) prediction, got {tuple(pred.shape)}."
+            )
         scores = semantic_scores(pred[None], label.to(pred.device)[None])
         image = source_name(item, self.image_key, self.images)
         fields = dict(self.fields_from_name(image)) if self.fields_from_name else {}
@@ -100,6 +103,11 @@ class SemanticSegmentationReport(MetricsReport):
         for name, block in blocks:
             self.logger.info(
                 "%d images%s: Dice %.4f, IoU %.4f, confluence RMSE %.2f points (bias %+.2f); report in %s",
-                summary["images"], f" {name}" if name else "", block["dice"], block["iou"], block["confluence_rmse"],
-                block["confluence_bias"], self.output_dir / f"{self.name}.json",
+                summary["images"],
+                f" {name}" if name else "",
+                block["dice"],
+                block["iou"],
+                block["confluence_rmse"],
+                block["confluence_bias"],
+                self.output_dir / f"{self.name}.json",
             )

@@ -1,4 +1,4 @@
 """Inferers of the collection: test-time augmentation."""
 
-from .tta import DihedralTTAInferer, dihedral_elements
 from .channel_sources import ChannelSourcesInferer
+from .tta import DihedralTTAInferer, dihedral_elements

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import product
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 from monai.inferers import Inferer

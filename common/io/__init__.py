@@ -16,6 +16,7 @@ from .challenge_layouts import (
     lmc_split,
     read_lmc_best_z,
 )
+from .channel_writer import SaveChannelsd
 from .coco import CocoIndex, CocoPolygonsToMask, CocoPolygonsToMaskd, load_coco, polygons_to_labels, polygons_to_mask
 from .datalist import LAYOUTS, SPLITS, build_datalist, dataset_split, image_folder_datalist, split_datalist
 from .errors import DataError, ImageFileError, LayoutError
@@ -40,4 +41,3 @@ from .labels import (
 )
 from .segmentation_layouts import BBBC039_SPLITS, bbbc039_datalist, dsb2018_datalist, neurips_datalist
 from .writers import SaveChannelFoldersd, SaveImageFiled, label_dtype, mask_to_uint8
-from .channel_writer import SaveChannelsd

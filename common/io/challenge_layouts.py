@@ -20,9 +20,10 @@ import os
 import re
 import warnings
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence, Union
+from typing import Union
 
 from .coco import CocoIndex, load_coco
 from .datalist import SPLITS, split_datalist
@@ -273,8 +274,10 @@ def lmc_datalist(
             items += _lmc_study_items(study, folder, problems)
     _check_lmc_files(items, problems)
     if problems:
-        raise LayoutError(f"{root}: files not in the Light My Cells layout or not readable ({len(problems)}):\n  "
-                          + "\n  ".join(problems))
+        raise LayoutError(
+            f"{root}: files not in the Light My Cells layout or not readable ({len(problems)}):\n  "
+            + "\n  ".join(problems)
+        )
     if not items:
         raise LayoutError(f"{root}: no image found in the studies kept ({_listing([f.name for _, f in studies])}).")
     table = read_lmc_best_z(best_z) if isinstance(best_z, (str, os.PathLike)) else best_z
@@ -311,7 +314,9 @@ def _table_best_z(item: Mapping, table: Mapping[str, int], problems: list[str]) 
     """The one best z the table gives the slices of an LMC item; a problem appended when none or several."""
     found = {table[Path(path).name] for path in item["inputs"] if Path(path).name in table}
     if len(found) != 1:
-        problems.append(f"{item['id']}: " + (f"slices give several best z {sorted(found)}" if found else "no slice listed"))
+        problems.append(
+            f"{item['id']}: " + (f"slices give several best z {sorted(found)}" if found else "no slice listed")
+        )
         return None
     return found.pop()
 
@@ -374,8 +379,9 @@ def _check_lmc_files(items: Sequence[dict], problems: list[str]) -> None:
         files = [*item["inputs"], *item["targets"].values()]
         problems += [shapes[path] for path in files if isinstance(shapes[path], str)]
         planes = {path: shapes[path] for path in files if isinstance(shapes[path], tuple)}
-        problems += [f"{path}: shape {shape}, expected one 2D plane (H, W)" for path, shape in planes.items()
-                     if len(shape) != 2]
+        problems += [
+            f"{path}: shape {shape}, expected one 2D plane (H, W)" for path, shape in planes.items() if len(shape) != 2
+        ]
         sizes = {path: shape[:2] for path, shape in planes.items()}
         if len(set(sizes.values())) > 1:
             first, size = next(iter(sizes.items()))
@@ -429,8 +435,10 @@ def lmc_split(
     if targets is None:
         return train, validation
     wanted = set(targets)
-    return ([item for item in train if wanted & set(item["organelles"])],
-            [item for item in validation if wanted & set(item["organelles"])])
+    return (
+        [item for item in train if wanted & set(item["organelles"])],
+        [item for item in validation if wanted & set(item["organelles"])],
+    )
 
 
 def lmc_slices(items: Sequence[dict], slices: str = "all") -> list[dict]:
@@ -459,7 +467,6 @@ def lmc_slices(items: Sequence[dict], slices: str = "all") -> list[dict]:
     return kept
 
 
-
 def lmc_channels(organelles: Iterable[str]) -> list[int]:
     """Output channel of each of ``organelles`` in the LMC network's output (:data:`LMC_ORGANELLES` order).
 
@@ -483,6 +490,7 @@ def lmc_output_folders(organelles: Iterable[str]) -> list[str]:
     names = list(organelles)
     lmc_channels(names)
     return [f"{name.lower()}-fluorescence-ome-tiff" for name in names]
+
 
 # ------------------------------------------------------------------------------------------------ Adipocyte
 

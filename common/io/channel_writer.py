@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Hashable, Mapping
 
 import numpy as np
 import torch
@@ -39,8 +39,8 @@ class SaveChannelsd(MapTransform):
     the item and of the image's meta data (where :class:`common.transforms.CopyItemsToMetad` puts them, so that
     they reach engine outputs); ``c_k`` is entry ``k`` of ``channels_key`` in the item or the meta data (1, ...,
     C when absent). So ``"{magnification}x_images/{id}A{channel:02d}Z01C{channel:02d}.tif"`` writes the
-    adipocyte challenge's names. An existing file is never replaced unless ``overwrite`` is set. The written paths are stored under
-    ``path_key`` (``<key>_paths`` by default).
+    adipocyte challenge's names. An existing file is never replaced unless ``overwrite`` is set. The written paths
+    are stored under ``path_key`` (``<key>_paths`` by default).
 
     Args:
         keys: keys of (C, H, W) images.

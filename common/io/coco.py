@@ -30,9 +30,10 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Hashable, Mapping, Sequence, Union
+from typing import Union
 
 import numpy as np
 from monai.config import KeysCollection

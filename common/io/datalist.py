@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
-from collections import defaultdict
-from typing import Callable, Hashable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -55,9 +56,9 @@ def dataset_split(
 ) -> list[dict]:
     """The ``split`` part (``"training"``, ``"validation"`` or ``"test"``) of a dataset.
 
-    Layouts that ship their own split (BBBC039's ``metadata/*.txt``, LIVECell's COCO files) use it; for the others the whole dataset
-    is split reproducibly with ``fractions`` (training, validation, test) and ``seed``. ``first`` keeps only the
-    first that many items of the split, in its order (``None``: all).
+    Layouts that ship their own split (BBBC039's ``metadata/*.txt``, LIVECell's COCO files) use it; for the others
+    the whole dataset is split reproducibly with ``fractions`` (training, validation, test) and ``seed``. ``first``
+    keeps only the first that many items of the split, in its order (``None``: all).
     """
     if split not in SPLITS:
         raise ValueError(f"split: expected one of {SPLITS}, got {split!r}.")
@@ -94,7 +95,10 @@ def image_folder_datalist(folder: str, key: str = "image", exclude: Sequence[str
 
 
 def split_datalist(
-    items: Sequence[dict], fractions: Sequence[float], seed: int = 0, stratify: str | Callable[[dict], Hashable] | None = None
+    items: Sequence[dict],
+    fractions: Sequence[float],
+    seed: int = 0,
+    stratify: str | Callable[[dict], Hashable] | None = None,
 ) -> list[list[dict]]:
     """Split ``items`` into ``len(fractions)`` disjoint parts, reproducibly for a ``seed``.
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import os
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Union
 
 import numpy as np
 from monai.data import ImageReader
@@ -111,16 +112,20 @@ def read_image(path: PathLike, nonfinite: str = "error") -> np.ndarray:
 
 
 def _finite(pixels: np.ndarray, path: Path, policy: str) -> np.ndarray:
-    """``pixels`` checked for NaN / Inf, which are refused or replaced by the median of the others (see ``read_image``)."""
+    """``pixels`` checked for NaN / Inf, which are refused or replaced by the median of the others
+    (see ``read_image``)."""
     bad = ~np.isfinite(pixels)
     count = int(bad.sum())
     if not count:
         return pixels
     if policy == "error" or count == pixels.size:
-        raise ImageFileError(f"{path}: {count} of {pixels.size} pixels are NaN or Inf; expected finite values "
-                             f"(the reader's nonfinite='median' replaces them, where that is acceptable).")
-    logger.warning("%s: %d of %d pixels are NaN or Inf; replaced by the median of the others.", path, count,
-                   pixels.size)
+        raise ImageFileError(
+            f"{path}: {count} of {pixels.size} pixels are NaN or Inf; expected finite values "
+            f"(the reader's nonfinite='median' replaces them, where that is acceptable)."
+        )
+    logger.warning(
+        "%s: %d of %d pixels are NaN or Inf; replaced by the median of the others.", path, count, pixels.size
+    )
     pixels = pixels.copy()
     pixels[bad] = np.median(pixels[~bad])
     return pixels
@@ -231,13 +236,21 @@ def read_tiff_shape(path: PathLike) -> tuple[int, ...]:
                 raise ImageFileError(f"{path}: TIFF holds {len(tiff.series)} image series, expected exactly one.")
             series = tiff.series[0]
             shape, axes = tuple(series.shape), series.axes
-            end = max((offset + count for page in series.pages if page is not None
-                       for offset, count in zip(page.dataoffsets, page.databytecounts)), default=0)
+            end = max(
+                (
+                    offset + count
+                    for page in series.pages
+                    if page is not None
+                    for offset, count in zip(page.dataoffsets, page.databytecounts)
+                ),
+                default=0,
+            )
     except ImageFileError:
         raise
     except Exception as error:  # tifffile raises many types for damaged headers
-        raise ImageFileError(f"{path}: cannot read the TIFF header, the file is corrupt or truncated ({error}).") \
-            from error
+        raise ImageFileError(
+            f"{path}: cannot read the TIFF header, the file is corrupt or truncated ({error})."
+        ) from error
     if end > size:
         raise ImageFileError(f"{path}: truncated, the image data end at byte {end} of a {size}-byte file.")
     kept, order = _axes_layout(shape, axes, path)

@@ -19,8 +19,9 @@ Result: ``(H, W)`` int32 ids, 0 background.
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Hashable, Mapping, Sequence, Union
+from typing import Union
 
 import numpy as np
 import torch

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,9 @@ def mask_to_uint8(mask: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
     Tensors stay tensors (MetaTensor meta data kept) on their device; any other value than 0 or 1 is refused.
     """
     if not bool(((mask == 0) | (mask == 1)).all()):
-        raise ValueError(f"mask: expected values 0 and 1 only, got {mask.dtype} values from {mask.min()} to {mask.max()}.")
+        raise ValueError(
+            f"mask: expected values 0 and 1 only, got {mask.dtype} values from {mask.min()} to {mask.max()}."
+        )
     if isinstance(mask, torch.Tensor):
         return (mask * 255).to(torch.uint8)
     return (np.asarray(mask) * 255).astype(np.uint8)
@@ -42,7 +44,8 @@ class SaveImageFiled(MapTransform):
     """Write ``data[key]`` to ``<output_dir>/<input stem><postfix><suffix>`` and record the path in ``data``.
 
     The input's name comes from ``data[name_key].meta["filename_or_obj"]``; its pixel size, where the reader
-    found one (meta ``pixel_size_um``), goes into the output. An existing file is never replaced unless ``overwrite`` is set.
+    found one (meta ``pixel_size_um``), goes into the output. An existing file is never replaced unless
+    ``overwrite`` is set.
 
     Args:
         keys: keys of (C, H, W) arrays to write (C = 1 is written as an (H, W) image).
@@ -83,8 +86,10 @@ class SaveImageFiled(MapTransform):
             if not np.issubdtype(array.dtype, np.integer) and array.dtype != bool:
                 fraction = ~np.isfinite(array) | (array != np.round(array))
                 if fraction.any():
-                    raise ValueError(f"{path}: labels must be whole numbers, got {int(fraction.sum())} other values "
-                                     f"(e.g. {array[fraction].flat[0]}); refusing to truncate them.")
+                    raise ValueError(
+                        f"{path}: labels must be whole numbers, got {int(fraction.sum())} other values "
+                        f"(e.g. {array[fraction].flat[0]}); refusing to truncate them."
+                    )
             return array.astype(label_dtype(array))
         return array.astype(np.float32) if self.kind == "float" else array
 
@@ -151,8 +156,9 @@ class SaveChannelFoldersd(SaveImageFiled):
         for key in self.key_iterator(d):
             channels = d[key]
             if len(channels) != len(self.folders):
-                raise ValueError(f"{key}: {len(channels)} channels to write, but folders names {len(self.folders)}: "
-                                 f"{self.folders}.")
+                raise ValueError(
+                    f"{key}: {len(channels)} channels to write, but folders names {len(self.folders)}: {self.folders}."
+                )
             paths = [self.output_dir / folder / f"{stem}{self.postfix}{self.suffix}" for folder in self.folders]
             for channel, path in zip(channels, paths):
                 write_image(path, self._pixels(channel[None], path), pixel_size=pixel_size, overwrite=self.overwrite)

@@ -1,7 +1,25 @@
 """Challenge metrics: object matching (F1 at IoU thresholds) and their MONAI metric classes."""
 
+from .adipocyte import (
+    AdipocyteScores,
+    PooledMaeOverMedian,
+    mae_over_median,
+    median_of_counts,
+    psnr,
+)
 from .cellseg import cellseg_counts, cellseg_f1, cellseg_score
 from .cumulative import CellSegF1Metric, InstanceF1Metric
+from .fluorescence import (
+    LMC_METRICS,
+    FluorescenceMetric,
+    LightMyCellsScore,
+    cosine_distance,
+    euclidean_distance,
+    light_my_cells_metrics,
+    mean_absolute_error,
+    normalise_for_metrics,
+    structural_similarity,
+)
 from .instance import (
     CAICEDO_THRESHOLDS,
     f1_from_iou,
@@ -10,6 +28,7 @@ from .instance import (
     match_instances,
     mean_average_f1,
 )
+from .semantic import semantic_scores
 
 __all__ = [
     "CAICEDO_THRESHOLDS",
@@ -23,21 +42,6 @@ __all__ = [
     "match_from_iou",
     "match_instances",
     "mean_average_f1",
-]
-
-from .fluorescence import (
-    LMC_METRICS,
-    FluorescenceMetric,
-    LightMyCellsScore,
-    cosine_distance,
-    euclidean_distance,
-    light_my_cells_metrics,
-    mean_absolute_error,
-    normalise_for_metrics,
-    structural_similarity,
-)
-
-__all__ += [
     "LMC_METRICS",
     "FluorescenceMetric",
     "LightMyCellsScore",
@@ -47,19 +51,10 @@ __all__ += [
     "mean_absolute_error",
     "normalise_for_metrics",
     "structural_similarity",
+    "semantic_scores",
+    "AdipocyteScores",
+    "mae_over_median",
+    "psnr",
+    "PooledMaeOverMedian",
+    "median_of_counts",
 ]
-
-from .semantic import semantic_scores
-
-__all__ += ["semantic_scores"]
-
-from .adipocyte import (
-    AdipocyteScores,
-    PooledMaeOverMedian,
-    mae_over_median,
-    median_of_counts,
-    psnr,
-)
-
-__all__ += ["AdipocyteScores", "mae_over_median", "psnr"]
-__all__ += ["PooledMaeOverMedian", "median_of_counts"]

@@ -162,7 +162,10 @@ class AdipocyteScores:
     ) -> None:
         self.data_range = float(data_range)
         self.ssim_options = {
-            "kernel_size": (win_size, win_size), "kernel_sigma": (kernel_sigma, kernel_sigma), "k1": k1, "k2": k2
+            "kernel_size": (win_size, win_size),
+            "kernel_sigma": (kernel_sigma, kernel_sigma),
+            "k1": k1,
+            "k2": k2,
         }
         self.channels_key, self.group_keys, self.id_key = channels_key, tuple(group_keys), id_key
         self.pooled = PooledMaeOverMedian()

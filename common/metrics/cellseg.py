@@ -17,9 +17,7 @@ from common.ops import as_label_array, remove_border_instances
 
 from .instance import iou_matrix, match_from_iou
 
-__all__ = [
-    "cellseg_counts", "cellseg_f1", "cellseg_score", "LARGE_IMAGE_PIXELS", "PATCH_SIZE"
-]
+__all__ = ["cellseg_counts", "cellseg_f1", "cellseg_score", "LARGE_IMAGE_PIXELS", "PATCH_SIZE"]
 
 #: images with at least this many pixels are scored patch by patch, in patches of PATCH_SIZE squared.
 LARGE_IMAGE_PIXELS = 5000 * 5000

@@ -55,9 +55,7 @@ def normalise_for_metrics(image, lower: float = 2.0, upper: float = 99.8) -> tor
     return scale_percentiles(torch.as_tensor(image).to(torch.float64), lower, upper, clip=False, constant="keep")
 
 
-def structural_similarity(
-    x, y, data_range, win_size: int = 7, k1: float = 0.01, k2: float = 0.03
-) -> torch.Tensor:
+def structural_similarity(x, y, data_range, win_size: int = 7, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
     """Mean SSIM of each pair of (H, W) planes as ``skimage.metrics.structural_similarity`` computes it by default.
 
     Uniform ``win_size`` x ``win_size`` windows, sample covariances, constants ``(k1 R)^2`` and ``(k2 R)^2``,
@@ -198,8 +196,12 @@ class LightMyCellsScore:
     field together, as the challenge's evaluator does.
     """
 
-    def __init__(self, organelles: Sequence[str], metrics: Mapping[str, Sequence[str]] = LMC_METRICS,
-                 cross_keys: str | Sequence[str] = ("modality",)) -> None:
+    def __init__(
+        self,
+        organelles: Sequence[str],
+        metrics: Mapping[str, Sequence[str]] = LMC_METRICS,
+        cross_keys: str | Sequence[str] = ("modality",),
+    ) -> None:
         missing = [name for name in organelles if name not in metrics]
         if missing:
             raise ValueError(f"metrics: no metric list for {missing}.")

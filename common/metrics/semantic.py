@@ -21,7 +21,12 @@ def semantic_scores(pred: torch.Tensor, label: torch.Tensor) -> dict[str, torch.
         ``confluence_true`` (percentage of the image that is foreground) and ``confluence_error`` (predicted
         minus true, in percentage points).
     """
-    if pred.ndim != 4 or label.ndim != 4 or label.shape[1] not in (1, pred.shape[1]) or pred.shape[2:] != label.shape[2:]:
+    if (
+        pred.ndim != 4
+        or label.ndim != 4
+        or label.shape[1] not in (1, pred.shape[1])
+        or pred.shape[2:] != label.shape[2:]
+    ):
         raise ValueError(
             f"expected pred (B, C, H, W) and label (B, 1 or C, H, W) of one size, got {tuple(pred.shape)} and "
             f"{tuple(label.shape)}."

@@ -8,5 +8,10 @@ from .manet import MANetDecoder
 from .mediar_former import MEDIAR_CHECKPOINT_RULES, MEDIARFormer
 from .mix_transformer import MIT_IMAGENET_RULES, MIT_SIZES, MixTransformer
 from .model_bank import MagnificationModels
-from .weights import (PUBLISHED_FORMATS, available_checkpoints, load_pretrained, read_state_dict,
-                      register_published_format)
+from .weights import (
+    PUBLISHED_FORMATS,
+    available_checkpoints,
+    load_pretrained,
+    read_state_dict,
+    register_published_format,
+)

@@ -21,7 +21,7 @@ and variance 1 in Keras and PyTorch alike. ``"torch"`` keeps PyTorch's default (
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -181,7 +181,7 @@ class AttentionResUNet(nn.Module):
                 "AttentionResUNet: input (H, W) = (" + str(x.shape[-2]) + ", " + str(x.shape[-1])
                 + ") must be multiples of " + str(self.multiple) + "."
             )  # fmt: skip
-        skips: List[torch.Tensor] = []
+        skips: list[torch.Tensor] = []
         x = self.stem(x)
         for block in self.encoder:
             skips.append(x)

@@ -15,7 +15,7 @@ Published smp checkpoints load with :func:`common.networks.load_pretrained`, ren
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,13 +25,19 @@ from torch import nn
 
 from .weights import register_published_format
 
-__all__ = ["EfficientNetUNet", "EfficientNetFeatures", "UNetDecoder", "SMP_FEATURE_BLOCKS", "SMP_UNET_RULES",
-           "adapt_input_channels"]
+__all__ = [
+    "EfficientNetUNet",
+    "EfficientNetFeatures",
+    "UNetDecoder",
+    "SMP_FEATURE_BLOCKS",
+    "SMP_UNET_RULES",
+    "adapt_input_channels",
+]
 
 #: EfficientNet size -> the MBConv blocks (flat index) whose outputs smp's encoder returns, strides 4 to 32
 #: (smp's ``out_indexes``; ``stage_idxs`` minus one before 0.5). All end a resolution except b0's stride-16 tap,
 #: which smp takes after the first block of the 112-channel stage.
-SMP_FEATURE_BLOCKS: Dict[str, tuple] = {
+SMP_FEATURE_BLOCKS: dict[str, tuple] = {
     "efficientnet-b0": (2, 4, 8, 15),
     "efficientnet-b1": (4, 7, 15, 22),
     "efficientnet-b2": (4, 7, 15, 22),
@@ -75,8 +81,9 @@ class EfficientNetFeatures(nn.Module):
         super().__init__()
         if backbone not in SMP_FEATURE_BLOCKS:
             raise ValueError(f"backbone: expected one of {sorted(SMP_FEATURE_BLOCKS)}, got {backbone!r}.")
-        net = EfficientNetBNFeatures(backbone, pretrained=pretrained, spatial_dims=2,
-                                     in_channels=3 if pretrained else in_channels)
+        net = EfficientNetBNFeatures(
+            backbone, pretrained=pretrained, spatial_dims=2, in_channels=3 if pretrained else in_channels
+        )
         if pretrained and in_channels != 3:
             stem = net._conv_stem
             net._conv_stem = nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size, stem.stride, bias=False)
@@ -90,11 +97,12 @@ class EfficientNetFeatures(nn.Module):
         self._bn1 = net._bn1
         for parameter in [*self._conv_head.parameters(), *self._bn1.parameters()]:
             parameter.requires_grad_(False)
-        self.taps: List[int] = list(SMP_FEATURE_BLOCKS[backbone])
-        self.out_channels: List[int] = [self._conv_stem.out_channels] + [
-            self._blocks[index]._project_conv.out_channels for index in self.taps]
+        self.taps: list[int] = list(SMP_FEATURE_BLOCKS[backbone])
+        self.out_channels: list[int] = [self._conv_stem.out_channels] + [
+            self._blocks[index]._project_conv.out_channels for index in self.taps
+        ]
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self._swish(self._bn0(self._conv_stem(self._conv_stem_padding(x))))
         features = [x]
         for index, block in enumerate(self._blocks):
@@ -109,11 +117,12 @@ class UNetDecoderBlock(nn.Module):
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv1 = Convolution(2, in_channels + skip_channels, out_channels, kernel_size=3, act="relu",
-                                 norm="batch", bias=False)
+        self.conv1 = Convolution(
+            2, in_channels + skip_channels, out_channels, kernel_size=3, act="relu", norm="batch", bias=False
+        )
         self.conv2 = Convolution(2, out_channels, out_channels, kernel_size=3, act="relu", norm="batch", bias=False)
 
-    def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor], size: List[int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None, size: list[int]) -> torch.Tensor:
         x = F.interpolate(x, size=size, mode="nearest")
         if skip is not None:
             x = torch.cat([x, skip], dim=1)
@@ -130,17 +139,18 @@ class UNetDecoder(nn.Module):
     def __init__(self, encoder_channels: Sequence[int], decoder_channels: Sequence[int]) -> None:
         super().__init__()
         if len(decoder_channels) != len(encoder_channels):
-            raise ValueError(f"decoder_channels: expected {len(encoder_channels)} widths (one per encoder stage), "
-                             f"got {list(decoder_channels)}.")
+            raise ValueError(
+                f"decoder_channels: expected {len(encoder_channels)} widths (one per encoder stage), "
+                f"got {list(decoder_channels)}."
+            )
         skips = list(encoder_channels[-2::-1]) + [0]
         inputs = [encoder_channels[-1]] + list(decoder_channels[:-1])
-        self.blocks = nn.ModuleList(
-            [UNetDecoderBlock(i, s, o) for i, s, o in zip(inputs, skips, decoder_channels)])
+        self.blocks = nn.ModuleList([UNetDecoderBlock(i, s, o) for i, s, o in zip(inputs, skips, decoder_channels)])
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_uniform_(module.weight, mode="fan_in", nonlinearity="relu")
 
-    def forward(self, features: List[torch.Tensor], size: List[int]) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], size: list[int]) -> torch.Tensor:
         """``features``: encoder outputs, finest first; ``size``: (H, W) of the input."""
         x = features[-1]
         n_skips = len(features) - 1
@@ -175,7 +185,7 @@ class EfficientNetUNet(nn.Module):
         out_channels: int = 1,
         pretrained: bool = False,
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
-        activation: Optional[str] = None,
+        activation: str | None = None,
     ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
@@ -216,5 +226,7 @@ SMP_UNET_RULES = [
 ]
 
 register_published_format(
-    EfficientNetUNet, "a segmentation_models_pytorch Unet state dict (LMC's and DSB's published checkpoints)",
-    SMP_UNET_RULES)
+    EfficientNetUNet,
+    "a segmentation_models_pytorch Unet state dict (LMC's and DSB's published checkpoints)",
+    SMP_UNET_RULES,
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -37,7 +37,7 @@ class AverageEnsemble(nn.Module):
 
 def ensemble_from_checkpoints(
     network: nn.Module,
-    checkpoints: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]],
+    checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     device=None,
 ) -> nn.Module:
     """``network`` with the weights of one checkpoint, or an :class:`AverageEnsemble` of copies of it, one per
@@ -57,4 +57,3 @@ def ensemble_from_checkpoints(
     members = [load_pretrained(copy.deepcopy(network), path) for path in paths]
     model = members[0] if len(members) == 1 else AverageEnsemble(members)
     return model.to(device) if device is not None else model
-

@@ -6,7 +6,7 @@ Feature maps are (B, C, H, W); each block doubles H and W (nearest neighbour).
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -129,12 +129,10 @@ class MANetDecoder(nn.Module):
         self.fusion = nn.ModuleList(
             [FusionAttentionBlock(i, s, o, reduction) for i, s, o in zip(inputs, skips, decoder_channels)]
         )
-        self.up = nn.ModuleList(
-            [UpBlock(i, o) for i, o in zip(inputs[len(skips):], decoder_channels[len(skips):])]
-        )
+        self.up = nn.ModuleList([UpBlock(i, o) for i, o in zip(inputs[len(skips) :], decoder_channels[len(skips) :])])
         self.apply(_init_weights)
 
-    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = self.centre(features[-1])
         depth = len(features)
         for index, block in enumerate(self.fusion):

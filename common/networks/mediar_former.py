@@ -96,20 +96,33 @@ def _conv_norm_act(part: str) -> str:
 #: ``.1`` -> ``.adn.N``; ``gradflow_head`` / ``cellprob_head`` children ``0``, ``2``, ``3`` -> ``flow_head`` /
 #: ``cellprob_head`` ``.conv1``, ``.norm``, ``.conv2``.
 MEDIAR_CHECKPOINT_RULES = [
-    *[(r"encoder\." + pattern, (lambda m, r=replacement: "encoder." + r(m)) if replacement else None)
-      for pattern, replacement in MIT_IMAGENET_RULES],
+    *[
+        (r"encoder\." + pattern, (lambda m, r=replacement: "encoder." + r(m)) if replacement else None)
+        for pattern, replacement in MIT_IMAGENET_RULES
+    ],
     (r"decoder\.center\.(center|top|bottom|out)_conv\.", lambda m: f"decoder.centre.{_ATTENTION[m.group(1)]}."),
-    (r"decoder\.blocks\.(\d)\.hl_conv\.(\d)\.(\d)\.",
-     lambda m: f"{_decoder_block(m)}.high_conv.{m.group(2)}.{_conv_norm_act(m.group(3))}"),
-    (r"decoder\.blocks\.(\d)\.SE_(hl|ll)\.(1|3)\.",
-     lambda m: f"{_decoder_block(m)}.{'high' if m.group(2) == 'hl' else 'skip'}_gate."
-               f"{'squeeze' if m.group(3) == '1' else 'excite'}."),
-    (r"decoder\.blocks\.(\d)\.(conv1|conv2)\.(\d)\.",
-     lambda m: f"{_decoder_block(m)}.{m.group(2)}.{_conv_norm_act(m.group(3))}"),
-    (r"(gradflow|cellprob)_head\.(0|2|3)\.",
-     lambda m: f"{'flow' if m.group(1) == 'gradflow' else 'cellprob'}_head.{_HEAD[m.group(2)]}."),
+    (
+        r"decoder\.blocks\.(\d)\.hl_conv\.(\d)\.(\d)\.",
+        lambda m: f"{_decoder_block(m)}.high_conv.{m.group(2)}.{_conv_norm_act(m.group(3))}",
+    ),
+    (
+        r"decoder\.blocks\.(\d)\.SE_(hl|ll)\.(1|3)\.",
+        lambda m: (
+            f"{_decoder_block(m)}.{'high' if m.group(2) == 'hl' else 'skip'}_gate."
+            f"{'squeeze' if m.group(3) == '1' else 'excite'}."
+        ),
+    ),
+    (
+        r"decoder\.blocks\.(\d)\.(conv1|conv2)\.(\d)\.",
+        lambda m: f"{_decoder_block(m)}.{m.group(2)}.{_conv_norm_act(m.group(3))}",
+    ),
+    (
+        r"(gradflow|cellprob)_head\.(0|2|3)\.",
+        lambda m: f"{'flow' if m.group(1) == 'gradflow' else 'cellprob'}_head.{_HEAD[m.group(2)]}.",
+    ),
 ]
 
 
-register_published_format(MEDIARFormer, "MEDIAR's published checkpoints (segmentation_models_pytorch MAnet)",
-                          MEDIAR_CHECKPOINT_RULES)
+register_published_format(
+    MEDIARFormer, "MEDIAR's published checkpoints (segmentation_models_pytorch MAnet)", MEDIAR_CHECKPOINT_RULES
+)

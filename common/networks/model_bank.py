@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -67,7 +67,7 @@ class MagnificationModels(nn.Module):
         magnifications: Sequence[int] = (20, 40, 60),
         channels: Sequence[int] = (1, 2, 3),
         name: str = "model_{magnification}x_c{channel:02d}.pt",
-    ) -> "MagnificationModels":
+    ) -> MagnificationModels:
         """A copy of ``network`` per checkpoint ``ckpt_dir/name`` found, loaded with its weights by
         :func:`common.networks.load_pretrained`.
 

@@ -77,7 +77,7 @@ def _rename_keys(state_dict: Mapping[str, torch.Tensor], rules: Sequence[Rule]) 
                 continue
             if replacement is not None:
                 new = replacement(match) if callable(replacement) else match.expand(replacement)
-                renamed[new + key[match.end():]] = value
+                renamed[new + key[match.end() :]] = value
             break
         else:
             unknown.append(key)
@@ -95,10 +95,15 @@ def _fit_problems(module: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        return (f"weights do not fit this network: missing {missing[:5]}, unexpected {unexpected[:5]}"
-                f" ({len(missing)} and {len(unexpected)} in all)")
-    wrong = [f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}" for key, value in expected.items()
-             if state[key].shape != value.shape]
+        return (
+            f"weights do not fit this network: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            f" ({len(missing)} and {len(unexpected)} in all)"
+        )
+    wrong = [
+        f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}"
+        for key, value in expected.items()
+        if state[key].shape != value.shape
+    ]
     if wrong:
         return f"{_OTHER_SIZE}: {wrong[:3]} ({len(wrong)} in all)"
     return ""

@@ -39,9 +39,7 @@ def whiten(image, epsilon: float = 1e-6) -> torch.Tensor:
     return (image - mean) / std.clamp_min(epsilon)
 
 
-def scale_percentiles(
-    image, lower: float, upper: float, clip: bool = False, constant: str = "shift"
-) -> torch.Tensor:
+def scale_percentiles(image, lower: float, upper: float, clip: bool = False, constant: str = "shift") -> torch.Tensor:
     """``(x - p_lower) / (p_upper - p_lower)`` per ``(H, W)`` plane, optionally clipped to [0, 1].
 
     Args:

@@ -98,7 +98,17 @@ class FlowsToLabelsd(ArrayMapTransform):
         allow_missing_keys: bool = False,
     ):
         transform = FlowsToLabels(
-            flow_scale, cellprob_logits, cellprob_threshold, flow_threshold, niter, min_size, max_size_fraction,
-            log_heat, neighbour_heat, centre, tile_size, tile_overlap,
+            flow_scale,
+            cellprob_logits,
+            cellprob_threshold,
+            flow_threshold,
+            niter,
+            min_size,
+            max_size_fraction,
+            log_heat,
+            neighbour_heat,
+            centre,
+            tile_size,
+            tile_overlap,
         )
         super().__init__(keys, transform, output_keys, allow_missing_keys)

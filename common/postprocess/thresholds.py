@@ -23,7 +23,8 @@ pixels ``<= threshold`` (the "inside", value 1, in the LIVECell baseline). Every
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 import torch
 
@@ -43,7 +44,7 @@ ITK_DEFAULT_BINS = {"otsu": 128, "triangle": 256, "huang": 128, "max_entropy": 2
 
 
 def image_histograms(
-    images: torch.Tensor, bins: int, value_range: Optional[Sequence[float]] = None
+    images: torch.Tensor, bins: int, value_range: Sequence[float] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Histogram of each image as ITK's ``ImageToHistogramFilter`` bins it.
 
@@ -231,9 +232,9 @@ THRESHOLD_METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor
 def threshold_images(
     images: torch.Tensor,
     method: str,
-    bins: Optional[int] = None,
+    bins: int | None = None,
     foreground: str = "dark",
-    value_range: Optional[Sequence[float]] = None,
+    value_range: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """Binary mask of each image of a batch by a global automatic threshold, as SimpleITK's filter gives it.
 

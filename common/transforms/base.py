@@ -48,9 +48,7 @@ class ArrayMapTransform(MapTransform):
         self.argument_keys = tuple(argument_keys)
         self.output_keys = self.keys if output_keys is None else ensure_tuple(output_keys)
         if len(self.output_keys) != len(self.keys):
-            raise ValueError(
-                f"output_keys: expected {len(self.keys)} keys, one per key, got {list(self.output_keys)}."
-            )
+            raise ValueError(f"output_keys: expected {len(self.keys)} keys, one per key, got {list(self.output_keys)}.")
 
     def apply(self, key: Hashable, value, *args, **kwargs):
         """``transform(value, *args, **kwargs)``, its TypeError or ValueError naming ``key``."""

@@ -36,7 +36,9 @@ def instance_to_boundary_targets(labels, boundary_width: int = 2) -> torch.Tenso
     if labels.ndim == 3 and labels.shape[0] == 1:
         labels = labels[0]
     if labels.ndim != 2:
-        raise ValueError(f"labels: expected an (H, W) or (1, H, W) instance label image, got shape {tuple(labels.shape)}.")
+        raise ValueError(
+            f"labels: expected an (H, W) or (1, H, W) instance label image, got shape {tuple(labels.shape)}."
+        )
     if labels.is_floating_point() and not torch.equal(labels, labels.round()):
         raise TypeError("labels: expected integer instance ids, got fractional values.")
     if boundary_width < 1:

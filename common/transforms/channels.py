@@ -36,7 +36,9 @@ class AsChannels(Transform):
             return image[[0] * self.channels]
         if count >= self.channels:
             return image[: self.channels]
-        raise ValueError(f"image: cannot make {self.channels} channels from {count}; expected 1 or at least {self.channels}.")
+        raise ValueError(
+            f"image: cannot make {self.channels} channels from {count}; expected 1 or at least {self.channels}."
+        )
 
 
 class AsChannelsd(ArrayMapTransform):

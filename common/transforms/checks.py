@@ -50,10 +50,11 @@ class CheckSpatialShapesd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
-        shapes = {key: tuple(d[key].shape[-self.spatial_dims:]) for key in self.key_iterator(d)}
+        shapes = {key: tuple(d[key].shape[-self.spatial_dims :]) for key in self.key_iterator(d)}
         if len(set(shapes.values())) > 1:
-            described = "; ".join(f"{key} {shape} from {source_file(d, [key]) or '(no file name)'}"
-                                  for key, shape in shapes.items())
+            described = "; ".join(
+                f"{key} {shape} from {source_file(d, [key]) or '(no file name)'}" for key, shape in shapes.items()
+            )
             raise DataError(f"images of one sample differ in size: {described}.")
         return d
 

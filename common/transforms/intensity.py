@@ -39,7 +39,8 @@ def quantise(image, bits: int | None = 8) -> torch.Tensor:
         return image
     if image.numel() and (image.min() < 0 or image.max() > 1):
         raise ValueError(
-            f"image: expected values in [0, 1] to quantise, got [{image.min().item()}, {image.max().item()}]; clip first."
+            f"image: expected values in [0, 1] to quantise, got [{image.min().item()}, {image.max().item()}];"
+            " clip first."
         )
     levels = 2**bits - 1
     return torch.round(image * levels) / levels

@@ -122,7 +122,7 @@ def reference_python(requested: str | None) -> str | None:
     """An interpreter where cellpose.dynamics imports, or None."""
     check = "from tests.support.cellpose_reference import import_cellpose_dynamics as f; f()"
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    for python in ([requested] if requested else [sys.executable]):
+    for python in [requested] if requested else [sys.executable]:
         if subprocess.run([python, "-c", check], capture_output=True, env=env, cwd=REPO).returncode == 0:
             return python
     return None

@@ -16,8 +16,13 @@ from tests.support.bundles import REPO, run_cli
 BUNDLE = REPO / "bundles" / "adipocyte_fluorescence_prediction"
 # a narrower network than the published one (64 ... 512) so that CPU training takes a minute; intensities divided
 # by 10000 so that a short run need not grow the weights to 16-bit output values (the method trains on raw values)
-SMALL = {"num_workers": 0, "crop_size": [128, 128], "tile_size": [32, 32], "intensity_scale": 10000.0,
-         "network_def#channels": [16, 32, 64, 64, 64]}
+SMALL = {
+    "num_workers": 0,
+    "crop_size": [128, 128],
+    "tile_size": [32, 32],
+    "intensity_scale": 10000.0,
+    "network_def#channels": [16, 32, 64, 64, 64],
+}
 MSE_FRACTION = 0.75
 
 
@@ -59,13 +64,29 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network_and_the_me
     # 10 epochs of 28 iterations (14 fields, 16 tiles each, 8 per batch); lr 1e-3 and batch-norm statistics that
     # follow the weights (momentum 0.1) because the run is short
     trained_root = tmp_path / "trained"
-    run_cli(BUNDLE, "training", ["train.json"], {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(trained_root),
-                                                 "epochs": 10, "batch_size": 8, "learning_rate": 1e-3,
-                                                 "bn_momentum": 0.1, "val_interval": 5})
+    run_cli(
+        BUNDLE,
+        "training",
+        ["train.json"],
+        {
+            **SMALL,
+            "dataset_dir": str(dataset),
+            "bundle_root": str(trained_root),
+            "epochs": 10,
+            "batch_size": 8,
+            "learning_rate": 1e-3,
+            "bn_momentum": 0.1,
+            "val_interval": 5,
+        },
+    )
     trained = evaluate(dataset, trained_root)
 
-    print({name: {key: round(report[key], 4) for key in ("ssim", "psnr", "mse", "mae_over_median")}
-           for name, report in (("untrained", untrained), ("mean", mean), ("trained", trained))})
+    print(
+        {
+            name: {key: round(report[key], 4) for key in ("ssim", "psnr", "mse", "mae_over_median")}
+            for name, report in (("untrained", untrained), ("mean", mean), ("trained", trained))
+        }
+    )
     assert trained["images"] == mean["images"] == untrained["images"] == 2
     # what the run optimises: the held-out MSE well below that of predicting the mean target everywhere (measured
     # 0.57 of it) and that of the untrained network (0.49)

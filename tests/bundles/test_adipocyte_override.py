@@ -33,8 +33,12 @@ def dataset(spec, tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(spec, dataset, tmp_path_factory):
     root = tmp_path_factory.mktemp("adipocyte_override_root")
-    output = run_cli(BUNDLE, "training", ["train.json"],
-                     {**spec["overrides"], **OVERRIDE, "dataset_dir": str(dataset), "bundle_root": str(root)})
+    output = run_cli(
+        BUNDLE,
+        "training",
+        ["train.json"],
+        {**spec["overrides"], **OVERRIDE, "dataset_dir": str(dataset), "bundle_root": str(root)},
+    )
     assert "train_loss" in output
     return root
 
@@ -57,19 +61,27 @@ def test_another_model_trains_into_the_same_models_folder(spec, dataset, trained
     root = tmp_path / "root"
     shutil.copytree(trained / "models", root / "models")
     before = {path.name: path.read_bytes() for path in (root / "models").iterdir()}
-    run_cli(BUNDLE, "training", ["train.json"],
-            {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(root)})
+    run_cli(
+        BUNDLE, "training", ["train.json"], {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(root)}
+    )
     after = {path.name: path.read_bytes() for path in (root / "models").iterdir()}
     assert {name: after[name] for name in before} == before
-    assert sorted(set(after) - set(before)) == ["checkpoint_20x_c01_epoch=1.pt", "model_20x_c01.pt",
-                                                "model_20x_c01_best_ssim.pt"]
+    assert sorted(set(after) - set(before)) == [
+        "checkpoint_20x_c01_epoch=1.pt",
+        "model_20x_c01.pt",
+        "model_20x_c01_best_ssim.pt",
+    ]
 
 
 def test_training_again_over_a_models_files_is_refused(spec, dataset, trained):
     before = {path.name: path.read_bytes() for path in (trained / "models").iterdir()}
     with pytest.raises(AssertionError, match=r"FileExistsError: .*checkpoint_40x_c02_epoch=1\.pt.*--resume True"):
-        run_cli(BUNDLE, "training", ["train.json"],
-                {**spec["overrides"], **OVERRIDE, "dataset_dir": str(dataset), "bundle_root": str(trained)})
+        run_cli(
+            BUNDLE,
+            "training",
+            ["train.json"],
+            {**spec["overrides"], **OVERRIDE, "dataset_dir": str(dataset), "bundle_root": str(trained)},
+        )
     assert {path.name: path.read_bytes() for path in (trained / "models").iterdir()} == before
 
 
@@ -91,8 +103,12 @@ def test_training_resumes_its_own_checkpoint(spec, dataset, trained):
 
 
 def test_evaluation_reports_the_40x_c02_model_on_the_40x_test_split(spec, dataset, trained):
-    run_cli(BUNDLE, "evaluating", ["train.json", "evaluate.json"],
-            {**spec["overrides"], **OVERRIDE, "dataset_dir": str(dataset), "bundle_root": str(trained)})
+    run_cli(
+        BUNDLE,
+        "evaluating",
+        ["train.json", "evaluate.json"],
+        {**spec["overrides"], **OVERRIDE, "dataset_dir": str(dataset), "bundle_root": str(trained)},
+    )
     report = json.loads((trained / spec["outputs"]["evaluate"]).read_text())
     assert report["images"] == 1  # 9 fields at 40x: 6 training, 2 validation, 1 test
     assert list(report["groups"]["magnification"]) == ["40x"] and list(report["groups"]["channel"]) == ["C02"]
@@ -104,9 +120,17 @@ def test_evaluation_reports_the_40x_c02_model_on_the_40x_test_split(spec, datase
 
 
 def test_inference_predicts_c02_for_every_40x_field_and_names_the_missing_models(spec, dataset, trained, tmp_path):
-    output = run_cli(BUNDLE, "inferring", ["inference.json"],
-                     {**spec.get("inference_overrides", {}), "dataset_dir": str(dataset / spec["inference_input"]),
-                      "bundle_root": str(trained), "output_dir": str(tmp_path / "out")})
+    output = run_cli(
+        BUNDLE,
+        "inferring",
+        ["inference.json"],
+        {
+            **spec.get("inference_overrides", {}),
+            "dataset_dir": str(dataset / spec["inference_input"]),
+            "bundle_root": str(trained),
+            "output_dir": str(tmp_path / "out"),
+        },
+    )
     written = sorted(path.relative_to(tmp_path / "out").as_posix() for path in (tmp_path / "out").rglob("*.tif"))
     fields = sorted(path.name[: -len("A04Z01C04.tif")] for path in (dataset / "40x_images").glob("*A04Z01C04.tif"))
     assert written == [f"40x_images/{field}A02Z01C02.tif" for field in fields] and len(fields) == 9
@@ -117,8 +141,16 @@ def test_inference_predicts_c02_for_every_40x_field_and_names_the_missing_models
     assert "model_40x_c01.pt, model_40x_c03.pt" in output and "not predicted" in output
     # the same command again (as after a kill) finds every field done and rewrites nothing
     written_at = {name: (tmp_path / "out" / name).stat().st_mtime_ns for name in written}
-    again = run_cli(BUNDLE, "inferring", ["inference.json"],
-                    {**spec.get("inference_overrides", {}), "dataset_dir": str(dataset / spec["inference_input"]),
-                     "bundle_root": str(trained), "output_dir": str(tmp_path / "out")})
+    again = run_cli(
+        BUNDLE,
+        "inferring",
+        ["inference.json"],
+        {
+            **spec.get("inference_overrides", {}),
+            "dataset_dir": str(dataset / spec["inference_input"]),
+            "bundle_root": str(trained),
+            "output_dir": str(tmp_path / "out"),
+        },
+    )
     assert "9 of 9 inputs already done, skipped" in again
     assert {name: (tmp_path / "out" / name).stat().st_mtime_ns for name in written} == written_at

@@ -51,10 +51,14 @@ def test_float16_autocast_would_overflow_on_the_same_field(inference):
     def record(name):
         def hook(module, inputs, output):
             peaks[name] = max(peaks.get(name, 0.0), float(output.abs().max()))
+
         return hook
 
-    hooks = [module.register_forward_hook(record(name)) for name, module in network.named_modules()
-             if isinstance(module, (torch.nn.Conv2d, torch.nn.BatchNorm2d))]
+    hooks = [
+        module.register_forward_hook(record(name))
+        for name, module in network.named_modules()
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.BatchNorm2d))
+    ]
     with torch.no_grad():
         inferer(image, network, magnification=20)  # tiles the network accepts
         for hook in hooks:

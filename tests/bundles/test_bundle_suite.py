@@ -19,10 +19,27 @@ from common.bundle import REQUIRED_FILES
 from tests.support.bundles import SCHEMA, SUPPORT_ENV, attach_config, configs, free_port, parser_for, run_cli
 from tests.support.reference_metrics import REFERENCE_METRICS
 
-SHARED_IDS = ["bundle_root", "device", "dataset_dir", "output_dir", "network_def", "network", "preprocessing",
-              "postprocessing", "inferer", "run"]
-TRAIN_IDS = SHARED_IDS + ["train#trainer", "train#handlers", "train#dataset", "validate#evaluator",
-                          "validate#handlers", "val_interval", "training"]
+SHARED_IDS = [
+    "bundle_root",
+    "device",
+    "dataset_dir",
+    "output_dir",
+    "network_def",
+    "network",
+    "preprocessing",
+    "postprocessing",
+    "inferer",
+    "run",
+]
+TRAIN_IDS = SHARED_IDS + [
+    "train#trainer",
+    "train#handlers",
+    "train#dataset",
+    "validate#evaluator",
+    "validate#handlers",
+    "val_interval",
+    "training",
+]
 
 
 def test_bundle_files(bundle):
@@ -95,7 +112,9 @@ def test_torchscript_export_equals_eager_network(bundle, spec, tmp_path):
 def trained(bundle, spec, dataset, tmp_path_factory) -> Path:
     """bundle_root of one short training run through the CLI."""
     root = tmp_path_factory.mktemp(f"{bundle.name}_root")
-    output = run_cli(bundle, "training", ["train.json"], {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(root)})
+    output = run_cli(
+        bundle, "training", ["train.json"], {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(root)}
+    )
     assert "train_loss" in output  # progress is shown while training
     return root
 
@@ -118,11 +137,24 @@ def test_evaluation_metric_equals_one_recomputed_from_its_predictions(bundle, sp
     mean of every column over all rows, and per value of each str field of the rows (the report's ``groups``).
     The spec's ``evaluate_overrides`` apply to this run only (e.g. a threshold that gives a one-epoch model's
     predictions something to match)."""
-    recorder = attach_config(tmp_path / "record_outputs.json", "validate#evaluator", "output_recorder",
-                             {"_target_": "tests.support.recording.OutputRecorder", "output_dir": str(tmp_path / "outputs")})
-    run_cli(bundle, "evaluating", ["train.json", "evaluate.json", recorder],
-            {**spec["overrides"], **spec.get("evaluate_overrides", {}), "dataset_dir": str(dataset),
-             "bundle_root": str(trained)}, env=SUPPORT_ENV)
+    recorder = attach_config(
+        tmp_path / "record_outputs.json",
+        "validate#evaluator",
+        "output_recorder",
+        {"_target_": "tests.support.recording.OutputRecorder", "output_dir": str(tmp_path / "outputs")},
+    )
+    run_cli(
+        bundle,
+        "evaluating",
+        ["train.json", "evaluate.json", recorder],
+        {
+            **spec["overrides"],
+            **spec.get("evaluate_overrides", {}),
+            "dataset_dir": str(dataset),
+            "bundle_root": str(trained),
+        },
+        env=SUPPORT_ENV,
+    )
     report = json.loads((trained / spec["outputs"]["evaluate"]).read_text())
     recorded = sorted((tmp_path / "outputs").glob("*.npz"))
     assert report["images"] == len(recorded) > 0
@@ -145,9 +177,17 @@ def test_evaluation_metric_equals_one_recomputed_from_its_predictions(bundle, sp
 
 def test_inference_writes_one_output_per_image(bundle, spec, dataset, trained, tmp_path):
     inputs = dataset / spec["inference_input"]
-    run_cli(bundle, "inferring", ["inference.json"],
-            {**spec.get("inference_overrides", {}), "dataset_dir": str(inputs), "bundle_root": str(trained),
-             "output_dir": str(tmp_path / "out")})
+    run_cli(
+        bundle,
+        "inferring",
+        ["inference.json"],
+        {
+            **spec.get("inference_overrides", {}),
+            "dataset_dir": str(inputs),
+            "bundle_root": str(trained),
+            "output_dir": str(tmp_path / "out"),
+        },
+    )
     written = sorted((tmp_path / "out").glob(spec["outputs"]["inference_glob"]))
     expected = spec["outputs"].get("inference_count", len([p for p in inputs.iterdir() if p.is_file()]))
     assert len(written) == expected > 0
@@ -156,12 +196,28 @@ def test_inference_writes_one_output_per_image(bundle, spec, dataset, trained, t
 def test_multi_gpu_training_splits_the_data_and_saves_the_shared_model(bundle, spec, dataset, tmp_path):
     """Two CPU (Gloo) processes: each trains on its own shard of every epoch, no item is left out beyond
     DistributedSampler's padding, and the saved model is the one both ranks hold at the end."""
-    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}", "-m")
-    recorder = attach_config(tmp_path / "record_shards.json", "train#trainer", "shard_recorder",
-                             {"_target_": "tests.support.recording.ShardRecorder", "output_dir": str(tmp_path / "shards")})
-    run_cli(bundle, "training", ["train.json", "multi_gpu_train.json", recorder],
-            {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(tmp_path / "root")},
-            launcher=launcher, env=SUPPORT_ENV)
+    launcher = (
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        "-m",
+    )
+    recorder = attach_config(
+        tmp_path / "record_shards.json",
+        "train#trainer",
+        "shard_recorder",
+        {"_target_": "tests.support.recording.ShardRecorder", "output_dir": str(tmp_path / "shards")},
+    )
+    run_cli(
+        bundle,
+        "training",
+        ["train.json", "multi_gpu_train.json", recorder],
+        {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(tmp_path / "root")},
+        launcher=launcher,
+        env=SUPPORT_ENV,
+    )
     assert list((tmp_path / "root" / "models").glob("checkpoint*.pt"))
     ranks = [json.loads((tmp_path / "shards" / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     dataset_sources = ranks[0]["dataset"]

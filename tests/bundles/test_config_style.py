@@ -29,7 +29,7 @@ def normalize(config_id: str) -> str:
 def references(value: str) -> list[str]:
     """The ids a config string references: ``"@id"`` or every ``@id`` in a ``"$..."`` expression."""
     if value.startswith(ReferenceResolver.ref):
-        return [normalize(value[len(ReferenceResolver.ref):])]
+        return [normalize(value[len(ReferenceResolver.ref) :])]
     if value.startswith("$"):
         return [normalize(ref) for ref in ReferenceResolver.match_refs_pattern(value)]
     return []
@@ -64,8 +64,11 @@ def forward_references(files: list[Path]) -> list[str]:
         _, ref, where = event
         if ref in defined or ref.split(SEP)[0] in ALWAYS_DEFINED:
             continue
-        problems.append(f"{name}: {where} uses @{ref} above its definition" if ref in defined_anywhere
-                        else f"{name}: {where} uses @{ref}, defined nowhere in {[f.name for f in files]}")
+        problems.append(
+            f"{name}: {where} uses @{ref} above its definition"
+            if ref in defined_anywhere
+            else f"{name}: {where} uses @{ref}, defined nowhere in {[f.name for f in files]}"
+        )
     return problems
 
 
@@ -77,8 +80,11 @@ def reading_orders() -> list:
         for config in sorted(configs.glob("*.json")):
             if config.name in NOT_CONFIGS:
                 continue
-            files = [config] if config.name in STANDALONE else \
-                [configs / base for base in LAYERED_ON.get(config.name, ("train.json",))] + [config]
+            files = (
+                [config]
+                if config.name in STANDALONE
+                else [configs / base for base in LAYERED_ON.get(config.name, ("train.json",))] + [config]
+            )
             params.append(pytest.param(files, id=f"{bundle.name}/{config.name}"))
     return params
 
@@ -90,8 +96,11 @@ def test_config_reads_top_to_bottom(files):
 
 def test_checker_finds_a_forward_reference(tmp_path):
     base = tmp_path / "train.json"
-    base.write_text(json.dumps({"a": "$@b + 1", "b": 1, "train": {"h": "@validate#e", "x": "@train#y", "y": 2},
-                                "validate": {"e": 3}}))
+    base.write_text(
+        json.dumps(
+            {"a": "$@b + 1", "b": 1, "train": {"h": "@validate#e", "x": "@train#y", "y": 2}, "validate": {"e": 3}}
+        )
+    )
     overlay = tmp_path / "evaluate.json"
     overlay.write_text(json.dumps({"c": "@d", "d": "@a", "validate#e": "@missing"}))
     assert forward_references([base, overlay]) == [

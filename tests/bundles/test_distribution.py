@@ -58,15 +58,26 @@ def test_zip_holds_one_bundle_folder_with_weights_hashes_and_common(bundle, rele
 
 
 def test_verify_passes_on_the_zip(spec, release):
-    results = verify_bundle(release["zip"], SCHEMA if SCHEMA.exists() else None, report=lambda line: None,
-                            overrides=spec.get("inference_overrides", {}))
-    assert set(results) == {"files", "metadata schema", "version in changelog", "weights", "network input/output",
-                            "TorchScript export"}
+    results = verify_bundle(
+        release["zip"],
+        SCHEMA if SCHEMA.exists() else None,
+        report=lambda line: None,
+        overrides=spec.get("inference_overrides", {}),
+    )
+    assert set(results) == {
+        "files",
+        "metadata schema",
+        "version in changelog",
+        "weights",
+        "network input/output",
+        "TorchScript export",
+    }
     assert release["model_file"] in results["weights"]  # its hash checked and loaded into the network
 
 
-def test_downloaded_bundle_runs_and_loads_without_this_repository(bundle, spec, dataset, release, reference_outputs,
-                                                                  tmp_path):
+def test_downloaded_bundle_runs_and_loads_without_this_repository(
+    bundle, spec, dataset, release, reference_outputs, tmp_path
+):
     downloads = tmp_path / "downloads"
     download(name=bundle.name, url=release["zip"].as_uri(), bundle_dir=str(downloads), progress=False)
     root = downloads / bundle.name
@@ -77,11 +88,22 @@ def test_downloaded_bundle_runs_and_loads_without_this_repository(bundle, spec, 
     elsewhere.mkdir()
     args_file = tmp_path / "inference_overrides.json"  # the network the release's weights were made for
     args_file.write_text(json.dumps(spec.get("inference_overrides", {})))
-    args = {"bundle_root": str(root), "bundle_dir": str(downloads), "name": bundle.name, "args_file": str(args_file),
-            "model_file": release["model_file"], "overrides": {**overrides, "output_dir": str(tmp_path / "downloaded")}}
-    done = subprocess.run([sys.executable, "-c", DOWNLOADED_RUN, json.dumps(args)], cwd=elsewhere,
-                          capture_output=True, text=True, timeout=900,
-                          env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
+    args = {
+        "bundle_root": str(root),
+        "bundle_dir": str(downloads),
+        "name": bundle.name,
+        "args_file": str(args_file),
+        "model_file": release["model_file"],
+        "overrides": {**overrides, "output_dir": str(tmp_path / "downloaded")},
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", DOWNLOADED_RUN, json.dumps(args)],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"},
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(loaded["common"]).is_relative_to(root) and loaded["weights_equal"]
@@ -89,21 +111,35 @@ def test_downloaded_bundle_runs_and_loads_without_this_repository(bundle, spec, 
     assert_same_outputs(tmp_path / "downloaded", reference_outputs, spec["outputs"]["inference_glob"])
 
 
-needs_deploy = pytest.mark.skipif(importlib.util.find_spec("monai.deploy") is None,
-                                reason="MONAI Deploy SDK not installed (pip install -e '.[deploy]')")
+needs_deploy = pytest.mark.skipif(
+    importlib.util.find_spec("monai.deploy") is None,
+    reason="MONAI Deploy SDK not installed (pip install -e '.[deploy]')",
+)
 
 
 def deploy_overrides(spec: dict) -> list[str]:
     """The spec's inference overrides as ``--set id=value`` arguments of the Deploy application."""
-    return [arg for key, value in spec.get("inference_overrides", {}).items()
-            for arg in ("--set", f"{key}={json.dumps(value)}")]
+    return [
+        arg
+        for key, value in spec.get("inference_overrides", {}).items()
+        for arg in ("--set", f"{key}={json.dumps(value)}")
+    ]
 
 
 @needs_deploy
 def test_deploy_app_output_equals_bundle_inference(bundle, spec, dataset, release, reference_outputs, tmp_path):
     out = tmp_path / "deploy_out"
-    command = [sys.executable, "-m", "common.deploy", "--bundle", str(release["zip"]),
-               "-i", str(dataset / spec["inference_input"]), "-o", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "common.deploy",
+        "--bundle",
+        str(release["zip"]),
+        "-i",
+        str(dataset / spec["inference_input"]),
+        "-o",
+        str(out),
+    ]
     command += deploy_overrides(spec)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", HOLOSCAN_WORKDIR=str(tmp_path))
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
@@ -115,8 +151,10 @@ def test_deploy_app_output_equals_bundle_inference(bundle, spec, dataset, releas
 def test_sdk_image_round_trip_keeps_dtype_and_metadata_the_stock_operator_reads():
     from common.deploy.operators import from_sdk_image, to_sdk_image
 
-    labels = MetaTensor(torch.tensor([[[0, 300], [70000, 1]]], dtype=torch.int32),
-                        meta={"filename_or_obj": "/data/a.ome.tiff", "pixel_size_um": (0.5, 0.25)})
+    labels = MetaTensor(
+        torch.tensor([[[0, 300], [70000, 1]]], dtype=torch.int32),
+        meta={"filename_or_obj": "/data/a.ome.tiff", "pixel_size_um": (0.5, 0.25)},
+    )
     image = to_sdk_image(labels)
     meta = image.metadata()
     assert {"spacing", "original_affine", "original_channel_dim"} <= set(meta)  # read by MonaiBundleInferenceOperator
@@ -135,12 +173,26 @@ def test_plain_app_py_with_holoscan_path_variables(bundle, spec, dataset, releas
     for name in ("app.py", "app.yaml", "requirements.txt"):
         shutil.copy(REPO / "common" / "deploy" / name, app / name)
     out = tmp_path / "output"
-    env = {"PATH": os.environ["PATH"], "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
-           "HOLOSCAN_INPUT_PATH": str(dataset / spec["inference_input"]), "HOLOSCAN_OUTPUT_PATH": str(out),
-           "HOLOSCAN_MODEL_PATH": str(release["zip"]), "HOLOSCAN_WORKDIR": str(tmp_path)}
-    script = f"import sys; {FORGET_EDITABLE}; sys.argv = ['app.py'] + sys.argv[1:]; " \
-             "import runpy; runpy.run_path('app.py', run_name='__main__')"
-    done = subprocess.run([sys.executable, "-c", script, *deploy_overrides(spec)], cwd=app, env=env,
-                          capture_output=True, text=True, timeout=900)
+    env = {
+        "PATH": os.environ["PATH"],
+        "OMP_NUM_THREADS": "1",
+        "PYTHONWARNINGS": "ignore",
+        "HOLOSCAN_INPUT_PATH": str(dataset / spec["inference_input"]),
+        "HOLOSCAN_OUTPUT_PATH": str(out),
+        "HOLOSCAN_MODEL_PATH": str(release["zip"]),
+        "HOLOSCAN_WORKDIR": str(tmp_path),
+    }
+    script = (
+        f"import sys; {FORGET_EDITABLE}; sys.argv = ['app.py'] + sys.argv[1:]; "
+        "import runpy; runpy.run_path('app.py', run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, *deploy_overrides(spec)],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     assert_same_outputs(out, reference_outputs, spec["outputs"]["inference_glob"])

@@ -14,8 +14,16 @@ def test_training_and_validation_samples_from_each_layout(layout, tmp_path):
     dataset = write_dataset(layout, tmp_path / layout, n=8, size=96, seed=0)
     parser = ConfigParser()
     parser.read_config(str(BUNDLE / "configs" / "train.json"))
-    parser.update({"dataset_dir": str(dataset), "layout": layout, "num_workers": 0, "patch_size": [64, 64],
-                   "pretrained": False, "bundle_root": str(tmp_path / "run")})
+    parser.update(
+        {
+            "dataset_dir": str(dataset),
+            "layout": layout,
+            "num_workers": 0,
+            "patch_size": [64, 64],
+            "pretrained": False,
+            "bundle_root": str(tmp_path / "run"),
+        }
+    )
     sample = parser.get_parsed_content("train#dataset")[0]
     assert sample["image"].shape == (3, 64, 64) and sample["label"].shape == (2, 64, 64)
     assert 0.0 <= float(sample["image"].min()) and float(sample["image"].max()) <= 1.0

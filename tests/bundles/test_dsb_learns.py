@@ -12,7 +12,12 @@ SMALL = {"pretrained": False, "num_workers": 0, "patch_size": [128, 128]}
 
 
 def evaluate(dataset, root) -> dict:
-    run_cli(BUNDLE, "evaluating", ["train.json", "evaluate.json"], {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(root)})
+    run_cli(
+        BUNDLE,
+        "evaluating",
+        ["train.json", "evaluate.json"],
+        {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(root)},
+    )
     return json.loads((root / "eval" / "instance_metrics_test.json").read_text())
 
 
@@ -28,9 +33,22 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
     # 100 epochs of 3 iterations (one pass over the 12 training images, batch 4); lr 1e-3 because the encoder
     # starts from scratch, and batch-norm statistics that follow the weights faster than the encoder's default
     # 0.01 over so short a run
-    run_cli(BUNDLE, "training", ["train.json"], {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(trained),
-                                                 "epochs": 100, "iterations_per_epoch": 3, "batch_size": 4,
-                                                 "learning_rate": 1e-3, "val_interval": 25, "bn_momentum": 0.1})
+    run_cli(
+        BUNDLE,
+        "training",
+        ["train.json"],
+        {
+            **SMALL,
+            "dataset_dir": str(dataset),
+            "bundle_root": str(trained),
+            "epochs": 100,
+            "iterations_per_epoch": 3,
+            "batch_size": 4,
+            "learning_rate": 1e-3,
+            "val_interval": 25,
+            "bn_momentum": 0.1,
+        },
+    )
     result = evaluate(dataset, trained)
 
     print(f"untrained: {baseline}\ntrained: {result}")

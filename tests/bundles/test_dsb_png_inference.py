@@ -29,8 +29,12 @@ def test_grey_and_rgb_8_bit_pngs_give_the_same_labels(tmp_path):
     Image.fromarray(field, mode="L").convert("RGB").save(inputs / "rgb.png")  # as the Space hands an upload over
     root = save_untrained_weights(BUNDLE, tmp_path / "run").parents[1]
     out = tmp_path / "labels"
-    run_cli(BUNDLE, "inferring", ["inference.json"], {"dataset_dir": str(inputs), "bundle_root": str(root),
-                                                      "output_dir": str(out), "patch_size": [64, 64]})
+    run_cli(
+        BUNDLE,
+        "inferring",
+        ["inference.json"],
+        {"dataset_dir": str(inputs), "bundle_root": str(root), "output_dir": str(out), "patch_size": [64, 64]},
+    )
     grey, rgb = read_image(out / "grey_label.tiff"), read_image(out / "rgb_label.tiff")
     assert grey.shape == rgb.shape == field.shape
     assert np.issubdtype(grey.dtype, np.integer)

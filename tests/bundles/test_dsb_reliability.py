@@ -37,12 +37,18 @@ def test_checkpoints_kept_and_a_second_run_only_with_overwrite(tmp_path):
 def test_a_killed_and_resumed_training_ends_with_the_uninterrupted_weights(tmp_path):
     dataset = write_dataset("bbbc039", tmp_path / "bbbc039", n=8, size=96, seed=0)
     whole, halves = tmp_path / "whole", tmp_path / "halves"
-    run_cli(BUNDLE, "training", ["train.json"], {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(whole),
-                                                 "epochs": 2, "iterations_per_epoch": 2})
+    run_cli(
+        BUNDLE,
+        "training",
+        ["train.json"],
+        {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(whole), "epochs": 2, "iterations_per_epoch": 2},
+    )
     halves_overrides = {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(halves), "iterations_per_epoch": 2}
     run_cli(BUNDLE, "training", ["train.json"], {**halves_overrides, "epochs": 1})  # as if killed after epoch 1
     run_cli(BUNDLE, "training", ["train.json"], {**halves_overrides, "epochs": 2, "resume": True})
-    expected, got = (torch.load(root / "models" / "checkpoint_epoch=2.pt", weights_only=False) for root in (whole, halves))
+    expected, got = (
+        torch.load(root / "models" / "checkpoint_epoch=2.pt", weights_only=False) for root in (whole, halves)
+    )
     assert expected["model"].keys() == got["model"].keys()
     for name, tensor in expected["model"].items():
         torch.testing.assert_close(got["model"][name], tensor, rtol=0, atol=0, msg=name)

@@ -20,7 +20,12 @@ def test_unet_trained_a_few_hundred_iterations_beats_the_threshold_baseline(tmp_
     common = {**SMALL, "dataset_dir": str(dataset)}
 
     baseline_root = tmp_path / "baseline"
-    run_cli(BUNDLE, "baseline", ["train.json", "baseline.json"], {**common, "bundle_root": str(baseline_root), "eval_split": "test"})
+    run_cli(
+        BUNDLE,
+        "baseline",
+        ["train.json", "baseline.json"],
+        {**common, "bundle_root": str(baseline_root), "eval_split": "test"},
+    )
     baseline = json.loads((baseline_root / "eval" / "baseline_metrics_test.json").read_text())
 
     trained = tmp_path / "trained"
@@ -28,7 +33,9 @@ def test_unet_trained_a_few_hundred_iterations_beats_the_threshold_baseline(tmp_
     overrides = {**common, "bundle_root": str(trained), "epochs": 25, "batch_size": 3, "learning_rate": 1e-3,
                  "val_interval": 25}  # fmt: skip
     run_cli(BUNDLE, "training", ["train.json", "unet_4l.json"], overrides)
-    run_cli(BUNDLE, "evaluating", ["train.json", "unet_4l.json", "evaluate.json"], {**common, "bundle_root": str(trained)})
+    run_cli(
+        BUNDLE, "evaluating", ["train.json", "unet_4l.json", "evaluate.json"], {**common, "bundle_root": str(trained)}
+    )
     result = json.loads((trained / "eval" / "semantic_metrics_test.json").read_text())
 
     methods = baseline["methods"]

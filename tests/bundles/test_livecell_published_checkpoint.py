@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import tifffile
+import torch
 from ignite.engine import Events
 from monai.bundle import ConfigParser
 from monai.inferers import sliding_window_inference
@@ -109,12 +109,15 @@ def test_inference_cli_runs_on_the_published_checkpoint(tmp_path, published_orie
         expected = published_prediction(original, scaled(path), published_orientation)
         written = tifffile.imread(tmp_path / "masks" / f"{path.stem}_mask.tif")
         np.testing.assert_array_equal(np.squeeze(written), np.where(expected, 255, 0))
-        differs.append(not np.array_equal(expected, published_prediction(original, scaled(path), not published_orientation)))
+        differs.append(
+            not np.array_equal(expected, published_prediction(original, scaled(path), not published_orientation))
+        )
     assert any(differs), "the network gives the same masks in both orientations: the test cannot tell them apart"
 
 
 def test_evaluation_in_published_orientation_scores_the_prediction_turned_back(tmp_path):
-    """evaluate.json with ``published_orientation``: the network sees (x, y), the scored prediction and mask are (y, x)."""
+    """evaluate.json with ``published_orientation``: the network sees (x, y), the scored prediction and mask are
+    (y, x)."""
     original = notebook_checkpoint(tmp_path / PUBLISHED_NAME)
     dataset = write_dataset("livecell", tmp_path / "livecell", n=10, size=48, seed=0)  # 48 x 65 images
     overrides = {"dataset_dir": str(dataset), "bundle_root": str(tmp_path), "ckpt_path": str(tmp_path / PUBLISHED_NAME),
@@ -123,7 +126,9 @@ def test_evaluation_in_published_orientation_scores_the_prediction_turned_back(t
     for switch in (False, True):
         parsers[switch] = ConfigParser()
         parsers[switch].read_config([str(BUNDLE / "configs" / name) for name in ("train.json", "evaluate.json")])
-        parsers[switch].update({**overrides, "published_orientation": switch, "output_dir": str(tmp_path / str(switch))})
+        parsers[switch].update(
+            {**overrides, "published_orientation": switch, "output_dir": str(tmp_path / str(switch))}
+        )
     evaluator = parsers[True].get_parsed_content("validate#evaluator")
     outputs = []
     evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: outputs.extend(engine.state.output))

@@ -52,7 +52,10 @@ def test_variant_matches_metadata_and_exports_to_torchscript(variant, tmp_path):
 
 def test_model_card_parameter_counts_are_the_networks():
     card = (BUNDLE / "docs" / "README.md").read_text()
-    stated = {name: int(count.replace(",", "")) for name, count in re.findall(r"`configs/(\w+)\.json` *\| *([\d,]+) *\|", card)}
+    stated = {
+        name: int(count.replace(",", ""))
+        for name, count in re.findall(r"`configs/(\w+)\.json` *\| *([\d,]+) *\|", card)
+    }
     assert sorted(stated) == sorted(VARIANTS)
     for variant in VARIANTS:
         assert stated[variant] == sum(p.numel() for p in network(variant).parameters()), variant

@@ -9,13 +9,22 @@ from tests.support.bundles import REPO, run_cli, save_untrained_weights
 
 BUNDLE = REPO / "bundles" / "lmc_fluorescence_prediction"
 # small encoder from scratch; 6 images per study, 2 of each in the validation split; its middle slices evaluated
-SMALL = {"backbone": "efficientnet-b0", "pretrained": False, "num_workers": 0, "val_fraction": 0.25,
-         "eval_slices": "middle"}
+SMALL = {
+    "backbone": "efficientnet-b0",
+    "pretrained": False,
+    "num_workers": 0,
+    "val_fraction": 0.25,
+    "eval_slices": "middle",
+}
 
 
 def evaluate(dataset, root) -> dict:
-    run_cli(BUNDLE, "evaluating", ["train.json", "evaluate.json"],
-            {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(root)})
+    run_cli(
+        BUNDLE,
+        "evaluating",
+        ["train.json", "evaluate.json"],
+        {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(root)},
+    )
     return json.loads((root / "eval" / "lmc_metrics.json").read_text())
 
 
@@ -33,9 +42,23 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
     # evaluation); lr 1e-3 and batch-norm statistics that follow the weights, as the encoder starts from
     # scratch; the last epoch's weights kept (keep_model: last). So short a run depends on its draws: with the
     # per-epoch seeds, seeds 0, 1, 2 gave mean PCC 0.42, 0.63, 0.69 (seed 0 learned actin only); seed 1 is run
-    run_cli(BUNDLE, "training", ["train.json"],
-            {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(trained), "epochs": 32, "batch_size": 2,
-             "patch_size": [128, 128], "learning_rate": 1e-3, "bn_momentum": 0.1, "val_interval": 16, "seed": 1})
+    run_cli(
+        BUNDLE,
+        "training",
+        ["train.json"],
+        {
+            **SMALL,
+            "dataset_dir": str(dataset),
+            "bundle_root": str(trained),
+            "epochs": 32,
+            "batch_size": 2,
+            "patch_size": [128, 128],
+            "learning_rate": 1e-3,
+            "bn_momentum": 0.1,
+            "val_interval": 16,
+            "seed": 1,
+        },
+    )
     result = evaluate(dataset, trained)
 
     print(f"untrained: {baseline}\ntrained: {result}")

@@ -54,12 +54,19 @@ def test_fine_tuning_starts_from_the_base_model_and_inference_routes_organelles(
     torch.save(network().state_dict(), root / "models" / "model.pt")
     base_bytes = (root / "models" / "model.pt").read_bytes()
 
-    output = run_cli(BUNDLE, "training", ["train.json", "finetune_actin.json"],
-                     {**TRAIN, "dataset_dir": str(dataset), "bundle_root": str(root)})
+    output = run_cli(
+        BUNDLE,
+        "training",
+        ["train.json", "finetune_actin.json"],
+        {**TRAIN, "dataset_dir": str(dataset), "bundle_root": str(root)},
+    )
     assert f"loaded the weights of {root / 'models' / 'model.pt'}" in output
     assert (root / "models" / "model.pt").read_bytes() == base_bytes  # the base checkpoint is left as it was
     assert sorted(path.name for path in (root / "models").iterdir()) == [
-        "actin_checkpoint_epoch=1.pt", "model.pt", "model_actin.pt"]  # beside the base model, its own files
+        "actin_checkpoint_epoch=1.pt",
+        "model.pt",
+        "model_actin.pt",
+    ]  # beside the base model, its own files
     base, actin = network(root / "models" / "model.pt"), network(root / "models" / "model_actin.pt")
     torch.manual_seed(1)
     assert 0 < distance(base, actin) < 0.05 * distance(base, network())  # fine-tuned from the base, not from scratch
@@ -68,8 +75,12 @@ def test_fine_tuning_starts_from_the_base_model_and_inference_routes_organelles(
     inputs.mkdir()
     for name in ("image_4_BF_z1.ome.tiff", "image_8_BF_z0.ome.tiff"):  # study 4: a BF study with all four organelles
         shutil.copy(dataset / "Study_4" / name, inputs / name)
-    output = run_cli(BUNDLE, "inferring", ["inference.json"],
-                     {**SMALL, "dataset_dir": str(inputs), "bundle_root": str(root), "output_dir": str(tmp_path / "out")})
+    output = run_cli(
+        BUNDLE,
+        "inferring",
+        ["inference.json"],
+        {**SMALL, "dataset_dir": str(inputs), "bundle_root": str(root), "output_dir": str(tmp_path / "out")},
+    )
     assert "model_tubulin.pt not found" in output
     assert "Actin: predicted by 'actin'" in output
     assert "Tubulin: predicted by 'base' ('tubulin' not available)" in output
@@ -94,16 +105,22 @@ def test_schedules_train_as_many_epochs_as_the_original_before_its_kept_checkpoi
         parser = ConfigParser()
         parser.read_config([str(BUNDLE / "configs" / name) for name in ("train.json", overlay) if name])
         epochs[overlay] = tuple(parser[key] for key in ("epochs", "keep_model", "model_name", "checkpoint_prefix"))
-    assert epochs == {None: (141, "last", "model.pt", "checkpoint"),
-                      "finetune_actin.json": (200, "last", "model_actin.pt", "actin_checkpoint"),
-                      "finetune_tubulin.json": (201, "last", "model_tubulin.pt", "tubulin_checkpoint")}
+    assert epochs == {
+        None: (141, "last", "model.pt", "checkpoint"),
+        "finetune_actin.json": (200, "last", "model_actin.pt", "actin_checkpoint"),
+        "finetune_tubulin.json": (201, "last", "model_tubulin.pt", "tubulin_checkpoint"),
+    }
 
 
 def test_training_keeps_the_weights_of_its_last_epoch_or_of_the_best_validation(tmp_path):
     dataset = write_dataset("lmc", tmp_path / "lmc", n=8, size=80, seed=1)
     last, best = tmp_path / "last", tmp_path / "best"
-    output = run_cli(BUNDLE, "training", ["train.json"],
-                     {**TRAIN, "epochs": 2, "dataset_dir": str(dataset), "bundle_root": str(last)})
+    output = run_cli(
+        BUNDLE,
+        "training",
+        ["train.json"],
+        {**TRAIN, "epochs": 2, "dataset_dir": str(dataset), "bundle_root": str(last)},
+    )
     assert f"{last / 'models' / 'model.pt'}: saved the last model (epoch 2)" in output
     assert sorted(path.name for path in (last / "models").iterdir()) == ["checkpoint_epoch=2.pt", "model.pt"]
     final = torch.load(last / "models" / "checkpoint_epoch=2.pt", weights_only=True)
@@ -113,15 +130,22 @@ def test_training_keeps_the_weights_of_its_last_epoch_or_of_the_best_validation(
     assert all(torch.equal(kept[key], final["model"][key]) for key in kept)  # the weights after epoch 2
 
     # validation every epoch: the best PCC of the two is kept, after the epoch that reached it
-    output = run_cli(BUNDLE, "training", ["train.json"],
-                     {**TRAIN, "epochs": 2, "keep_model": "best", "dataset_dir": str(dataset),
-                      "bundle_root": str(best)})
+    output = run_cli(
+        BUNDLE,
+        "training",
+        ["train.json"],
+        {**TRAIN, "epochs": 2, "keep_model": "best", "dataset_dir": str(dataset), "bundle_root": str(best)},
+    )
     best_epoch = re.findall(r"Key metric: val_mean_pcc best value: \S+ at epoch: (\d+)", output)[-1]
     assert f"{best / 'models' / 'model.pt'}: saved the best model (epoch {best_epoch})" in output, output[-3000:]
     assert "saved the last model" not in output
     with pytest.raises(AssertionError, match=r"keep: expected 'best' or 'last', got 'bets'"):
-        run_cli(BUNDLE, "training", ["train.json"],
-                {**TRAIN, "keep_model": "bets", "dataset_dir": str(dataset), "bundle_root": str(tmp_path / "typo")})
+        run_cli(
+            BUNDLE,
+            "training",
+            ["train.json"],
+            {**TRAIN, "keep_model": "bets", "dataset_dir": str(dataset), "bundle_root": str(tmp_path / "typo")},
+        )
 
 
 def test_retraining_over_its_own_files_is_refused_unless_resume_or_overwrite(tmp_path):
@@ -140,7 +164,11 @@ def test_retraining_over_its_own_files_is_refused_unless_resume_or_overwrite(tmp
     output = run_cli(BUNDLE, "training", actin, {**overrides, "epochs": 2, "resume": True})
     assert "actin_checkpoint_epoch=1.pt: resuming after epoch 1" in output
     assert sorted(path.name for path in (root / "models").iterdir()) == [
-        "actin_checkpoint_epoch=2.pt", "checkpoint_epoch=1.pt", "model.pt", "model_actin.pt"]
+        "actin_checkpoint_epoch=2.pt",
+        "checkpoint_epoch=1.pt",
+        "model.pt",
+        "model_actin.pt",
+    ]
     assert (root / "models" / "model.pt").read_bytes() == models["model.pt"]
     written = (root / "models" / "model.pt").stat().st_mtime_ns
     run_cli(BUNDLE, "training", ["train.json"], {**overrides, "overwrite": True})
@@ -153,8 +181,12 @@ def test_a_damaged_slice_stops_training_before_it_starts(tmp_path):
     slices = sorted((dataset / "Study_2").glob("image_*_z*.ome.tiff"))
     slices[0].write_bytes(b"")
     slices[-1].write_bytes(b"garbage")
-    status, output = cli(BUNDLE, "training", ["train.json"],
-                         {**TRAIN, "dataset_dir": str(dataset), "bundle_root": str(tmp_path / "root")})
+    status, output = cli(
+        BUNDLE,
+        "training",
+        ["train.json"],
+        {**TRAIN, "dataset_dir": str(dataset), "bundle_root": str(tmp_path / "root")},
+    )
     assert status != 0 and "LayoutError" in output, output[-3000:]
     assert f"{slices[0]}: empty file (0 bytes)." in output
     assert f"{slices[-1]}: cannot read the TIFF header" in output

@@ -81,10 +81,13 @@ def test_large_images_are_labelled_in_tiles_with_unique_ids(tile_size):
     assert match_instances(labels[0], result[0])["f1"] > 0.95
 
 
-@pytest.mark.parametrize("config_files, evaluator", [
-    (["inference.json"], "evaluator"),
-    (["train.json", "evaluate.json"], "validate#evaluator"),
-])
+@pytest.mark.parametrize(
+    "config_files, evaluator",
+    [
+        (["inference.json"], "evaluator"),
+        (["train.json", "evaluate.json"], "validate#evaluator"),
+    ],
+)
 def test_inference_and_evaluation_run_in_float32_unless_amp_is_switched_on(config_files, evaluator):
     parser = ConfigParser()
     parser.read_config([str(BUNDLE / "configs" / name) for name in config_files])

@@ -14,14 +14,25 @@ from common.data.synthetic import write_dataset
 from tests.support.bundles import REPO, run_cli, save_untrained_weights
 
 BUNDLE = REPO / "bundles" / "mediar_cell_segmentation"
-SMALL = {"pretrained": False, "encoder": "mit_b0", "decoder_channels": [32, 32, 16, 16, 16], "attention_channels": 8,
-         "patch_size": [128, 128], "split_fractions": [0.6, 0.2, 0.2], "num_workers": 0}
+SMALL = {
+    "pretrained": False,
+    "encoder": "mit_b0",
+    "decoder_channels": [32, 32, 16, 16, 16],
+    "attention_channels": 8,
+    "patch_size": [128, 128],
+    "split_fractions": [0.6, 0.2, 0.2],
+    "num_workers": 0,
+}
 EPOCHS = 30  # 5 iterations each (18 training images, batch 4): 150 iterations
 
 
 def evaluate(dataset, root) -> dict:
-    run_cli(BUNDLE, "evaluating", ["train.json", "evaluate.json"],
-            {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(root)})
+    run_cli(
+        BUNDLE,
+        "evaluating",
+        ["train.json", "evaluate.json"],
+        {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(root)},
+    )
     return json.loads((root / "eval" / "cellseg_metrics_test.json").read_text())
 
 
@@ -35,10 +46,23 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
     baseline = evaluate(dataset, untrained)
 
     trained = tmp_path / "trained"
-    run_cli(BUNDLE, "training", ["train.json"],
-            {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(trained), "epochs": EPOCHS,
-             "cosine_period": EPOCHS, "learning_rate": 1e-3, "min_learning_rate": 1e-5, "batch_size": 4,
-             "cache_rate": 1.0, "val_interval": EPOCHS})
+    run_cli(
+        BUNDLE,
+        "training",
+        ["train.json"],
+        {
+            **SMALL,
+            "dataset_dir": str(dataset),
+            "bundle_root": str(trained),
+            "epochs": EPOCHS,
+            "cosine_period": EPOCHS,
+            "learning_rate": 1e-3,
+            "min_learning_rate": 1e-5,
+            "batch_size": 4,
+            "cache_rate": 1.0,
+            "val_interval": EPOCHS,
+        },
+    )
     result = evaluate(dataset, trained)
 
     print(f"untrained: {baseline}\ntrained: {result}")

@@ -16,8 +16,14 @@ from tests.support.shapes import random_cells
 BUNDLE = REPO / "bundles" / "mediar_cell_segmentation"
 LOAD = ["LoadImaged", "LoadInstanceLabelsd", "CheckSpatialShapesd", "AsChannelsd", "NonZeroPercentileNormalized"]
 CROP = ["SpatialPadd", "RandSpatialCropd", "RandAxisFlipd", "RandRotate90d"]
-INTENSITY = ["RandCellAwareIntensityd", "RandGaussianNoised", "RandAdjustContrastd", "RandGaussianSmoothd",
-             "RandHistogramShiftd", "RandGaussianSharpend"]
+INTENSITY = [
+    "RandCellAwareIntensityd",
+    "RandGaussianNoised",
+    "RandAdjustContrastd",
+    "RandGaussianSmoothd",
+    "RandHistogramShiftd",
+    "RandGaussianSharpend",
+]
 TENSORS = ["CastToTyped", "EnsureTyped"]
 TRAIN = LOAD + ["RandZoomd"] + CROP + INTENSITY + TENSORS  # MEDIAR's train_transforms
 PUBLIC = LOAD + ["BoundaryExclusiond"] + CROP + TENSORS  # MEDIAR's public_transforms, label transpose off
@@ -27,12 +33,15 @@ def names(parser, pipeline_id):
     return [type(t).__name__ for t in parser.get_parsed_content(pipeline_id).transforms]
 
 
-@pytest.mark.parametrize("overlays, train, replay", [
-    ([], TRAIN, None),  # fine-tuning 1
-    (["pretrain.json"], TRAIN, None),  # phase 1: public data, no boundary exclusion
-    (["pretrain.json", "pretrain_phase2.json"], PUBLIC, None),  # phase 2: public + target data
-    (["finetune_replay.json"], TRAIN, PUBLIC),  # fine-tuning 2: replayed public data
-])
+@pytest.mark.parametrize(
+    "overlays, train, replay",
+    [
+        ([], TRAIN, None),  # fine-tuning 1
+        (["pretrain.json"], TRAIN, None),  # phase 1: public data, no boundary exclusion
+        (["pretrain.json", "pretrain_phase2.json"], PUBLIC, None),  # phase 2: public + target data
+        (["finetune_replay.json"], TRAIN, PUBLIC),  # fine-tuning 2: replayed public data
+    ],
+)
 def test_each_phase_builds_mediars_pipeline(overlays, train, replay):
     parser = parser_for(BUNDLE, "train.json", *overlays)
     assert names(parser, "train#preprocessing") == train
@@ -44,32 +53,44 @@ def test_each_phase_builds_mediars_pipeline(overlays, train, replay):
 def datasets(tmp_path_factory):
     """A target set (NeurIPS layout) and one public set."""
     root = tmp_path_factory.mktemp("mediar_phases")
-    return write_dataset("neurips", root / "target", n=10, size=64, seed=0), \
-        write_dataset("neurips", root / "public", n=3, size=64, seed=1)
+    return write_dataset("neurips", root / "target", n=10, size=64, seed=0), write_dataset(
+        "neurips", root / "public", n=3, size=64, seed=1
+    )
 
 
 def phase_parser(overlays, datasets, tmp_path, **overrides):
     parser = parser_for(BUNDLE, "train.json", *overlays)
     target, public = datasets
-    parser.update({**load_spec(BUNDLE)["overrides"], "dataset_dir": str(target), "bundle_root": str(tmp_path),
-                   "public_datasets": [{"name": "public", "layout": "neurips", "root": str(public)}], "cache_rate": 0.0,
-                   **overrides})
+    parser.update(
+        {
+            **load_spec(BUNDLE)["overrides"],
+            "dataset_dir": str(target),
+            "bundle_root": str(tmp_path),
+            "public_datasets": [{"name": "public", "layout": "neurips", "root": str(public)}],
+            "cache_rate": 0.0,
+            **overrides,
+        }
+    )
     return parser
 
 
-@pytest.mark.parametrize("overlays, data", [
-    ([], ["target"]),  # fine-tuning 1: the target set's training split
-    (["pretrain.json"], ["public"]),  # phase 1: public data only
-    (["pretrain.json", "pretrain_phase2.json"], ["public", "target"]),  # phase 2: public + target data
-    (["finetune_replay.json"], ["target"]),  # fine-tuning 2: the target set, public data replayed
-])
+@pytest.mark.parametrize(
+    "overlays, data",
+    [
+        ([], ["target"]),  # fine-tuning 1: the target set's training split
+        (["pretrain.json"], ["public"]),  # phase 1: public data only
+        (["pretrain.json", "pretrain_phase2.json"], ["public", "target"]),  # phase 2: public + target data
+        (["finetune_replay.json"], ["target"]),  # fine-tuning 2: the target set, public data replayed
+    ],
+)
 def test_each_phase_trains_on_mediars_data(overlays, data, datasets, tmp_path):
     parser = phase_parser(overlays, datasets, tmp_path, sampling_file=None)
     split = [item["id"] for item in parser.get_parsed_content("target_datalist")]
     assert len(split) == 6  # 60 % of 10 images (the suite's split_fractions)
     expected = {"public": ["public/cell_00001", "public/cell_00002", "public/cell_00003"], "target": split}
     assert [item["id"] for item in parser.get_parsed_content("train#dataset").data] == [
-        item for name in data for item in expected[name]]
+        item for name in data for item in expected[name]
+    ]
 
 
 def test_phase_2_and_fine_tuning_2_settings():
@@ -101,15 +122,18 @@ def test_one_flow_variant_feeds_the_loss_and_the_post_processing():
         parser = parser_for(BUNDLE, *files)
         parser["flow_variant"] = {"log_heat": False, "neighbour_heat": False, "centre": "mean"}
         postprocessing = "flows_to_labels" if files == ["train.json"] else "postprocessing#transforms#0"
-        for component in ([postprocessing, "loss"] if files == ["train.json"] else [postprocessing]):
-            assert [parser.get_parsed_content(f"{component}#{key}") for key in ("log_heat", "neighbour_heat", "centre")] \
-                == [False, False, "mean"], component
+        for component in [postprocessing, "loss"] if files == ["train.json"] else [postprocessing]:
+            assert [
+                parser.get_parsed_content(f"{component}#{key}") for key in ("log_heat", "neighbour_heat", "centre")
+            ] == [False, False, "mean"], component
 
 
 def test_the_label_transpose_of_mediars_2024_code_is_an_option():
     parser = parser_for(BUNDLE, "train.json", "pretrain.json", "pretrain_phase2.json")
     parser["transpose_public_labels"] = True
-    assert names(parser, "train#preprocessing") == LOAD + ["BoundaryExclusiond"] + CROP + ["Rotate90d", "Flipd"] + TENSORS
+    assert (
+        names(parser, "train#preprocessing") == LOAD + ["BoundaryExclusiond"] + CROP + ["Rotate90d", "Flipd"] + TENSORS
+    )
     labels = torch.arange(12).reshape(1, 3, 4)
     out = labels
     for transform in parser.get_parsed_content("label_transpose"):

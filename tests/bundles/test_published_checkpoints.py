@@ -30,9 +30,18 @@ def as_own_checkpoint(smp_state: dict, network: torch.nn.Module, path: Path) -> 
 
 def infer(bundle: Path, dataset: Path, out: Path, checkpoints: dict) -> Path:
     spec = load_spec(bundle)
-    run_cli(bundle, "inferring", ["inference.json"],
-            {**spec.get("inference_overrides", {}), **checkpoints, "bundle_root": str(out.parent),
-             "dataset_dir": str(dataset / spec["inference_input"]), "output_dir": str(out)})
+    run_cli(
+        bundle,
+        "inferring",
+        ["inference.json"],
+        {
+            **spec.get("inference_overrides", {}),
+            **checkpoints,
+            "bundle_root": str(out.parent),
+            "dataset_dir": str(dataset / spec["inference_input"]),
+            "output_dir": str(out),
+        },
+    )
     return out
 
 
@@ -62,12 +71,19 @@ def test_lmc_inference_on_the_published_checkpoint_format(tmp_path):
         state = random_smp_unet(SMALL, 1, 4, "sigmoid", seed).state_dict()
         torch.save({"model_state_dict": state, "optimizer_state_dict": {}}, tmp_path / f"{name}.pth")
         published[f"checkpoints#{name}"] = str(tmp_path / f"{name}.pth")
-        own[f"checkpoints#{name}"] = str(as_own_checkpoint(
-            state, EfficientNetUNet(SMALL, 1, 4, activation="sigmoid"), tmp_path / f"{name}.pt"))
+        own[f"checkpoints#{name}"] = str(
+            as_own_checkpoint(state, EfficientNetUNet(SMALL, 1, 4, activation="sigmoid"), tmp_path / f"{name}.pt")
+        )
     # each checkpoint id feeds its own network (the original passed actin and tubulin swapped)
-    assert_networks_hold(bundle, published, {"network": own["checkpoints#base"],
-                                             "network_actin": own["checkpoints#actin"],
-                                             "network_tubulin": own["checkpoints#tubulin"]})
+    assert_networks_hold(
+        bundle,
+        published,
+        {
+            "network": own["checkpoints#base"],
+            "network_actin": own["checkpoints#actin"],
+            "network_tubulin": own["checkpoints#tubulin"],
+        },
+    )
     got = infer(bundle, dataset, tmp_path / "published" / "out", published)
     expected = infer(bundle, dataset, tmp_path / "own" / "out", own)
     assert_same_outputs(got, expected, load_spec(bundle)["outputs"]["inference_glob"])
@@ -84,8 +100,12 @@ def test_dsb_inference_on_the_published_checkpoint_format(tmp_path):
     # the bundle's own checkpoint of the same network, its head's two output channels in the bundle's order
     swapped = {name: value[[1, 0]] if name.startswith("segmentation_head.") else value for name, value in state.items()}
     own = as_own_checkpoint(swapped, EfficientNetUNet(SMALL, 3, 2), tmp_path / "model.pt")
-    got = infer(bundle, dataset, tmp_path / "published" / "out",
-                {"ckpt_path": str(tmp_path / "model.pth"), "checkpoint_channels": [1, 0]})
+    got = infer(
+        bundle,
+        dataset,
+        tmp_path / "published" / "out",
+        {"ckpt_path": str(tmp_path / "model.pth"), "checkpoint_channels": [1, 0]},
+    )
     expected = infer(bundle, dataset, tmp_path / "own" / "out", {"ckpt_path": str(own)})
     pattern = load_spec(bundle)["outputs"]["inference_glob"]
     assert_same_outputs(got, expected, pattern)

@@ -23,13 +23,25 @@ from common.io import build_datalist, image_suffix, read_image, write_image
 from tests.support.bundles import CLI_ENV, assert_same_outputs, cli, cli_command, parser_for, run_cli
 
 #: datalist key of a file paired with the image (label or target), per layout; None: no such file (COCO polygons)
-PARTNER = {"bbbc039": "label", "dsb2018": "label", "neurips": "label", "livecell": None,
-           "lmc": "targets", "adipocyte": "C01"}
+PARTNER = {
+    "bbbc039": "label",
+    "dsb2018": "label",
+    "neurips": "label",
+    "livecell": None,
+    "lmc": "targets",
+    "adipocyte": "C01",
+}
 #: files of an inference input folder that inference reads, per layout (default: every image but labels)
 READ_BY_INFERENCE = {"adipocyte": "20x_images/*Z01C04.tif"}  # brightfield planes of the magnification with a model
 #: datalist key of the input image(s), per layout
-INPUT = {"bbbc039": "image", "dsb2018": "image", "neurips": "image", "livecell": "image",
-         "lmc": "inputs", "adipocyte": "brightfield"}
+INPUT = {
+    "bbbc039": "image",
+    "dsb2018": "image",
+    "neurips": "image",
+    "livecell": "image",
+    "lmc": "inputs",
+    "adipocyte": "brightfield",
+}
 
 
 def _files(value) -> list[str]:
@@ -66,8 +78,9 @@ def test_resume_from_an_empty_checkpoint_names_it(bundle, spec, dataset, tmp_pat
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"")
     status, output = cli(bundle, "training", ["train.json"], _training(spec, dataset, tmp_path, resume=True))
-    assert status != 0 and "no checkpoint to resume from can be read" in output and str(broken) in output, \
-        output[-3000:]
+    assert status != 0 and "no checkpoint to resume from can be read" in output and str(broken) in output, output[
+        -3000:
+    ]
 
 
 def test_nonfinite_training_image_is_refused_naming_it(bundle, spec, dataset, tmp_path):
@@ -108,8 +121,13 @@ def test_image_and_label_of_different_sizes_are_refused_naming_both(bundle, spec
 
 
 def _inference(spec, inputs: Path, release: dict, out: Path, **more) -> dict:
-    return {**spec.get("inference_overrides", {}), "dataset_dir": str(inputs), "bundle_root": str(release["source"]),
-            "output_dir": str(out), **more}
+    return {
+        **spec.get("inference_overrides", {}),
+        "dataset_dir": str(inputs),
+        "bundle_root": str(release["source"]),
+        "output_dir": str(out),
+        **more,
+    }
 
 
 def _inputs_with_a_bad_file(spec, dataset: Path, tmp_path: Path):
@@ -123,8 +141,9 @@ def _inputs_with_a_bad_file(spec, dataset: Path, tmp_path: Path):
     return inputs, victim, good
 
 
-def test_folder_inference_goes_on_past_a_bad_file_and_resumes(bundle, spec, dataset, release, reference_outputs,
-                                                              tmp_path):
+def test_folder_inference_goes_on_past_a_bad_file_and_resumes(
+    bundle, spec, dataset, release, reference_outputs, tmp_path
+):
     inputs, victim, good = _inputs_with_a_bad_file(spec, dataset, tmp_path)
     out = tmp_path / "out"
     status, output = cli(release["source"], "inferring", ["inference.json"], _inference(spec, inputs, release, out))
@@ -144,15 +163,29 @@ def test_folder_inference_goes_on_past_a_bad_file_and_resumes(bundle, spec, data
     assert_same_outputs(out, reference_outputs, spec["outputs"]["inference_glob"])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("monai.deploy") is None,
-                    reason="MONAI Deploy SDK not installed (pip install -e '.[deploy]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("monai.deploy") is None,
+    reason="MONAI Deploy SDK not installed (pip install -e '.[deploy]')",
+)
 def test_deploy_app_goes_on_past_a_bad_file_and_resumes(bundle, spec, dataset, release, reference_outputs, tmp_path):
     inputs, victim, good = _inputs_with_a_bad_file(spec, dataset, tmp_path)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "common.deploy", "--bundle", str(release["zip"]), "-i", str(inputs),
-               "-o", str(out)]
-    command += [arg for key, value in spec.get("inference_overrides", {}).items()
-                for arg in ("--set", f"{key}={json.dumps(value)}")]
+    command = [
+        sys.executable,
+        "-m",
+        "common.deploy",
+        "--bundle",
+        str(release["zip"]),
+        "-i",
+        str(inputs),
+        "-o",
+        str(out),
+    ]
+    command += [
+        arg
+        for key, value in spec.get("inference_overrides", {}).items()
+        for arg in ("--set", f"{key}={json.dumps(value)}")
+    ]
     env = dict(CLI_ENV, HOLOSCAN_WORKDIR=str(tmp_path))
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode != 0 and "failures.csv" in done.stderr + done.stdout, done.stderr[-3000:]
@@ -166,13 +199,18 @@ def test_deploy_app_goes_on_past_a_bad_file_and_resumes(bundle, spec, dataset, r
     assert_same_outputs(out, reference_outputs, spec["outputs"]["inference_glob"])
 
 
-def test_killed_folder_inference_resumes_to_the_uninterrupted_outputs(bundle, spec, dataset, release,
-                                                                      reference_outputs, tmp_path):
+def test_killed_folder_inference_resumes_to_the_uninterrupted_outputs(
+    bundle, spec, dataset, release, reference_outputs, tmp_path
+):
     out = tmp_path / "out"
     overrides = _inference(spec, dataset / spec["inference_input"], release, out)
-    process = subprocess.Popen(cli_command(release["source"], "inferring", ["inference.json"], overrides),
-                               cwd=release["source"], env=CLI_ENV, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        cli_command(release["source"], "inferring", ["inference.json"], overrides),
+        cwd=release["source"],
+        env=CLI_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 600
     while not list(out.glob(spec["outputs"]["inference_glob"])) and process.poll() is None:
         assert time.monotonic() < deadline
@@ -196,6 +234,7 @@ def test_evaluation_refuses_to_replace_an_earlier_report(bundle, spec, dataset, 
 
 # --- releases ---------------------------------------------------------------------------------------------------
 
+
 def _tampered(release: dict, tmp_path: Path, change) -> Path:
     """The release zip with ``change(folder)`` applied to its unpacked bundle folder."""
     folder = tmp_path / "unpacked"
@@ -216,7 +255,7 @@ def test_verify_refuses_a_damaged_release(bundle, spec, release, tmp_path, damag
             weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
         elif damage == "zeroed":
             data = bytearray(weights.read_bytes())
-            data[len(data) // 2: len(data) // 2 + 64] = bytes(64)
+            data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
             weights.write_bytes(bytes(data))
         elif damage == "missing":
             weights.unlink()

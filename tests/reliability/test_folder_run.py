@@ -7,7 +7,7 @@ import pytest
 import torch
 from monai.data import DataLoader
 from monai.engines import SupervisedEvaluator
-from monai.transforms import Compose, LoadImaged, Lambdad
+from monai.transforms import Compose, Lambdad, LoadImaged
 
 from common.data import FailSoftDataset
 from common.handlers import FolderRun, FolderRunError
@@ -36,10 +36,20 @@ def _infer(folder, out, overwrite=False, fail_on=None):
             raise ValueError("post-processing failed")
         return (pred > 100).to(torch.uint8)
 
-    post = Compose([Lambdad("pred", threshold),
-                    SaveImageFiled("pred", out, postfix="_mask", suffix=".tif", kind="labels", overwrite=True)])
-    evaluator = SupervisedEvaluator(device="cpu", val_data_loader=loader, network=torch.nn.Identity(),
-                                    postprocessing=post, iteration_update=run.iteration, val_handlers=[run])
+    post = Compose(
+        [
+            Lambdad("pred", threshold),
+            SaveImageFiled("pred", out, postfix="_mask", suffix=".tif", kind="labels", overwrite=True),
+        ]
+    )
+    evaluator = SupervisedEvaluator(
+        device="cpu",
+        val_data_loader=loader,
+        network=torch.nn.Identity(),
+        postprocessing=post,
+        iteration_update=run.iteration,
+        val_handlers=[run],
+    )
     evaluator.run()
     return evaluator
 
@@ -53,8 +63,11 @@ def test_bad_files_are_reported_and_the_rest_is_done(tmp_path):
     folder, out = _folder(tmp_path), tmp_path / "out"
     with pytest.raises(FolderRunError, match=r"1 input\(s\) failed, 3 done; see .*failures.csv"):
         _infer(folder, out)
-    assert sorted(p.name for p in out.glob("*_mask.tif")) == ["image_0_mask.tif", "image_2_mask.tif",
-                                                              "image_3_mask.tif"]
+    assert sorted(p.name for p in out.glob("*_mask.tif")) == [
+        "image_0_mask.tif",
+        "image_2_mask.tif",
+        "image_3_mask.tif",
+    ]
     with open(out / "failures.csv", newline="") as stream:
         failures = list(csv.DictReader(stream))
     assert [row["input"].endswith("image_1.tif") for row in failures] == [True]
@@ -91,6 +104,7 @@ def test_killed_run_resumes_to_the_uninterrupted_outputs(tmp_path):
     (cut / ".image_3_mask.tif.partial").write_bytes(b"half")
     _infer(folder, cut)
     assert sorted(p.name for p in cut.iterdir() if p.name != "inference_log.csv") == sorted(
-        p.name for p in whole.iterdir() if p.name != "inference_log.csv")
+        p.name for p in whole.iterdir() if p.name != "inference_log.csv"
+    )
     for path in whole.glob("*_mask.tif"):
         assert path.read_bytes() == (cut / path.name).read_bytes()

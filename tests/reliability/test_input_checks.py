@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from monai.transforms import LoadImaged, Lambdad
+from monai.transforms import Lambdad, LoadImaged
 
 from common.io import DataError, ImageFileError, MicroscopyReader, SaveImageFiled, read_image, write_image
 from common.transforms import CheckSpatialShapesd, SourceCompose
@@ -37,8 +37,12 @@ def test_nonfinite_pixels_replaced_by_the_median_when_asked(tmp_path, caplog):
 def test_mismatched_pair_names_both_files_and_shapes(tmp_path):
     image = write_image(tmp_path / "a.tif", np.zeros((8, 9), np.uint8))
     label = write_image(tmp_path / "a_label.tif", np.zeros((8, 10), np.uint16))
-    load = SourceCompose([LoadImaged(["image", "label"], reader=MicroscopyReader(), ensure_channel_first=True),
-                          CheckSpatialShapesd(["image", "label"])])
+    load = SourceCompose(
+        [
+            LoadImaged(["image", "label"], reader=MicroscopyReader(), ensure_channel_first=True),
+            CheckSpatialShapesd(["image", "label"]),
+        ]
+    )
     with pytest.raises(DataError, match=r"image \(8, 9\) from .*a\.tif; label \(8, 10\) from .*a_label\.tif"):
         load({"image": str(image), "label": str(label)})
 
@@ -49,8 +53,9 @@ def test_errors_inside_transforms_name_the_source_file(tmp_path):
     def fail(image):
         raise ValueError("cannot make 3 channels from 2")
 
-    pipeline = SourceCompose([LoadImaged("image", reader=MicroscopyReader(), ensure_channel_first=True),
-                              Lambdad("image", fail)])
+    pipeline = SourceCompose(
+        [LoadImaged("image", reader=MicroscopyReader(), ensure_channel_first=True), Lambdad("image", fail)]
+    )
     with pytest.raises(DataError, match=r"cells\.tif: ValueError: cannot make 3 channels from 2") as caught:
         pipeline({"image": str(path)})
     assert isinstance(caught.value.__cause__, RuntimeError)  # MONAI's own report stays chained
@@ -61,7 +66,8 @@ def test_errors_inside_transforms_name_the_source_file(tmp_path):
 
 def test_label_writer_refuses_fractional_ids(tmp_path):
     image = LoadImaged("image", reader=MicroscopyReader(), ensure_channel_first=True)(
-        {"image": str(write_image(tmp_path / "in.tif", np.zeros((4, 4), np.uint8)))})["image"]
+        {"image": str(write_image(tmp_path / "in.tif", np.zeros((4, 4), np.uint8)))}
+    )["image"]
     pred = image.clone()
     pred[0, 1, 1] = 2.7
     writer = SaveImageFiled("pred", tmp_path / "out", postfix="_label", kind="labels")
@@ -80,8 +86,12 @@ def test_nonfinite_loss_names_the_batch_files_when_images_dropped_their_meta_dat
 
     from common.handlers import StopOnNonFiniteLoss
 
-    pipeline = SourceCompose([LoadImaged("image", reader=MicroscopyReader(), ensure_channel_first=True),
-                              EnsureTyped("image", track_meta=False)])  # as the bundles' training pipelines end
+    pipeline = SourceCompose(
+        [
+            LoadImaged("image", reader=MicroscopyReader(), ensure_channel_first=True),
+            EnsureTyped("image", track_meta=False),
+        ]
+    )  # as the bundles' training pipelines end
     paths = [str(write_image(tmp_path / f"{name}.tif", np.zeros((4, 4), np.uint8))) for name in ("a", "b")]
     batch = list_data_collate([pipeline({"image": path}) for path in paths])
     assert not hasattr(batch["image"], "meta")

@@ -27,27 +27,49 @@ def _data(n, seed, nan_at=None):
 def _run(tmp_path, epochs, resume=False, overwrite=False, nan_at=None, num_workers=0, keep="best"):
     """Build the whole training run anew (as a new process would) and run it for ``epochs`` in all."""
     torch.manual_seed(1234)  # the network's initial weights; a resumed run replaces them from the checkpoint
-    network = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
-                                  torch.nn.Dropout2d(0.2), torch.nn.Conv2d(4, 1, 3, padding=1))
+    network = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Dropout2d(0.2),
+        torch.nn.Conv2d(4, 1, 3, padding=1),
+    )
     optimizer = torch.optim.Adam(network.parameters(), 1e-2)
-    augment = Compose([RandSpatialCropd(["image", "label"], (12, 12), random_size=False),
-                       RandFlipd(["image", "label"], prob=0.5, spatial_axis=0),
-                       RandGaussianNoised("image", prob=0.5, std=0.1)])
-    train_loader = DataLoader(CacheDataset(_data(6, 0, nan_at), augment, progress=False), batch_size=2,
-                              shuffle=True, num_workers=num_workers)
+    augment = Compose(
+        [
+            RandSpatialCropd(["image", "label"], (12, 12), random_size=False),
+            RandFlipd(["image", "label"], prob=0.5, spatial_axis=0),
+            RandGaussianNoised("image", prob=0.5, std=0.1),
+        ]
+    )
+    train_loader = DataLoader(
+        CacheDataset(_data(6, 0, nan_at), augment, progress=False), batch_size=2, shuffle=True, num_workers=num_workers
+    )
     val_loader = DataLoader(CacheDataset(_data(2, 1), Compose([]), progress=False), batch_size=1)
     evaluator = SupervisedEvaluator(
-        device="cpu", val_data_loader=val_loader, network=network,
+        device="cpu",
+        val_data_loader=val_loader,
+        network=network,
         key_val_metric={"val_mse": MeanSquaredError(output_transform=from_engine(["pred", "label"]))},
         metric_cmp_fn=lambda current, best: current < best if best != -1 else True,
     )
     trainer = SupervisedTrainer(
-        device="cpu", max_epochs=epochs, train_data_loader=train_loader, network=network, optimizer=optimizer,
-        loss_function=torch.nn.MSELoss(), train_handlers=[ValidationHandler(1, evaluator)],
+        device="cpu",
+        max_epochs=epochs,
+        train_data_loader=train_loader,
+        network=network,
+        optimizer=optimizer,
+        loss_function=torch.nn.MSELoss(),
+        train_handlers=[ValidationHandler(1, evaluator)],
     )
     StopOnNonFiniteLoss().attach(trainer)
-    checkpoint = ResumableCheckpoint(tmp_path, {"model": network, "optimizer": optimizer, "trainer": trainer},
-                                     validator=evaluator, seed=7, resume=resume, overwrite=overwrite)
+    checkpoint = ResumableCheckpoint(
+        tmp_path,
+        {"model": network, "optimizer": optimizer, "trainer": trainer},
+        validator=evaluator,
+        seed=7,
+        resume=resume,
+        overwrite=overwrite,
+    )
     checkpoint.attach(trainer)
     ModelSaver(tmp_path, network, "model.pt", keep, evaluator, resume=resume, overwrite=overwrite).attach(trainer)
     trainer.run()
@@ -65,7 +87,9 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, num_workers)
     resumed, resumed_eval = _run(tmp_path / "split", 4, resume=True, num_workers=num_workers)
     assert _same(whole, resumed)
     assert (whole_eval.state.best_metric, whole_eval.state.best_metric_epoch) == (
-        resumed_eval.state.best_metric, resumed_eval.state.best_metric_epoch)
+        resumed_eval.state.best_metric,
+        resumed_eval.state.best_metric_epoch,
+    )
     best_whole = torch.load(tmp_path / "whole" / "model.pt")
     best_resumed = torch.load(tmp_path / "split" / "model.pt")
     assert all(torch.equal(best_whole[k], best_resumed[k]) for k in best_whole)

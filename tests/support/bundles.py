@@ -36,12 +36,15 @@ def load_spec(bundle: Path) -> dict:
     """The bundle's spec (see the module docstring); a bundle without one fails with the instruction."""
     spec_file = SPECS / f"{bundle.name}.json"
     if not spec_file.exists():
-        pytest.fail(f"{bundle.name}: add {spec_file.relative_to(REPO)} saying which synthetic data and overrides test it.")
+        pytest.fail(
+            f"{bundle.name}: add {spec_file.relative_to(REPO)} saying which synthetic data and overrides test it."
+        )
     return json.loads(spec_file.read_text())
 
 
-def save_untrained_weights(bundle: Path, root: Path, overrides: dict | None = None,
-                           model_file: str = "models/model.pt") -> Path:
+def save_untrained_weights(
+    bundle: Path, root: Path, overrides: dict | None = None, model_file: str = "models/model.pt"
+) -> Path:
     """Write the seeded initial weights of the bundle's inference network (with ``overrides``) to root/model_file."""
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "inference.json"))
@@ -90,10 +93,18 @@ def cli_value(value) -> str:
 
 def cli_command(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.executable, "-m")) -> list:
     """The ``monai.bundle run`` command line a user would type (with ``--key value`` overrides)."""
-    command = [*launcher, "monai.bundle", "run", run_id,
-               "--meta_file", str(bundle / "configs" / "metadata.json"),
-               "--config_file", str(configs(bundle, *config_names)),
-               "--logging_file", str(bundle / "configs" / "logging.conf")]
+    command = [
+        *launcher,
+        "monai.bundle",
+        "run",
+        run_id,
+        "--meta_file",
+        str(bundle / "configs" / "metadata.json"),
+        "--config_file",
+        str(configs(bundle, *config_names)),
+        "--logging_file",
+        str(bundle / "configs" / "logging.conf"),
+    ]
     for key, value in overrides.items():
         command += [f"--{key}", cli_value(value)]
     return command
@@ -111,8 +122,9 @@ def cli(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.
     return done.returncode, done.stdout + done.stderr
 
 
-def run_cli(bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.executable, "-m"),
-            env=CLI_ENV) -> str:
+def run_cli(
+    bundle: Path, run_id: str, config_names, overrides: dict, launcher=(sys.executable, "-m"), env=CLI_ENV
+) -> str:
     """Run ``monai.bundle run`` as a user would; return its output, failing the test with it on error."""
     status, output = cli(bundle, run_id, config_names, overrides, launcher, env)
     assert status == 0, f"{run_id} {config_names} {overrides}\nexited {status}:\n{output[-6000:]}"

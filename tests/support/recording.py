@@ -47,8 +47,15 @@ class ShardRecorder:
 
     def start_epoch(self, engine: Engine) -> None:
         loader = engine.data_loader
-        self.epochs.append({"shard": [int(index) for index in loader.sampler], "sources": [], "iterations": 0,
-                            "loader_length": len(loader), "drop_last": bool(loader.drop_last)})
+        self.epochs.append(
+            {
+                "shard": [int(index) for index in loader.sampler],
+                "sources": [],
+                "iterations": 0,
+                "loader_length": len(loader),
+                "drop_last": bool(loader.drop_last),
+            }
+        )
 
     def collect(self, engine: Engine) -> None:
         self.epochs[-1]["sources"] += batch_sources(engine.state.batch)
@@ -58,12 +65,15 @@ class ShardRecorder:
         dataset = engine.data_loader.dataset
         keys = getattr(dataset.transform, "source_keys", ("image",))  # those common.transforms.SourceCompose names
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        record = {"dataset": [source_file(item, keys) or f"item {index}" for index, item in enumerate(dataset.data)],
-                  "epochs": self.epochs}
+        record = {
+            "dataset": [source_file(item, keys) or f"item {index}" for index, item in enumerate(dataset.data)],
+            "epochs": self.epochs,
+        }
         (self.output_dir / f"rank{_rank()}.json").write_text(json.dumps(record))
         network = getattr(engine.network, "module", engine.network)
-        torch.save({key: value.cpu() for key, value in network.state_dict().items()},
-                   self.output_dir / f"rank{_rank()}.pt")
+        torch.save(
+            {key: value.cpu() for key, value in network.state_dict().items()}, self.output_dir / f"rank{_rank()}.pt"
+        )
 
 
 class OutputRecorder:
@@ -86,8 +96,11 @@ class OutputRecorder:
     def collect(self, engine: Engine) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         for item in engine.state.output:
-            np.savez(self.output_dir / f"{self.count:05d}.npz", pred=_numpy(item[self.pred_key]),
-                     label=_numpy(item[self.label_key]))
+            np.savez(
+                self.output_dir / f"{self.count:05d}.npz",
+                pred=_numpy(item[self.pred_key]),
+                label=_numpy(item[self.label_key]),
+            )
             self.count += 1
 
 

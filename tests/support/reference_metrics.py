@@ -19,9 +19,7 @@ from scipy import ndimage, stats
 from scipy.optimize import linear_sum_assignment
 from skimage.metrics import structural_similarity
 
-__all__ = [
-    "REFERENCE_METRICS", "adipocyte_fluorescence", "cellseg_f1", "instance_f1", "light_my_cells", "mask_overlap"
-]
+__all__ = ["REFERENCE_METRICS", "adipocyte_fluorescence", "cellseg_f1", "instance_f1", "light_my_cells", "mask_overlap"]
 
 CAICEDO_THRESHOLDS = [0.5 + 0.05 * step for step in range(10)]
 
@@ -54,8 +52,9 @@ def _without_border_cells(labels: np.ndarray, width: int) -> np.ndarray:
     kept = labels.copy()
     height, breadth = labels.shape
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is not None and (min(box[0].start, box[1].start) < width
-                                or box[0].stop > height - width or box[1].stop > breadth - width):
+        if box is not None and (
+            min(box[0].start, box[1].start) < width or box[0].stop > height - width or box[1].stop > breadth - width
+        ):
             kept[labels == index] = 0
     return kept
 
@@ -73,8 +72,9 @@ def _challenge_counts(gt: np.ndarray, pred: np.ndarray, border: int) -> tuple[in
     return tp, n_pred - tp, n_true - tp
 
 
-def cellseg_f1(pred: np.ndarray, label: np.ndarray, border: int = 2, large: int = 5000 * 5000,
-               patch: int = 2000) -> dict:
+def cellseg_f1(
+    pred: np.ndarray, label: np.ndarray, border: int = 2, large: int = 5000 * 5000, patch: int = 2000
+) -> dict:
     """The NeurIPS 2022 cell segmentation challenge's F1 at IoU 0.5 of one image (``tp``, ``fp``, ``fn``,
     ``precision``, ``recall``, ``f1``; all rates 0 without a true positive). Images of ``large`` pixels and more are
     counted over ``patch``-pixel squares of the zero-padded image, each with its own border, counts summed."""
@@ -84,14 +84,23 @@ def cellseg_f1(pred: np.ndarray, label: np.ndarray, border: int = 2, large: int 
     else:
         shape = [-(-size // patch) * patch for size in gt.shape]
         padded = [np.pad(image, [(0, shape[0] - gt.shape[0]), (0, shape[1] - gt.shape[1])]) for image in (gt, pred)]
-        counts = [_challenge_counts(padded[0][y:y + patch, x:x + patch], padded[1][y:y + patch, x:x + patch], border)
-                  for y in range(0, shape[0], patch) for x in range(0, shape[1], patch)]
+        counts = [
+            _challenge_counts(padded[0][y : y + patch, x : x + patch], padded[1][y : y + patch, x : x + patch], border)
+            for y in range(0, shape[0], patch)
+            for x in range(0, shape[1], patch)
+        ]
         tp, fp, fn = np.sum(counts, axis=0).tolist()
     if tp == 0:
         return {"tp": 0, "fp": fp, "fn": fn, "precision": 0.0, "recall": 0.0, "f1": 0.0}
     precision, recall = tp / (tp + fp), tp / (tp + fn)
-    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall,
-            "f1": 2 * precision * recall / (precision + recall)}
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall),
+    }
 
 
 def mask_overlap(pred: np.ndarray, label: np.ndarray) -> dict:
@@ -131,8 +140,11 @@ def light_my_cells(pred: np.ndarray, label: np.ndarray) -> list[dict]:
         if name in ("Nucleus", "Mitochondria"):
             norms = np.linalg.norm(x) * np.linalg.norm(y)
             cosine = float(np.dot(x.ravel(), y.ravel()) / norms) if norms else 0.0
-            row.update(MAE=float(np.abs(x - y).mean()), E_dist=float(np.linalg.norm(x - y)),
-                       C_dist=abs(float(np.clip(1.0 - cosine, 0.0, 2.0))))
+            row.update(
+                MAE=float(np.abs(x - y).mean()),
+                E_dist=float(np.linalg.norm(x - y)),
+                C_dist=abs(float(np.clip(1.0 - cosine, 0.0, 2.0))),
+            )
         rows.append(row)
     return rows
 
@@ -145,7 +157,7 @@ def _gaussian_ssim(x: np.ndarray, y: np.ndarray, data_range: float, size: int = 
 
     def window_mean(image: np.ndarray) -> np.ndarray:
         smoothed = ndimage.correlate1d(ndimage.correlate1d(image, taps, axis=0), taps, axis=1)
-        return smoothed[size // 2: -(size // 2), size // 2: -(size // 2)]  # windows inside the image
+        return smoothed[size // 2 : -(size // 2), size // 2 : -(size // 2)]  # windows inside the image
 
     mx, my = window_mean(x), window_mean(y)
     vx, vy, cxy = window_mean(x * x) - mx**2, window_mean(y * y) - my**2, window_mean(x * y) - mx * my
@@ -161,12 +173,14 @@ def adipocyte_fluorescence(pred: np.ndarray, label: np.ndarray, data_range: floa
     for prediction, target in zip(np.asarray(pred, np.float64), np.asarray(label, np.float64)):
         mse = float(np.mean((prediction - target) ** 2))
         middle = float(np.median(target))
-        rows.append({
-            "mse": mse,
-            "ssim": _gaussian_ssim(prediction, target, data_range),
-            "psnr": math.inf if mse == 0 else 10 * math.log10(data_range**2 / mse),
-            "mae_over_median": float(np.abs(prediction - target).mean()) / middle if middle > 0 else math.nan,
-        })
+        rows.append(
+            {
+                "mse": mse,
+                "ssim": _gaussian_ssim(prediction, target, data_range),
+                "psnr": math.inf if mse == 0 else 10 * math.log10(data_range**2 / mse),
+                "mae_over_median": float(np.abs(prediction - target).mean()) / middle if middle > 0 else math.nan,
+            }
+        )
     return rows
 
 

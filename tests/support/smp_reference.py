@@ -47,8 +47,7 @@ def random_smp_unet(backbone: str, in_channels: int, classes: int, activation=No
     depend on every buffer), in eval mode."""
     smp = import_smp()
     torch.manual_seed(seed)
-    network = smp.Unet(backbone, encoder_weights=None, in_channels=in_channels, classes=classes,
-                       activation=activation)
+    network = smp.Unet(backbone, encoder_weights=None, in_channels=in_channels, classes=classes, activation=activation)
     for module in network.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.2, 0.2)
