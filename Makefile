@@ -1,12 +1,13 @@
 # make demo : synthetic nuclei -> train, evaluate and infer with the DSB bundle through the bundle CLI
-# make test : the whole test suite (EXTRAS=test,deploy: the MONAI Deploy tests run too; EXTRAS=test skips them)
+# make lint : ruff (lint, import order, format) and mypy on common/
+# make test : lint, then the whole test suite (EXTRAS=test,deploy: the MONAI Deploy tests run too; EXTRAS=test skips them)
 # Both create .venv and install the project into it on first use.
 VENV ?= .venv
 EXTRAS ?= test,deploy
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: demo test test-fast bench map-app clean-venv
+.PHONY: demo lint test test-fast bench map-app clean-venv
 
 $(INSTALLED): setup.cfg pyproject.toml scripts/setup_venv.sh
 	VENV=$(VENV) EXTRAS=$(EXTRAS) ./scripts/setup_venv.sh
@@ -15,7 +16,12 @@ $(INSTALLED): setup.cfg pyproject.toml scripts/setup_venv.sh
 demo: $(INSTALLED)
 	$(PYTHON) scripts/demo.py --out demo_output
 
-test: $(INSTALLED)
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check common tests scripts
+	$(VENV)/bin/ruff format --check common tests scripts
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PYTHON) -m pytest -q -n 2 --dist loadgroup
 
 test-fast: $(INSTALLED)
