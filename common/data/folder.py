@@ -52,7 +52,7 @@ class DatasetFolder:
             if path.exists() or path.is_symlink():
                 raise FileExistsError(_exists_message(path))
 
-    def _write(self, relative: str, encode: Callable[[BinaryIO], None]) -> Path:
+    def _write(self, relative: str, encode: Callable[[BinaryIO], object]) -> Path:
         path = self.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         try:

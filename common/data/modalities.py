@@ -102,7 +102,10 @@ def discover_modalities(
     ids = [str(item.get("id", item.get("image"))) for item in datalist]
     if len(set(ids)) != len(ids):
         raise ValueError("datalist: item ids are not unique; the sampling file names items by id.")
-    embeddings = encoder_embeddings(network.encoder, datalist, transform, size, device)
+    encoder = getattr(network, "encoder", None)
+    if not isinstance(encoder, nn.Module):
+        raise TypeError(f"network: expected a model with an encoder module, got {type(network).__name__}.")
+    embeddings = encoder_embeddings(encoder, datalist, transform, size, device)
     assignment = cluster_embeddings(embeddings, clusters, seed)
     repeats = amplified_repeats(assignment, min_samples)
     content = {

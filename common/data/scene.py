@@ -127,7 +127,7 @@ class _Geometry:
 
 def _stream(seed: Seed, name: str) -> np.random.Generator:
     """Generator of the random stream ``name`` of a scene seed; streams are independent of each other."""
-    entropy = [seed] if np.isscalar(seed) else list(seed)
+    entropy = [seed] if isinstance(seed, (int, np.integer)) else list(seed)
     if any(int(value) < 0 for value in entropy):
         raise ValueError(f"seed: expected non-negative integers, got {seed!r}.")
     return np.random.default_rng([*map(int, entropy), zlib.crc32(name.encode())])
@@ -279,13 +279,13 @@ def _per_pixel(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.concatenate([[1.0], values]).astype(np.float32)[labels]
 
 
-def _nuclei(labels, centres, radii, elongations, angles, morphology: Morphology, rng):
+def _nuclei(labels, centres, radii, elongations, angles, nucleus_size: tuple[float, float], rng):
     """Nucleus labels (H, W) int32, their radial coordinate (H, W) float32 and centres (N + 1, 2).
 
     Each nucleus is an ellipse, rounder than its cell, slightly off its centre and at least a pixel inside it.
     """
     n = len(radii)
-    scale = rng.uniform(*morphology.nucleus_size, n)
+    scale = rng.uniform(*nucleus_size, n)
     shift_angle = rng.uniform(0, 2 * np.pi, n)
     shift = (1 - scale) * radii * rng.uniform(0, 0.35, n)
     nucleus_centres = centres + shift[:, None] * np.stack([np.sin(shift_angle), np.cos(shift_angle)], axis=1)
@@ -340,7 +340,9 @@ def _draw_geometry(shape: tuple[int, int], morphology: Morphology, rng: np.rando
         nuclei, nucleus_rho = labels, rho
         nucleus_centres = np.concatenate([np.zeros((1, 2)), centres]).astype(np.float32)
     else:
-        nuclei, nucleus_rho, nucleus_centres = _nuclei(labels, centres, radii, elongations, angles, morphology, rng)
+        nuclei, nucleus_rho, nucleus_centres = _nuclei(
+            labels, centres, radii, elongations, angles, morphology.nucleus_size, rng
+        )
     droplets = (
         _droplets(labels, nuclei, morphology, mean_radius, rng)
         if morphology.lipid_droplets > 0
@@ -559,9 +561,10 @@ def render_scene(
     Returns:
         the :class:`CellScene`.
     """
-    shape = tuple(int(side) for side in shape)
-    if len(shape) != 2 or min(shape) < 16:
-        raise ValueError(f"shape: expected (H, W) with both sides at least 16, got {shape}.")
+    sides = tuple(int(side) for side in shape)
+    if len(sides) != 2 or min(sides) < 16:
+        raise ValueError(f"shape: expected (H, W) with both sides at least 16, got {sides}.")
+    shape = (sides[0], sides[1])
     _check_names(fluorescence, FLUORESCENCE_CHANNELS, "fluorescence")
     _check_names(label_free, LABEL_FREE_CHANNELS, "label_free")
     geometry = _draw_geometry(shape, morphology, _stream(seed, "geometry"))

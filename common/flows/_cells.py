@@ -135,7 +135,7 @@ def plan_crops(cells: Cells, max_pixels: int, order: np.ndarray | None = None, w
     w = _round_up(cells.width.cpu().numpy())
     key = np.zeros(len(h), dtype=np.int64) if order is None else np.asarray(order)
     sequence = np.lexsort((key, w, h))
-    groups = []  # [first, stop, height, width, own pixels]
+    groups: list[list[int]] = []  # [first, stop, height, width, own pixels]
     for i in range(len(sequence)):
         c = sequence[i]
         ch, cw, area = int(h[c]), int(w[c]), int(h[c] * w[c])

@@ -80,13 +80,13 @@ def flows_to_labels(
         variant=dict(log_heat=log_heat, neighbour_heat=neighbour_heat, centre=centre),
         flow_scale=float(flow_scale),
     )
-    labels = []
+    per_image = []
     for b in range(flows.shape[0]):
         if tile_size is not None and max(flows.shape[-2:]) > tile_size:
-            labels.append(_tiled_labels(flows[b], cellprob[b], tile_size, tile_overlap, options))
+            per_image.append(_tiled_labels(flows[b], cellprob[b], tile_size, tile_overlap, options))
         else:
-            labels.append(_image_labels(flows[b], cellprob[b], **options)[0].to(torch.int32))
-    labels = torch.stack(labels)
+            per_image.append(_image_labels(flows[b], cellprob[b], **options)[0].to(torch.int32))
+    labels = torch.stack(per_image)
     return labels[0] if squeeze else labels
 
 
@@ -116,7 +116,7 @@ def _image_labels(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One image in one pass: (H, W) int64 labels 1..N in raster order of their first pixels, and those
     (N, 2) int64 first pixels (y, x)."""
-    shape = tuple(flows.shape[-2:])
+    shape = (flows.shape[-2], flows.shape[-1])
     flows = flows.float() / flow_scale  # unit flows, one tile at a time
     labels = torch.zeros(shape, dtype=torch.int64, device=flows.device)
     mask = cellprob > cellprob_threshold
@@ -158,7 +158,7 @@ def _tiled_labels(flows: torch.Tensor, cellprob: torch.Tensor, tile: int, overla
     """(H, W) int32 labels of one image computed tile by tile; ids 1..N in raster order of first pixels."""
     height, width = flows.shape[-2:]
     out = torch.zeros((height, width), dtype=torch.int32, device=flows.device)
-    anchors, cut, count = [], 0, 0
+    tile_anchors, cut, count = [], 0, 0
     for y0, y1, cy0, cy1 in tile_grid(height, tile, overlap):
         for x0, x1, cx0, cx1 in tile_grid(width, tile, overlap):
             labels, first = _image_labels(flows[:, cy0:cy1, cx0:cx1], cellprob[cy0:cy1, cx0:cx1], **options)
@@ -173,7 +173,7 @@ def _tiled_labels(flows: torch.Tensor, cellprob: torch.Tensor, tile: int, overla
                 raise OverflowError(f"flows_to_labels: more than {2**31 - 1} masks do not fit int32 labels.")
             region = out[cy0:cy1, cx0:cx1]
             region.copy_(torch.where(owned[labels], provisional[labels].to(torch.int32), region))
-            anchors.append(first[owned[1:]])
+            tile_anchors.append(first[owned[1:]])
     if cut:
         warnings.warn(
             f"flows_to_labels: {cut} masks reach the edge of their tile's context and may be cut; "
@@ -182,7 +182,7 @@ def _tiled_labels(flows: torch.Tensor, cellprob: torch.Tensor, tile: int, overla
         )
     # final ids 1..N in raster order of first pixels, as the untiled computation numbers them; a mask that
     # two tiles both wrote (they disagreed on its first pixel) keeps the id that survived, gaps close
-    anchors = torch.cat(anchors)
+    anchors = torch.cat(tile_anchors)
     present = torch.zeros(count + 1, dtype=torch.bool, device=flows.device)
     for y0, y1, _, _ in tile_grid(height, tile, 0):
         present[out[y0:y1].reshape(-1).long()] = True

@@ -34,6 +34,9 @@ class WeightedDiceBCELoss(_Loss):
         gradient_channels: the channels that term compares (default the boundary channel, 1).
     """
 
+    positive_weights: torch.Tensor  # buffers, (C,)
+    channel_weights: torch.Tensor
+
     def __init__(
         self,
         positive_weights: Sequence[float] = (4.0, 333.3),

@@ -48,11 +48,11 @@ def cellseg_counts(
     for y in range(0, padded[0], patch_size):
         for x in range(0, padded[1], patch_size):
             # the padding is background; a patch reaching into it has its frame there
-            patch = [np.zeros((patch_size, patch_size), labels.dtype) for labels in (gt, pred)]
-            for target, labels in zip(patch, (gt, pred)):
+            gt_patch, pred_patch = (np.zeros((patch_size, patch_size), labels.dtype) for labels in (gt, pred))
+            for target, labels in ((gt_patch, gt), (pred_patch, pred)):
                 part = labels[y : y + patch_size, x : x + patch_size]
                 target[: part.shape[0], : part.shape[1]] = part
-            for key, value in _counts(*patch, threshold, border).items():
+            for key, value in _counts(gt_patch, pred_patch, threshold, border).items():
                 totals[key] += value
     return totals
 

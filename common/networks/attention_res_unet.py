@@ -28,8 +28,10 @@ from torch import nn
 
 __all__ = ["AttentionGate", "AttentionResUNet", "PreActivationConv", "ResidualBlock", "init_like_keras"]
 
-#: batch-norm settings of Keras' defaults (momentum 0.99 in Keras' convention), as the original trained with.
-_BN = {"eps": 1e-3, "momentum": 0.01}
+
+def _batch_norm(channels: int) -> nn.BatchNorm2d:
+    """Batch norm with Keras' defaults (momentum 0.99 in Keras' convention), as the original trained with."""
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)
 
 
 def init_like_keras(network: nn.Module) -> nn.Module:
@@ -47,7 +49,7 @@ class PreActivationConv(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, negative_slope: float = 0.3) -> None:
         super().__init__(
-            nn.BatchNorm2d(in_channels, **_BN),
+            _batch_norm(in_channels),
             nn.LeakyReLU(negative_slope),
             nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1),
         )
@@ -72,9 +74,7 @@ class ResidualBlock(nn.Module):
             else nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1)
         )
         self.residual = nn.Sequential(first, PreActivationConv(out_channels, out_channels, 1, negative_slope))
-        self.shortcut = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 1, stride=stride), nn.BatchNorm2d(out_channels, **_BN)
-        )
+        self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride), _batch_norm(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.residual(x) + self.shortcut(x)

@@ -15,7 +15,7 @@ Published smp checkpoints load with :func:`common.networks.load_pretrained`, ren
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,11 @@ SMP_FEATURE_BLOCKS: dict[str, tuple] = {
     "efficientnet-b7": (10, 17, 37, 54),
 }
 
-_ACTIVATIONS = {None: nn.Identity, "sigmoid": nn.Sigmoid, "softmax": lambda: nn.Softmax(dim=1)}
+_ACTIVATIONS: dict[str | None, Callable[[], nn.Module]] = {
+    None: nn.Identity,
+    "sigmoid": nn.Sigmoid,
+    "softmax": lambda: nn.Softmax(dim=1),
+}
 
 
 def adapt_input_channels(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -59,6 +63,13 @@ def adapt_input_channels(weight: torch.Tensor, in_channels: int) -> torch.Tensor
         return weight.sum(1, keepdim=True)
     index = torch.arange(in_channels) % weight.shape[1]
     return weight[:, index] * (weight.shape[1] / in_channels)
+
+
+def _out_channels(block: nn.Module) -> int:
+    """Output channels of one of MONAI's MBConv blocks: those of its projection convolution."""
+    conv = block.get_submodule("_project_conv")
+    assert isinstance(conv, nn.Conv2d)
+    return conv.out_channels
 
 
 class EfficientNetFeatures(nn.Module):
@@ -86,20 +97,21 @@ class EfficientNetFeatures(nn.Module):
         )
         if pretrained and in_channels != 3:
             stem = net._conv_stem
-            net._conv_stem = nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size, stem.stride, bias=False)
+            (kh, kw), (sh, sw) = stem.kernel_size, stem.stride
+            net._conv_stem = nn.Conv2d(in_channels, stem.out_channels, (kh, kw), (sh, sw), bias=False)
             net._conv_stem.weight.data.copy_(adapt_input_channels(stem.weight.data, in_channels))
         self._conv_stem_padding = net._conv_stem_padding
         self._conv_stem = net._conv_stem
         self._bn0 = net._bn0
         self._swish = net._swish
-        self._blocks = nn.ModuleList([block for stage in net._blocks for block in stage])
+        self._blocks = nn.ModuleList([block for stage in net._blocks.children() for block in stage.children()])
         self._conv_head = net._conv_head
         self._bn1 = net._bn1
         for parameter in [*self._conv_head.parameters(), *self._bn1.parameters()]:
             parameter.requires_grad_(False)
         self.taps: list[int] = list(SMP_FEATURE_BLOCKS[backbone])
         self.out_channels: list[int] = [self._conv_stem.out_channels] + [
-            self._blocks[index]._project_conv.out_channels for index in self.taps
+            _out_channels(self._blocks[index]) for index in self.taps
         ]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -194,6 +206,7 @@ class EfficientNetUNet(nn.Module):
         self.decoder = UNetDecoder(self.encoder.out_channels, decoder_channels)
         self.head = nn.Conv2d(decoder_channels[-1], out_channels, kernel_size=3, padding=1)
         nn.init.xavier_uniform_(self.head.weight)
+        assert self.head.bias is not None
         nn.init.zeros_(self.head.bias)
         self.activation = _ACTIVATIONS[activation]()
 

@@ -47,7 +47,13 @@ class MagnificationModels(nn.Module):
     @property
     def channels(self) -> dict[int, list[int]]:
         """Magnification -> channel numbers predicted, in output order."""
-        return {int(m): [int(c) for c in networks] for m, networks in self.models.items()}
+        return {int(m): [int(c) for c in self._by_channel(m)] for m in self.models}
+
+    def _by_channel(self, magnification: str) -> nn.ModuleDict:
+        """Channel number -> network, of the magnification ``magnification`` (a key of :attr:`models`)."""
+        networks = self.models[magnification]
+        assert isinstance(networks, nn.ModuleDict)
+        return networks
 
     def forward(self, image: torch.Tensor, magnification) -> torch.Tensor:
         """Predict every channel of ``magnification`` (an int, or a (B,) tensor holding one value)."""
@@ -57,7 +63,7 @@ class MagnificationModels(nn.Module):
         key = str(int(values[0]))
         if key not in self.models:
             raise ValueError(f"magnification: no network for {key}x; networks exist for {sorted(self.channels)}.")
-        return torch.cat([network(image) for network in self.models[key].values()], dim=1)
+        return torch.cat([network(image) for network in self._by_channel(key).values()], dim=1)
 
     @classmethod
     def from_checkpoints(

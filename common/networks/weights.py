@@ -134,7 +134,7 @@ def load_pretrained(module: nn.Module, path: str | os.PathLike | None) -> nn.Mod
         return module
     target = module.module if isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else module
     state = read_state_dict(path)
-    formats = [("this network's own checkpoint", None)]
+    formats: list[tuple[str, list[Rule] | None]] = [("this network's own checkpoint", None)]
     formats += [fmt for cls in type(target).__mro__ for fmt in PUBLISHED_FORMATS.get(cls, [])]
     reasons = []
     for description, rules in formats:

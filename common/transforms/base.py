@@ -11,6 +11,7 @@ derive from MONAI's ``MapTransform`` directly.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from monai.config import KeysCollection, NdarrayOrTensor
@@ -64,9 +65,19 @@ class ArrayMapTransform(MapTransform):
         return d
 
 
+class _RandomArrayTransform(Protocol):
+    """A random array transform: callable, and seeded by MONAI's ``set_random_state``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> Any: ...
+
+
 class RandArrayMapTransform(Randomizable, ArrayMapTransform):
     """:class:`ArrayMapTransform` of a random array transform: ``set_random_state`` seeds this transform and
     the array transform alike, as MONAI's random dictionary transforms do."""
+
+    transform: _RandomArrayTransform
 
     def set_random_state(
         self, seed: int | None = None, state: np.random.RandomState | None = None

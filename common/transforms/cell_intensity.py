@@ -129,7 +129,9 @@ class RandCellAwareIntensity(RandomizableTransform):
         self._cells = ids[torch.as_tensor(chosen, dtype=torch.int64, device=ids.device)]
         self._scale = 1.0 + self.R.uniform(*self.factors)
 
-    def __call__(self, img: NdarrayOrTensor, labels: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
+    def __call__(  # type: ignore[override]  # MONAI's Transform.__call__(data) takes one argument
+        self, img: NdarrayOrTensor, labels: NdarrayOrTensor, randomize: bool = True
+    ) -> NdarrayOrTensor:
         if randomize:
             self.randomize(labels)
         x = convert_to_tensor(img, track_meta=False)
@@ -155,6 +157,7 @@ class RandCellAwareIntensityd(RandomizableTransform, RandArrayMapTransform):
     """
 
     backend = RandCellAwareIntensity.backend
+    transform: RandCellAwareIntensity
 
     def __init__(
         self,

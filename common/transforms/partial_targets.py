@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
@@ -40,7 +41,7 @@ class RandSliceAndTarget(Randomizable, Transform):
         """The names of ``available`` that may be drawn, in their given order."""
         return [name for name in available if self.targets is None or name in self.targets]
 
-    def randomize(self, n_slices: int, names: Sequence[str]) -> None:
+    def randomize(self, n_slices: int, names: Sequence[str]) -> None:  # type: ignore[override]  # MONAI's randomize(data)
         if n_slices < 1:
             raise ValueError("expected at least one input slice, got none.")
         if not names:
@@ -54,7 +55,9 @@ class RandSliceAndTarget(Randomizable, Transform):
         """(slice index, target name) of the last draw."""
         return self._slice, self._name
 
-    def __call__(self, slices: Sequence, available: Sequence[str], randomize: bool = True) -> tuple[object, str]:
+    def __call__(  # type: ignore[override]  # MONAI's Transform.__call__(data) takes one argument
+        self, slices: Sequence, available: Sequence[str], randomize: bool = True
+    ) -> tuple[object, str | None]:
         if randomize:
             self.randomize(len(slices), self.allowed(available))
         return slices[self._slice], self._name
@@ -81,6 +84,7 @@ class RandSliceAndTargetd(RandArrayMapTransform):
     """
 
     backend = RandSliceAndTarget.backend
+    transform: RandSliceAndTarget
 
     def __init__(
         self,
@@ -94,10 +98,10 @@ class RandSliceAndTargetd(RandArrayMapTransform):
         super().__init__(keys, RandSliceAndTarget(targets), allow_missing_keys=True)
         self.slices_key, self.image_key, self.z_key, self.drop_keys = slices_key, image_key, z_key, tuple(drop_keys)
 
-    def randomize(self, data: Mapping[Hashable, object]) -> None:
+    def randomize(self, data: Mapping[Hashable, Any]) -> None:
         self.transform.randomize(len(data[self.slices_key]), self.transform.allowed(list(self.key_iterator(data))))
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:  # type: ignore[override]
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         if self.slices_key not in d:
             raise KeyError(f"{d.get('id', 'item')}: no {self.slices_key!r} key holding the input slices.")
@@ -170,7 +174,7 @@ class ConcatChannelsd(MapTransform):
         self.name, self.delete_keys = name, delete_keys
         self.concat = ConcatChannels(fill_value)
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         images = [d.get(key) for key in self.keys]
         if all(image is None for image in images):
