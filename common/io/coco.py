@@ -33,12 +33,12 @@ from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
-from monai.utils import ensure_tuple_rep
+from monai.utils import TransformBackends, ensure_tuple_rep
 
 from .errors import DataError, LayoutError
 
@@ -342,12 +342,14 @@ class CocoPolygonsToMask(Transform):
     default), spatial order y, x like the images :class:`common.io.images.MicroscopyReader` returns.
     """
 
-    backend = [np.ndarray]
+    backend = [TransformBackends.NUMPY]
 
     def __init__(self, dtype: np.dtype | type | str = np.uint8) -> None:
         self.dtype = np.dtype(dtype)
 
-    def __call__(self, segmentations: Sequence[Segmentation], height: int, width: int) -> np.ndarray:
+    def __call__(  # type: ignore[override]  # MONAI's Transform.__call__(data) takes one argument
+        self, segmentations: Sequence[Segmentation], height: int, width: int
+    ) -> np.ndarray:
         """Mask of ``segmentations`` (one list of polygon parts per annotation) on a ``height`` x ``width`` image."""
         parts = [
             part
@@ -385,7 +387,7 @@ class CocoPolygonsToMaskd(MapTransform):
         self.keep_polygons = keep_polygons
         self.converter = CocoPolygonsToMask(dtype)
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         for key, mask_key in self.key_iterator(d, self.mask_keys):
             height, width = (self._size(d, name) for name in (self.height_key, self.width_key))

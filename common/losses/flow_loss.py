@@ -3,6 +3,8 @@ on flows (MEDIAR: 0.5 x MSE against 5 x unit flows of ``log(1 + heat)``, median 
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from monai.utils import convert_to_tensor
@@ -46,14 +48,14 @@ class FlowCellprobLoss(_Loss):
         super().__init__()
         self.flow_weight = float(flow_weight)
         self.flow_scale = float(flow_scale)
-        self.variant = dict(log_heat=log_heat, neighbour_heat=neighbour_heat, centre=centre)
+        self.labels_to_flows = partial(labels_to_flows, log_heat=log_heat, neighbour_heat=neighbour_heat, centre=centre)
 
     def targets(self, labels: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) instance labels -> (B, 3, H, W) float32 ``[flow_scale * dy, flow_scale * dx, cellprob]``."""
         ids = labels[:, 0].clamp(min=0)
         if ids.is_floating_point():
             ids = ids.round().long()
-        flows = labels_to_flows(ids, **self.variant) * self.flow_scale
+        flows = self.labels_to_flows(ids) * self.flow_scale
         return torch.cat([flows, (ids > 0)[:, None].to(flows.dtype)], dim=1)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import torch
 from monai.data import MetaTensor
@@ -77,13 +78,16 @@ class _Pool:
         self.pixels += target.numel()
         values, counts = torch.unique(target.reshape(-1), return_counts=True)
         values, counts = values.double().cpu(), counts.cpu()
-        if self.values is not None:  # merge with the values seen so far (16-bit targets: at most 65536 of them)
+        if (
+            self.values is not None and self.counts is not None
+        ):  # merge with the values seen so far (16-bit targets: at most 65536 of them)
             values, inverse = torch.unique(torch.cat([self.values, values]), return_inverse=True)
             merged = torch.zeros_like(values, dtype=counts.dtype)
             counts = merged.scatter_add_(0, inverse, torch.cat([self.counts, counts]))
         self.values, self.counts = values, counts
 
     def score(self) -> float:
+        assert self.values is not None and self.counts is not None, "score of a pool without images"
         middle = median_of_counts(self.values, self.counts)
         return math.nan if middle <= 0 else self.abs_error / self.pixels / middle
 
@@ -161,12 +165,15 @@ class AdipocyteScores:
         id_key: str | None = "id",
     ) -> None:
         self.data_range = float(data_range)
-        self.ssim_options = {
-            "kernel_size": (win_size, win_size),
-            "kernel_sigma": (kernel_sigma, kernel_sigma),
-            "k1": k1,
-            "k2": k2,
-        }
+        self.ssim_and_cs = partial(
+            compute_ssim_and_cs,
+            spatial_dims=2,
+            data_range=self.data_range,
+            kernel_size=(win_size, win_size),
+            kernel_sigma=(kernel_sigma, kernel_sigma),
+            k1=k1,
+            k2=k2,
+        )
         self.channels_key, self.group_keys, self.id_key = channels_key, tuple(group_keys), id_key
         self.pooled = PooledMaeOverMedian()
 
@@ -207,15 +214,13 @@ class AdipocyteScores:
             )
         names = self._channel_names(item, pred.shape[0])
         # channels as a batch of (1, H, W) images: one SSIM per channel
-        ssim_map, _ = compute_ssim_and_cs(
-            pred[:, None], label[:, None], spatial_dims=2, data_range=self.data_range, **self.ssim_options
-        )
+        ssim_map, _ = self.ssim_and_cs(pred[:, None], label[:, None])
         ssim = ssim_map.flatten(1).mean(1)
         self.pooled.update(pred, label, self._group_values(item).get("magnification", "all"), names)
         mse = (pred.double() - label.double()).square().flatten(1).mean(1)
         rows = []
         for index, name in enumerate(names):
-            row = {"image": str(item[self.id_key])} if self.id_key and self.id_key in item else {}
+            row: dict[str, object] = {"image": str(item[self.id_key])} if self.id_key and self.id_key in item else {}
             row.update(self._group_values(item))
             magnification = row.get("magnification")
             row.update(

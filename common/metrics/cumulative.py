@@ -20,7 +20,9 @@ class _PerImageScores(CumulativeIterationMetric):
         """Scores of one (1, H, W) image pair."""
         raise NotImplementedError
 
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _compute_tensor(  # type: ignore[override]  # MONAI's base has y=None, **kwargs; its metrics narrow it too
+        self, y_pred: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
         """(B, 1, H, W) predicted and true labels -> (B, S) scores per image."""
         if y_pred.shape != y.shape:
             raise ValueError(f"y_pred and y shapes differ: {tuple(y_pred.shape)} vs {tuple(y.shape)}.")

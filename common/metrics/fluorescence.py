@@ -167,7 +167,9 @@ class FluorescenceMetric(CumulativeIterationMetric):
         self.metric = metric
         self.channels = None if channels is None else list(channels)
 
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _compute_tensor(  # type: ignore[override]  # MONAI's base has y=None, **kwargs; its metrics narrow it too
+        self, y_pred: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
         """(B, C, H, W) prediction and target -> (B, C) scores, NaN where the target channel is missing."""
         if y_pred.shape != y.shape:
             raise ValueError(f"y_pred and y shapes differ: {tuple(y_pred.shape)} vs {tuple(y.shape)}.")

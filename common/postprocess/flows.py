@@ -4,6 +4,8 @@ returned as NumPy."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import Transform
@@ -52,7 +54,8 @@ class FlowsToLabels(Transform):
             cellprob_threshold = 0.0 if cellprob_logits else 0.5
         if not cellprob_logits and not 0.0 <= cellprob_threshold <= 1.0:
             raise ValueError(f"cellprob_threshold: expected a probability in [0, 1], got {cellprob_threshold}.")
-        self.options = dict(
+        self.flows_to_labels = partial(
+            flows_to_labels,
             cellprob_threshold=float(cellprob_threshold),
             flow_threshold=flow_threshold,
             niter=niter,
@@ -70,7 +73,7 @@ class FlowsToLabels(Transform):
         pred_t = as_channel_image(pred, "pred", 3)
         if not pred_t.is_floating_point():
             raise TypeError(f"pred: expected a floating-point network output, got dtype {pred_t.dtype}.")
-        labels = flows_to_labels(pred_t[:2], pred_t[2], **self.options)[None]
+        labels = self.flows_to_labels(pred_t[:2], pred_t[2])[None]
         return convert_to_dst_type(labels, pred, dtype=torch.int32)[0]
 
 

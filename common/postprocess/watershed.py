@@ -113,7 +113,9 @@ class SubtractBoundary(Transform):
     def __init__(self, threshold: float = 0.5, channel: int = 1) -> None:
         self.threshold, self.channel = threshold, channel
 
-    def __call__(self, mask: NdarrayOrTensor, probabilities: NdarrayOrTensor) -> NdarrayOrTensor:
+    def __call__(  # type: ignore[override]  # MONAI's Transform.__call__(data) takes one argument
+        self, mask: NdarrayOrTensor, probabilities: NdarrayOrTensor
+    ) -> NdarrayOrTensor:
         foreground = _plane(mask, "mask").astype(bool)
         boundary = _channel(probabilities, self.channel, "probabilities")
         if boundary.shape != foreground.shape:
@@ -163,7 +165,9 @@ class WatershedLandscape(Transform):
             raise ValueError(f"landscape: expected one of {sorted(LANDSCAPES)}, got {landscape!r}.")
         self.landscape = landscape
 
-    def __call__(self, markers: NdarrayOrTensor, cores: NdarrayOrTensor, mask: NdarrayOrTensor) -> NdarrayOrTensor:
+    def __call__(  # type: ignore[override]  # MONAI's Transform.__call__(data) takes one argument
+        self, markers: NdarrayOrTensor, cores: NdarrayOrTensor, mask: NdarrayOrTensor
+    ) -> NdarrayOrTensor:
         planes = _plane(markers, "markers"), _plane(cores, "cores").astype(bool), _plane(mask, "mask").astype(bool)
         if len({plane.shape for plane in planes}) > 1:
             raise ValueError(f"markers, cores and mask: spatial shapes differ, {[p.shape for p in planes]}.")
@@ -177,7 +181,9 @@ class MarkerWatershed(Transform):
 
     backend = _BACKEND
 
-    def __call__(self, landscape: NdarrayOrTensor, markers: NdarrayOrTensor, mask: NdarrayOrTensor) -> NdarrayOrTensor:
+    def __call__(  # type: ignore[override]  # MONAI's Transform.__call__(data) takes one argument
+        self, landscape: NdarrayOrTensor, markers: NdarrayOrTensor, mask: NdarrayOrTensor
+    ) -> NdarrayOrTensor:
         planes = _plane(landscape, "landscape"), _plane(markers, "markers"), _plane(mask, "mask").astype(bool)
         if len({plane.shape for plane in planes}) > 1:
             raise ValueError(f"landscape, markers and mask: spatial shapes differ, {[p.shape for p in planes]}.")

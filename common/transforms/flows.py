@@ -10,6 +10,8 @@ torch, on the input's device; NumPy input is accepted and returned as NumPy.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import Transform
@@ -52,11 +54,13 @@ class LabelsToFlows(Transform):
         centre: str = "mean",
     ):
         self.flow_scale = float(flow_scale)
-        self.options = dict(log_heat=log_heat, niter=niter, neighbour_heat=neighbour_heat, centre=centre)
+        self.labels_to_flows = partial(
+            labels_to_flows, log_heat=log_heat, niter=niter, neighbour_heat=neighbour_heat, centre=centre
+        )
 
     def __call__(self, label: NdarrayOrTensor) -> NdarrayOrTensor:
         labels = as_channel_image(label, "label", 1)[0]
-        flows = labels_to_flows(labels, **self.options)[0] * self.flow_scale
+        flows = self.labels_to_flows(labels)[0] * self.flow_scale
         target = torch.cat([flows, (labels > 0)[None].to(torch.float32)])
         return convert_to_dst_type(target, label, dtype=torch.float32)[0]
 
