@@ -37,7 +37,7 @@ class FailSoftDataset(Dataset):
         try:
             return super().__getitem__(index)
         except Exception as error:  # any failure of one input is recorded, not fatal
-            cause = error
+            cause: BaseException = error
             while isinstance(cause, RuntimeError) and cause.__cause__ is not None:  # MONAI's "applying transform"
                 cause = cause.__cause__
             return {

@@ -80,11 +80,12 @@ class _BestMetric:
 
     def state_dict(self) -> dict:
         state = self.evaluator.state
-        return {"best_metric": float(state.best_metric), "best_metric_epoch": int(state.best_metric_epoch)}
+        best_metric, best_metric_epoch = state.best_metric, state.best_metric_epoch  # type: ignore[attr-defined]  # MONAI's workflows add it to ignite's State
+        return {"best_metric": float(best_metric), "best_metric_epoch": int(best_metric_epoch)}
 
     def load_state_dict(self, state: Mapping) -> None:
-        self.evaluator.state.best_metric = state["best_metric"]
-        self.evaluator.state.best_metric_epoch = state["best_metric_epoch"]
+        self.evaluator.state.best_metric = state["best_metric"]  # type: ignore[attr-defined]  # MONAI's workflows add it to ignite's State
+        self.evaluator.state.best_metric_epoch = state["best_metric_epoch"]  # type: ignore[attr-defined]  # MONAI's workflows add it to ignite's State
 
 
 class ResumableCheckpoint:
@@ -189,6 +190,7 @@ class ResumableCheckpoint:
 
     def seed_epoch(self, trainer: Engine) -> None:
         """Seed torch, NumPy, Python and the training transforms for the epoch that starts."""
+        assert self.seed is not None, "seed_epoch is attached only with a seed"
         seed = epoch_seed(self.seed, trainer.state.epoch, _rank())
         torch.manual_seed(seed)
         np.random.seed(seed)
@@ -260,8 +262,9 @@ class ModelSaver:
             trainer.add_event_handler(Events.COMPLETED, self.save)
 
     def save_if_best(self, trainer: Engine) -> None:
-        state = self.validator.state
-        if state.best_metric_epoch == trainer.state.epoch:
+        assert self.validator is not None, "keep='best' needs the validator"
+        best_metric_epoch = self.validator.state.best_metric_epoch  # type: ignore[attr-defined]  # MONAI's workflows add it to ignite's State
+        if best_metric_epoch == trainer.state.epoch:
             self.save(trainer)
 
     def save(self, trainer: Engine) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ignite.engine import Engine, Events
+from monai.engines import SupervisedEvaluator
 
 from ..data.fail_soft import FAILED, FAILED_ERROR
 from ..io.atomic import atomic_path, remove_partials
@@ -121,7 +122,7 @@ class FolderRun:
         return todo
 
     # --- during the run ---------------------------------------------------------------------------------------
-    def iteration(self, engine: Engine, batch: Any) -> Any:
+    def iteration(self, engine: SupervisedEvaluator, batch: Any) -> Any:
         """The evaluator's ``iteration_update``: its own iteration, with a failure recorded instead of raised."""
         if isinstance(batch, Mapping) and FAILED in batch:
             self.fail(_first(batch[FAILED]), _first(batch.get(FAILED_ERROR, "unknown error")))

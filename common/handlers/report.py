@@ -109,8 +109,9 @@ class MetricsReport:
 
     def reset(self, engine: Engine | None = None) -> None:
         self.rows, self.images = [], 0
-        if callable(getattr(self.score, "reset", None)):
-            self.score.reset()
+        reset = getattr(self.score, "reset", None)
+        if callable(reset):
+            reset()
 
     def _item_rows(self, item: Mapping) -> list[dict]:
         for key in (self.pred_key, self.label_key):
@@ -127,7 +128,9 @@ class MetricsReport:
         return rows
 
     def collect(self, engine: Engine) -> None:
-        output, batch = engine.state.output, engine.state.batch
+        # ignite's State annotates output and batch as int | None; MONAI engines keep lists of dicts there
+        output: Any = engine.state.output
+        batch: Any = engine.state.batch
         outputs = output if isinstance(output, list) else [output]
         # MONAI engines keep the dataset's own fields (e.g. modality) in the decollated batch, not in the output
         batches = batch if isinstance(batch, list) and len(batch) == len(outputs) else [{}] * len(outputs)
@@ -145,7 +148,8 @@ class MetricsReport:
                     members[str(row[field])].append(row)
             ordered = sorted(members.items(), key=lambda pair: natural_key(pair[0]))
             groups[field] = {value: {"rows": len(rows), **column_means(rows)} for value, rows in ordered}
-        pooled = self.score.summary() if callable(getattr(self.score, "summary", None)) else {}
+        pooled_summary = getattr(self.score, "summary", None)
+        pooled = pooled_summary() if callable(pooled_summary) else {}
         return {"images": self.images, **column_means(self.rows), **pooled, **({"groups": groups} if groups else {})}
 
     def write_files(self, summary: Mapping) -> None:

@@ -74,7 +74,7 @@ class SemanticSegmentationReport(MetricsReport):
     def score_pair(self, pred, label, item: Mapping) -> list[dict]:
         """One row per prediction channel of one image."""
         pred, label = torch.as_tensor(pred), torch.as_tensor(label)
-        channels = self.channel_names or [None]
+        channels: list[str | None] = [*self.channel_names] if self.channel_names else [None]
         if pred.ndim != 3 or pred.shape[0] != len(channels):
             raise ValueError(
                 f"{type(self).__name__}: expected a ({len(channels)}, H, W) prediction, got {tuple(pred.shape)}."
@@ -84,7 +84,7 @@ class SemanticSegmentationReport(MetricsReport):
         fields = dict(self.fields_from_name(image)) if self.fields_from_name else {}
         rows = []
         for index, channel in enumerate(channels):
-            row = {"image": image, **({"method": channel} if channel is not None else {}), **fields}
+            row: dict[str, object] = {"image": image, **({"method": channel} if channel is not None else {}), **fields}
             row.update({key: float(value[0, index]) for key, value in scores.items()})
             rows.append(row)
         return rows

@@ -196,13 +196,14 @@ def _resolve_images(names: Sequence[str], on_disk: dict[str, list[Path]], annota
 def _livecell_cell_types(names: Sequence[str], annotation_path: str) -> dict[str, str]:
     """Cell type of each image name, read from the LIVECell naming pattern."""
     matches = {name: _LIVECELL_NAME.match(_stem(name)) for name in names}
-    unmatched = [name for name, match in matches.items() if match is None]
+    found = {name: match for name, match in matches.items() if match is not None}
+    unmatched = [name for name in matches if name not in found]
     if unmatched:
         raise LayoutError(
             f"{annotation_path}: image names not of the form "
             f"<CellType>_Phase_<Well>_<Location>_<ddDhhHmmM>_<crop>.tif: {_listing(unmatched)}."
         )
-    return {name: match["cell_type"] for name, match in matches.items()}
+    return {name: match["cell_type"] for name, match in found.items()}
 
 
 def livecell_name_fields(name: str) -> dict[str, str]:
@@ -625,7 +626,9 @@ def _adipocyte_lacking(planes: dict[tuple[int, int], Path], require_targets: boo
 
 def _adipocyte_item(level: int, prefix: str, well_field: tuple[str, str], planes: dict[tuple[int, int], Path]) -> dict:
     """The item of one complete adipocyte sample."""
-    item = {"brightfield": [str(planes[(_BRIGHTFIELD_CHANNEL, z)]) for z in range(1, ADIPOCYTE_Z_PLANES + 1)]}
+    item: dict[str, object] = {
+        "brightfield": [str(planes[(_BRIGHTFIELD_CHANNEL, z)]) for z in range(1, ADIPOCYTE_Z_PLANES + 1)]
+    }
     for name in ADIPOCYTE_TARGETS:
         if (int(name[1:]), 1) in planes:
             item[name] = str(planes[(int(name[1:]), 1)])
@@ -691,7 +694,8 @@ def adipocyte_pairs(
     unknown = sorted({int(c) for group in chosen for c in group} - valid)
     if unknown:
         raise ValueError(f"channels: expected numbers among {sorted(valid)}, got {unknown}.")
-    items, skipped, lacking = [], defaultdict(int), []
+    items, lacking = [], []
+    skipped: dict[int, int] = defaultdict(int)
     for sample in samples:
         wanted = by_magnification.get(sample["magnification"], []) if by_magnification is not None else channels
         wanted = sorted(int(c) for c in wanted)

@@ -112,9 +112,9 @@ def split_datalist(
     Returns:
         one list per fraction; every item lands in exactly one part, order within a part follows ``items``.
     """
-    fractions = np.asarray(fractions, dtype=float)
-    if fractions.ndim != 1 or (fractions < 0).any() or not np.isclose(fractions.sum(), 1.0):
-        raise ValueError(f"fractions: expected non-negative shares summing to 1, got {fractions.tolist()}.")
+    shares = np.asarray(fractions, dtype=float)
+    if shares.ndim != 1 or (shares < 0).any() or not np.isclose(shares.sum(), 1.0):
+        raise ValueError(f"fractions: expected non-negative shares summing to 1, got {shares.tolist()}.")
     group_of = (lambda item: item[stratify]) if isinstance(stratify, str) else (stratify or (lambda item: None))
     groups: dict = defaultdict(list)
     for index, item in enumerate(items):
@@ -124,7 +124,7 @@ def split_datalist(
     part_of = np.empty(len(items), dtype=int)
     for key in sorted(groups, key=repr):
         members = np.asarray(groups[key])[rng.permutation(len(groups[key]))]
-        bounds = np.round(np.cumsum(fractions) * len(members)).astype(int)
+        bounds = np.round(np.cumsum(shares) * len(members)).astype(int)
         for part, chunk in enumerate(np.split(members, bounds[:-1])):
             part_of[chunk] = part
-    return [[item for item, p in zip(items, part_of) if p == part] for part in range(len(fractions))]
+    return [[item for item, p in zip(items, part_of) if p == part] for part in range(len(shares))]

@@ -137,11 +137,7 @@ def _read_pillow(path: Path) -> np.ndarray:
         return _read_deep_colour_png(path)
     try:
         with Image.open(path) as image:
-            if image.mode in _PILLOW_CONVERSIONS:
-                image = image.convert(_PILLOW_CONVERSIONS[image.mode])
-            elif image.mode == "P":
-                image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-            return np.asarray(image).copy()
+            return np.asarray(_grey_or_rgb(image)).copy()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise ImageFileError(f"{path}: cannot read the image, the file is corrupt or truncated ({error}).") from error
 
@@ -150,6 +146,16 @@ def _read_pillow(path: Path) -> np.ndarray:
 _PILLOW_CONVERSIONS = {
     "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB", "PA": "RGBA", "La": "LA", "RGBa": "RGBA",
 }  # fmt: skip
+
+
+def _grey_or_rgb(image: Image.Image) -> Image.Image:
+    """``image`` with grey or RGB(A) pixel values: converted from the modes of :data:`_PILLOW_CONVERSIONS` and
+    from palette images."""
+    if image.mode in _PILLOW_CONVERSIONS:
+        return image.convert(_PILLOW_CONVERSIONS[image.mode])
+    if image.mode == "P":
+        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+    return image
 
 
 def _is_deep_colour_png(path: Path) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -89,6 +89,7 @@ def labels_from_mask_files(paths: Sequence[PathLike], on_overlap: str = "error")
             other = paths[int(labels[mask].max()) - 1]
             raise ImageFileError(f"{path}: mask overlaps {other}, expected one object per pixel.")
         labels[mask] = index + 1
+    assert labels is not None  # paths is not empty
     return labels
 
 
@@ -201,7 +202,7 @@ class LoadInstanceLabelsd(MapTransform):
         self.loader = LoadInstanceLabels(on_overlap=on_overlap, connectivity=connectivity)
 
     def __call__(self, data: Mapping[Hashable, LabelSource]) -> dict:
-        d = dict(data)
+        d: dict[Hashable, Any] = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.loader(d[key])
         return d

@@ -71,7 +71,7 @@ def _dsb2018_item(sample: Path, require_labels: bool) -> dict:
     image = sample / "images" / f"{sample.name}.png"
     if not image.is_file():
         raise LayoutError(f"{sample}: image {image} not found, expected images/{sample.name}.png.")
-    item = {"image": str(image), "id": sample.name}
+    item: dict[str, str | list[str]] = {"image": str(image), "id": sample.name}
     masks_dir = sample / "masks"
     masks = _image_files(masks_dir) if masks_dir.is_dir() else []
     if masks:

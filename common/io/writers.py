@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,9 +104,10 @@ class SaveImageFiled(MapTransform):
         pixel_size = meta.get("pixel_size_um")
         if pixel_size is None or np.isnan(np.asarray(pixel_size, dtype=float)).any():
             return stem, None
-        return stem, tuple(float(size) for size in np.ravel(pixel_size))
+        y_um, x_um = (float(size) for size in np.ravel(pixel_size))
+        return stem, (y_um, x_um)
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         stem, pixel_size = self._source(d)
         for key in self.key_iterator(d):
@@ -150,7 +152,7 @@ class SaveChannelFoldersd(SaveImageFiled):
         super().__init__(keys, output_dir, postfix, suffix, kind, name_key, path_key, overwrite, allow_missing_keys)
         self.folders = list(folders)
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         stem, pixel_size = self._source(d)
         for key in self.key_iterator(d):
