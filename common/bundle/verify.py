@@ -153,7 +153,9 @@ def check_weights(bundle: Path, schema: Path | None, overrides: dict | None = No
         if (bundle / "models").is_dir()
         else set()
     )
-    problems, verified, published = [], [], []
+    problems: list[str] = []
+    verified: list[str] = []
+    published: list[str] = []
     for entry in entries:
         path, digest = str(entry["path"]), str(entry.get("hash_val") or "")
         if not digest:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 
 from common.io import build_datalist
 
@@ -23,7 +24,7 @@ def combined_datalist(datasets: Sequence[Mapping]) -> list[dict]:
     "image_suffix": "_img", "label_suffix": "_masks", "label_ext": ".png"}``). Each item gets ``"dataset"``
     (``name``, by default the layout) and an id prefixed with it, so ids stay unique across datasets.
     """
-    items = []
+    items: list[dict] = []
     for index, spec in enumerate(datasets):
         spec = dict(spec)
         missing = [key for key in ("layout", "root") if key not in spec]
@@ -49,7 +50,7 @@ def amplified_datalist(datalist: Sequence[Mapping], sampling_file: str | os.Path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: sampling file not found; write it with python -m common.data.modalities.")
     plan = json.loads(path.read_text()).get("items", {})
-    amplified = []
+    amplified: list[dict] = []
     for item in datalist:
         key = str(item.get("id", item.get("image")))
         if key not in plan:
@@ -66,7 +67,7 @@ class ReplayLoader:
     batch has are dropped where the replay batch lacks them, so the trainer sees consistent batches.
     """
 
-    def __init__(self, loader: Iterable, replay: Iterable) -> None:
+    def __init__(self, loader: DataLoader, replay: Iterable) -> None:
         self.loader, self.replay = loader, replay
         self._replay_iter: Iterator | None = None
 
@@ -86,7 +87,7 @@ class ReplayLoader:
     def __iter__(self) -> Iterator[dict]:
         for batch in self.loader:
             extra = self._next_replay()
-            merged = {}
+            merged: dict[str, object] = {}
             for key, value in batch.items():
                 if key not in extra:
                     continue

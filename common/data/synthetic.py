@@ -382,7 +382,7 @@ def _outline_polygons(mask: np.ndarray, top: int, left: int, shape: tuple[int, i
 
 def _coco_annotations(labels: np.ndarray, image_id: int, first_id: int) -> list[dict]:
     """One COCO annotation (polygon parts, area, bbox [x, y, w, h]) per cell of (H, W) ``labels``."""
-    annotations = []
+    annotations: list[dict] = []
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
@@ -443,8 +443,8 @@ def write_livecell(
 
     documents = [f"livecell_coco_{split}.json" for split in _LIVECELL_SPLITS]
     folder = DatasetFolder(out, reserved=[image_path(index) for index in range(n)] + documents)
-    images = {split: [] for split in _LIVECELL_SPLITS}
-    cells = {split: [] for split in _LIVECELL_SPLITS}
+    images: dict[str, list[dict]] = {split: [] for split in _LIVECELL_SPLITS}
+    cells: dict[str, list[dict]] = {split: [] for split in _LIVECELL_SPLITS}
     shape = _frame(size, 704 / 520)
     for index, (cell_type, name) in enumerate(names):
         scene = render_scene(
@@ -521,7 +521,8 @@ def write_lmc(out, n: int = 8, size: int = 256, seed: int = 0, *, studies: int =
     reserved = [name for image, study in plan for name in study.input_names(image) + study.target_names(image)]
     folder = DatasetFolder(out, reserved=reserved)
     for image, study in plan:
-        morphology = Morphology(cell_radius=tuple(radius / study.pixel_size_um for radius in _LMC_CELL_RADIUS_UM))
+        low, high = (radius / study.pixel_size_um for radius in _LMC_CELL_RADIUS_UM)
+        morphology = Morphology(cell_radius=(low, high))
         scene = render_scene(
             _frame(size),
             morphology=morphology,
@@ -655,7 +656,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--seed", type=int, default=0, help="non-negative seed; same seed, same bytes (default 0)")
     layouts = parser.add_subparsers(dest="layout", required=True, metavar="layout")
     for layout, writer in WRITERS.items():
-        summary, _, details = inspect.getdoc(writer).partition("\n\n")
+        summary, _, details = (inspect.getdoc(writer) or "").partition("\n\n")
         sub = layouts.add_parser(
             layout, parents=[common], help=summary, description=f"{summary}\n\n{details}",
             formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -75,7 +75,9 @@ class MicroscopyImageLoaderOperator(Operator):
         if not self.datalist:
             raise FileNotFoundError(f"{input_dir or 'datalist'}: no input image to process.")
         self.keys = list(keys)
-        self.load = load or Compose([LoadImaged(self.keys, reader=MicroscopyReader(), ensure_channel_first=True)])
+        if not load:  # MONAI's LoadImaged annotates reader as a class or name; it documents and takes instances too
+            load = Compose([LoadImaged(self.keys, reader=MicroscopyReader(), ensure_channel_first=True)])  # type: ignore[arg-type]
+        self.load = load
         self.index, self.on_error = 0, on_error
         super().__init__(fragment, *args, **kwargs)
 

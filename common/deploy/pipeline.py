@@ -42,10 +42,11 @@ def bundle_folder(path: str | Path, workdir: str | Path | None = None) -> Path:
 def _split(compose: Compose, prefix: str, leading: bool) -> Compose:
     """Remove from ``compose`` the transforms whose class name starts with ``prefix`` (only the leading run of
     them when ``leading``); return them as their own Compose."""
-    transforms, removed = list(compose.transforms), []
+    transforms = list(compose.transforms)
+    removed: list = []
     while transforms and type(transforms[0 if leading else -1]).__name__.startswith(prefix):
         removed.insert(len(removed) if leading else 0, transforms.pop(0 if leading else -1))
-    compose.transforms = transforms
+    compose.transforms = tuple(transforms)
     return Compose(removed)
 
 

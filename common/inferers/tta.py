@@ -103,4 +103,5 @@ class DihedralTTAInferer(Inferer):
             prediction = self.predict(apply_element(inputs, element), network, *args, **kwargs)
             restored = invert_element(prediction, element, self.vector_channels)
             total = restored if total is None else total + restored
+        assert total is not None  # the group has elements
         return total / len(self.elements)

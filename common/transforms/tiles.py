@@ -23,10 +23,11 @@ __all__ = ["tile_grid_shape", "tile_image", "merge_tiles", "Tile", "Tiled", "Mer
 
 
 def _pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
-    pair = (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
+    sides = [size, size] if isinstance(size, (int, float, np.integer, np.floating)) else size
+    pair = tuple(int(s) for s in sides)
     if len(pair) != 2 or min(pair) < 1:
         raise ValueError(f"{name}: expected a positive int or a (y, x) pair, got {size!r}.")
-    return pair
+    return pair[0], pair[1]
 
 
 def _permute(x, order: Sequence[int]):
