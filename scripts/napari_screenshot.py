@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -46,7 +45,6 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the inference")
     args = parser.parse_args()
 
-    os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "none")  # no pop-up over the picture
     import napari
     from qtpy.QtWidgets import QApplication
 
@@ -85,6 +83,10 @@ def main() -> None:
     viewer.layers[-1].contour = 2
     viewer.layers[-1].opacity = 0.9
     viewer.reset_view()
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):  # no pop-up over the picture
+        toast.close()
     for _ in range(20):  # let the canvas draw
         QApplication.processEvents()
         time.sleep(0.05)
