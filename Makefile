@@ -6,10 +6,12 @@ VENV ?= .venv
 EXTRAS ?= test,deploy
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-$(EXTRAS)
+# napari's viewer tests need a display: without one, the suite runs in Xvfb when xvfb-run is installed
+XVFB := $(if $(DISPLAY),,$(if $(shell command -v xvfb-run),xvfb-run -a -s "-screen 0 1280x1024x24"))
 
 .PHONY: demo lint test test-fast bench map-app clean-venv
 
-$(INSTALLED): setup.cfg pyproject.toml scripts/setup_venv.sh
+$(INSTALLED): setup.cfg pyproject.toml scripts/setup_venv.sh scripts/system_packages.sh
 	VENV=$(VENV) EXTRAS=$(EXTRAS) ./scripts/setup_venv.sh
 	touch $@
 
@@ -22,10 +24,10 @@ lint: $(INSTALLED)
 	$(VENV)/bin/mypy
 
 test: lint
-	$(PYTHON) -m pytest -q -n 2 --dist loadgroup
+	$(XVFB) $(PYTHON) -m pytest -q -n 2 --dist loadgroup
 
 test-fast: $(INSTALLED)
-	$(PYTHON) -m pytest -q -n 2 --dist loadgroup -m "not slow"
+	$(XVFB) $(PYTHON) -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 bench: $(INSTALLED)
 	$(PYTHON) -m tests.benchmarks.bench_flows

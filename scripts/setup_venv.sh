@@ -9,6 +9,10 @@ VENV=${VENV:-.venv}
 EXTRAS=${EXTRAS:-test}
 SYSTEM_PYTHON=${PYTHON:-python3}
 
+case ",$EXTRAS," in  # the test extra brings napari, whose viewer tests need Xvfb and OpenGL
+    *,test,* | *,napari,*) "$(dirname "$0")/system_packages.sh" ;;
+esac
+
 if [ ! -x "$VENV/bin/python" ]; then
     if "$SYSTEM_PYTHON" -c "import torch" 2>/dev/null; then
         echo "setup: using the system's torch $("$SYSTEM_PYTHON" -c 'import torch; print(torch.__version__)')"

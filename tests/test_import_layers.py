@@ -27,6 +27,7 @@ LAYERS = [
     "handlers",
     "bundle",
     "deploy",
+    "napari",
 ]
 ROOT = Path(common.__file__).parent
 

@@ -126,11 +126,12 @@ def copy_package(out_dir: str | Path, package_dir: Path | None = None) -> Path:
     return target
 
 
-def third_party_imports(package_dir: Path, skip: Iterable[str] = ("deploy",)) -> dict[str, set[str]]:
+def third_party_imports(package_dir: Path, skip: Iterable[str] = ("deploy", "napari")) -> dict[str, set[str]]:
     """Distributions imported at module level by the package's modules, with the files importing each.
 
     Standard-library modules, the package itself and imports inside functions or ``try`` blocks (optional
-    dependencies) are left out, as are the sub-packages in ``skip`` (``common.deploy`` has its own extra).
+    dependencies) are left out, as are the sub-packages in ``skip`` (``common.deploy`` and ``common.napari`` have
+    their own extras).
     """
     found: dict[str, set[str]] = {}
     for path in package_files(package_dir):
