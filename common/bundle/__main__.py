@@ -2,6 +2,7 @@
 
 python -m common.bundle export bundles/<name> --out dist/     # dist/<name>_v<version>.zip
 python -m common.bundle export --all --out dist/              # every bundle under --bundles
+python -m common.bundle export bundles/<name> --format bioimageio --out dist/  # <name>_v<version>.bioimageio.zip
 python -m common.bundle verify dist/<name>_v<version>.zip --schema meta_schema_20240725.json
 python -m common.bundle copy-common build/map_app/          # build/map_app/common, as bundles carry it
 """
@@ -9,6 +10,7 @@ python -m common.bundle copy-common build/map_app/          # build/map_app/comm
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -25,6 +27,20 @@ def parse_override(item: str) -> tuple[str, object]:
         return key, value
 
 
+def bioimageio_exporter():
+    """``common.bundle.bioimageio.export_bioimageio``, which the copy of ``common`` inside exported bundles leaves out
+    (``common.bundle.export.NOT_EXPORTED``: it needs ``common.data.synthetic``), hence imported by name."""
+    try:
+        return importlib.import_module("common.bundle.bioimageio").export_bioimageio
+    except ModuleNotFoundError as error:
+        if error.name != "common.bundle.bioimageio":
+            raise
+        raise ModuleNotFoundError(
+            "export --format bioimageio: run it from the repository's common package; the copy inside an exported "
+            "bundle leaves common/bundle/bioimageio.py out."
+        ) from error
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m common.bundle", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -35,6 +51,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     export.add_argument("--out", type=Path, default=Path("dist"), help="output folder (default: dist)")
     export.add_argument("--url-base", help="where the weights will be published, for large_files.yml")
     export.add_argument("--overwrite", action="store_true", help="replace zips that exist")
+    export.add_argument(
+        "--format",
+        choices=("monai", "bioimageio"),
+        default="monai",
+        help="monai: self-contained bundle zip (default); bioimageio: bioimage.io model package of the network",
+    )
+    export.add_argument("--model", help="bioimageio: checkpoint to package (default: the bundle's primary model)")
+    export.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="ID=JSON",
+        help="bioimageio: override an inference.json id, e.g. --set backbone='\"efficientnet-b0\"'",
+    )
     verify = commands.add_parser("verify", help="model-zoo checks of a bundle folder or zip, offline")
     verify.add_argument("bundle", type=Path)
     verify.add_argument("--schema", type=Path, help="metadata schema file (meta_schema_20240725.json)")
@@ -73,8 +103,13 @@ def main(argv=None) -> int:
             return 1
     for bundle in bundles:
         try:
-            print(export_bundle(bundle, args.out, url_base=args.url_base, overwrite=args.overwrite))
-        except (FileExistsError, FileNotFoundError, ValueError) as error:
+            if args.format == "bioimageio":
+                overrides = dict(parse_override(item) for item in args.set)
+                exporter = bioimageio_exporter()
+                print(exporter(bundle, args.out, args.model, overrides, overwrite=args.overwrite))
+            else:
+                print(export_bundle(bundle, args.out, url_base=args.url_base, overwrite=args.overwrite))
+        except (FileExistsError, FileNotFoundError, ModuleNotFoundError, ValueError) as error:
             print(error, file=sys.stderr)
             return 1
     return 0
