@@ -15,6 +15,8 @@ from typing import Callable
 
 import torch
 
+from .configs import inference_config
+
 __all__ = ["REQUIRED_FILES", "verify_bundle", "BundleCheckError", "unpacked", "check_weights", "large_files"]
 
 REQUIRED_FILES = (
@@ -78,13 +80,8 @@ def check_version(bundle: Path, schema: Path | None) -> str:
 
 
 def inference_network(bundle: Path, overrides: dict | None = None):
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.json"))
-    parser.read_meta(str(bundle / "configs" / "metadata.json"))
-    parser.update(overrides or {})
-    parser["bundle_root"] = str(bundle)
+    """The bundle's ``network_def`` (with ``overrides``) and its metadata's ``network_data_format``."""
+    parser = inference_config(bundle / "configs" / "inference.json", {**(overrides or {}), "bundle_root": str(bundle)})
     return parser.get_parsed_content("network_def"), parser.get("_meta_")["network_data_format"]
 
 

@@ -13,6 +13,7 @@ from tests.support.bundles import REPO, assert_same_outputs, load_spec, run_cli
 from tests.support.smp_reference import random_smp_unet
 
 SMALL = "efficientnet-b0"
+LMC = REPO / "bundles" / "lmc_fluorescence_prediction"
 
 
 def as_own_checkpoint(smp_state: dict, network: torch.nn.Module, path: Path) -> Path:
@@ -45,15 +46,20 @@ def infer(bundle: Path, dataset: Path, out: Path, checkpoints: dict) -> Path:
     return out
 
 
+def assert_holds(network: torch.nn.Module, path: Path, label: str) -> None:
+    """``network`` holds the weights of the own-format checkpoint file ``path``."""
+    loaded = network.state_dict()
+    for name, value in torch.load(path, weights_only=True)["model"].items():
+        torch.testing.assert_close(loaded[name], value, msg=f"{label}: {name}")
+
+
 def assert_networks_hold(bundle: Path, overrides: dict, expected: dict) -> None:
     """The inference config's networks (id -> own-format checkpoint file) hold those weights."""
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "inference.json"))
     parser.update({**load_spec(bundle).get("inference_overrides", {}), **overrides, "device": "cpu"})
     for network_id, path in expected.items():
-        loaded = parser.get_parsed_content(network_id).state_dict()
-        for name, value in torch.load(path, weights_only=True)["model"].items():
-            torch.testing.assert_close(loaded[name], value, msg=f"{network_id}: {name}")
+        assert_holds(parser.get_parsed_content(network_id), path, network_id)
 
 
 def synthetic(bundle: Path, tmp_path: Path) -> Path:
@@ -62,10 +68,9 @@ def synthetic(bundle: Path, tmp_path: Path) -> Path:
     return write_dataset(layout, tmp_path / layout, **options)
 
 
-def test_lmc_inference_on_the_published_checkpoint_format(tmp_path):
-    """base, actin and tubulin as jfozard/LMC saves them: {"model_state_dict", "optimizer_state_dict"}."""
-    bundle = REPO / "bundles" / "lmc_fluorescence_prediction"
-    dataset = synthetic(bundle, tmp_path)
+def lmc_checkpoints(tmp_path: Path) -> tuple[dict, dict]:
+    """base, actin and tubulin as jfozard/LMC saves them ({"model_state_dict", "optimizer_state_dict"}) and the
+    same weights as the bundle's own checkpoints: two sets of ``checkpoints#<name>`` overrides."""
     published, own = {}, {}
     for seed, name in enumerate(("base", "actin", "tubulin")):
         state = random_smp_unet(SMALL, 1, 4, "sigmoid", seed).state_dict()
@@ -74,9 +79,16 @@ def test_lmc_inference_on_the_published_checkpoint_format(tmp_path):
         own[f"checkpoints#{name}"] = str(
             as_own_checkpoint(state, EfficientNetUNet(SMALL, 1, 4, activation="sigmoid"), tmp_path / f"{name}.pt")
         )
+    return published, own
+
+
+def test_lmc_inference_on_the_published_checkpoint_format(tmp_path):
+    """On the published files inference writes what it writes on the same weights as the bundle's own files."""
+    dataset = synthetic(LMC, tmp_path)
+    published, own = lmc_checkpoints(tmp_path)
     # each checkpoint id feeds its own network (the original passed actin and tubulin swapped)
     assert_networks_hold(
-        bundle,
+        LMC,
         published,
         {
             "network": own["checkpoints#base"],
@@ -84,9 +96,35 @@ def test_lmc_inference_on_the_published_checkpoint_format(tmp_path):
             "network_tubulin": own["checkpoints#tubulin"],
         },
     )
-    got = infer(bundle, dataset, tmp_path / "published" / "out", published)
-    expected = infer(bundle, dataset, tmp_path / "own" / "out", own)
-    assert_same_outputs(got, expected, load_spec(bundle)["outputs"]["inference_glob"])
+    got = infer(LMC, dataset, tmp_path / "published" / "out", published)
+    expected = infer(LMC, dataset, tmp_path / "own" / "out", own)
+    assert_same_outputs(got, expected, load_spec(LMC)["outputs"]["inference_glob"])
+
+
+def test_lmc_evaluation_takes_the_checkpoints_given_as_inference_does(tmp_path):
+    """``--checkpoints#<name>`` on evaluating (train.json + evaluate.json) reaches inference.json's networks, which
+    the evaluator runs: ``network`` and the inferer's base source are one network, each source holds its file."""
+    published, own = lmc_checkpoints(tmp_path)
+    parser = ConfigParser()
+    parser.read_config([str(LMC / "configs" / name) for name in ("train.json", "evaluate.json")])
+    parser.update(
+        {
+            **load_spec(LMC)["overrides"],
+            **published,
+            "device": "cpu",
+            "bundle_root": str(tmp_path),
+            "inference#config_file": str(LMC / "configs" / "inference.json"),
+        }
+    )
+    sources = parser.get_parsed_content("validate#inferer").sources
+    assert sources["base"]["network"] is parser.get_parsed_content("network")
+    for name in ("base", "actin", "tubulin"):
+        assert_holds(sources[name]["network"], Path(own[f"checkpoints#{name}"]), name)
+    assert {name: source.get("inferer") is not None for name, source in sources.items()} == {
+        "base": True,
+        "actin": False,
+        "tubulin": False,
+    }  # test-time augmentation on the base model only
 
 
 def test_dsb_inference_on_the_published_checkpoint_format(tmp_path):
