@@ -146,7 +146,7 @@ def load_pretrained(module: nn.Module, path: str | os.PathLike | None) -> nn.Mod
         problems = _fit_problems(target, renamed)
         if not problems:
             target.load_state_dict(renamed)
-            logger.info("%s: loaded as %s.", path, description)
+            logger.info("loaded the weights of %s as %s.", path, description)
             return module
         reasons.append(f"as {description}: {problems}")
     error_type = ValueError if any(_OTHER_SIZE in reason for reason in reasons) else KeyError
