@@ -3,6 +3,7 @@
 from .border import RemoveBorderInstances, RemoveBorderInstancesd
 from .flows import FlowsToLabels, FlowsToLabelsd
 from .morphology import binary_dilation, binary_erosion, disk
+from .pixel_size import ResampleToInputGrid, ResampleToInputGridd
 from .thresholds import (
     THRESHOLD_METHODS,
     huang_threshold,

@@ -37,6 +37,7 @@ from .partial_targets import (
     RandSliceAndTarget,
     RandSliceAndTargetd,
 )
+from .pixel_size import MatchPixelSize, MatchPixelSized
 from .projection import MaxIntensityProjection, MaxIntensityProjectiond
 from .tiles import (
     MergeTiles,
@@ -62,6 +63,8 @@ __all__ = [
     "InstanceToBoundaryTargetsd",
     "LabelsToFlows",
     "LabelsToFlowsd",
+    "MatchPixelSize",
+    "MatchPixelSized",
     "MaxIntensityProjection",
     "MaxIntensityProjectiond",
     "MergeTiles",
