@@ -80,28 +80,16 @@ def bundle_cli(run_id: str, config_files: list[str], **overrides) -> None:
     subprocess.run(command, cwd=BUNDLE, check=True)
 
 
-def outlines(labels: np.ndarray) -> np.ndarray:
-    from skimage.segmentation import find_boundaries
-
-    return find_boundaries(labels, mode="inner")
-
-
 def write_panel(image_path: Path, label_path: Path, prediction_path: Path, destination: Path) -> None:
-    """(image | ground truth in green | prediction in magenta) side by side as an 8-bit RGB PNG."""
-    from PIL import Image
-
+    """(image | ground truth in green | prediction in magenta) side by side as an 8-bit RGB PNG
+    (:func:`common.handlers.panels.outline_panel`, as the bundles' evaluation draws its panels)."""
+    from common.handlers.panels import outline_panel, save_png
     from common.io import read_image, read_instance_labels
 
     image = read_image(image_path).astype(np.float32)
-    image = image if image.ndim == 2 else image[..., :3].mean(-1)
-    low, high = np.percentile(image, (0.5, 99.5))
-    grey = (np.clip((image - low) / max(high - low, 1e-6), 0, 1) * 255).astype(np.uint8)
-    rgb = np.repeat(grey[..., None], 3, axis=-1)
-    truth, predicted = rgb.copy(), rgb.copy()
-    truth[outlines(read_instance_labels(label_path))] = (0, 255, 0)
-    predicted[outlines(read_image(prediction_path).astype(np.int64))] = (255, 0, 255)
-    gap = np.full((rgb.shape[0], 4, 3), 255, np.uint8)
-    Image.fromarray(np.concatenate([rgb, gap, truth, gap, predicted], axis=1)).save(destination)
+    image = image if image.ndim == 2 else np.moveaxis(image[..., :3], -1, 0)
+    truth, predicted = read_instance_labels(label_path), read_image(prediction_path).astype(np.int64)
+    save_png(outline_panel(image, truth, predicted), destination)
 
 
 def main() -> None:

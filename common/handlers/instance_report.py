@@ -16,7 +16,7 @@ class InstanceSegmentationReport(MetricsReport):
     After each iteration it matches every predicted label image of the batch with its ground truth; when the
     run completes it writes ``<output_dir>/<name>.csv`` (per image: counts, precision, recall and F1 at each
     IoU threshold, their mean) and ``<output_dir>/<name>.json`` (means over images), logs the summary and puts
-    ``f1@<t>`` and ``mean_f1`` into ``engine.state.metrics``.
+    ``f1_<t>`` and ``mean_f1`` into ``engine.state.metrics`` (``f1@<t>`` in the files).
 
     Args:
         output_dir: folder of the report (created if absent).

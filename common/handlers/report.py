@@ -17,7 +17,7 @@ from ignite.engine import Engine, Events
 from ..io.atomic import atomic_path
 from ..transforms.meta import source_file
 
-__all__ = ["MetricsReport", "source_name"]
+__all__ = ["MetricsReport", "engine_items", "source_name"]
 
 Score = Callable[[Any, Any, Mapping], "Mapping[str, Any] | Sequence[Mapping[str, Any]]"]
 
@@ -27,6 +27,23 @@ def source_name(item: Mapping, key: str, index: int) -> str:
     numbered name."""
     source = source_file(item, [key])
     return Path(source).name if source else f"image_{index:05d}"
+
+
+def engine_items(engine: Engine) -> list:
+    """The decollated output of the engine's last iteration, each item merged with its batch item's fields."""
+    # ignite's State annotates output and batch as int | None; MONAI engines keep lists of dicts there
+    output: Any = engine.state.output
+    batch: Any = engine.state.batch
+    outputs = output if isinstance(output, list) else [output]
+    # MONAI engines keep the dataset's own fields (e.g. modality) in the decollated batch, not in the output
+    batches = batch if isinstance(batch, list) and len(batch) == len(outputs) else [{}] * len(outputs)
+    return [{**fields, **item} if isinstance(fields, Mapping) else item for fields, item in zip(batches, outputs)]
+
+
+def tracker_key(column: str) -> str:
+    """``column`` as a metric name experiment trackers accept (MLflow: word characters, ``-. :/``): each other
+    character becomes ``_`` (``f1@0.50`` -> ``f1_0.50``)."""
+    return re.sub(r"[^\w\-. :/]", "_", column)
 
 
 def _is_number(value: Any) -> bool:
@@ -56,7 +73,7 @@ class MetricsReport:
     image's file name and the item's ``group_by`` fields where it lacks them. When the run completes it writes
     ``<output_dir>/<name>.csv`` (one line per row) and ``<output_dir>/<name>.json``:
     ``{"images": n, <column>: overall mean, ..., "groups": {field: {value: {"rows": k, <column>: mean}}}}``,
-    logs the overall means and puts them into ``engine.state.metrics``.
+    logs the overall means and puts them into ``engine.state.metrics`` (named by :func:`tracker_key`).
 
     Args:
         output_dir: folder of the report (created if absent).
@@ -128,14 +145,8 @@ class MetricsReport:
         return rows
 
     def collect(self, engine: Engine) -> None:
-        # ignite's State annotates output and batch as int | None; MONAI engines keep lists of dicts there
-        output: Any = engine.state.output
-        batch: Any = engine.state.batch
-        outputs = output if isinstance(output, list) else [output]
-        # MONAI engines keep the dataset's own fields (e.g. modality) in the decollated batch, not in the output
-        batches = batch if isinstance(batch, list) and len(batch) == len(outputs) else [{}] * len(outputs)
-        for fields, item in zip(batches, outputs):
-            self.rows.extend(self._item_rows({**fields, **item} if isinstance(fields, Mapping) else item))
+        for item in engine_items(engine):
+            self.rows.extend(self._item_rows(item))
             self.images += 1
 
     def summary(self) -> dict:
@@ -174,5 +185,5 @@ class MetricsReport:
             raise RuntimeError(f"{type(self).__name__}: the evaluator saw no images, nothing to report.")
         summary = self.summary()
         self.write_files(summary)
-        engine.state.metrics.update({k: v for k, v in summary.items() if _is_number(v) and k != "images"})
+        engine.state.metrics.update({tracker_key(k): v for k, v in summary.items() if _is_number(v) and k != "images"})
         self.log(summary)

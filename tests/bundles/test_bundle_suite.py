@@ -124,6 +124,24 @@ def test_training_writes_checkpoints(spec, trained):
     assert list((trained / "models").glob("checkpoint*.pt"))
 
 
+def test_training_writes_tensorboard_logs(bundle, trained):
+    """TensorBoard events of the run: the loss per iteration, the key validation metric and the panel of a
+    validation image per evaluation."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = sorted((trained / "logs").glob("events.out.tfevents.*"))
+    assert len(events) == 1  # one writer shared by the trainer's and the validator's handlers
+    accumulator = EventAccumulator(str(events[0]), size_guidance={"images": 0, "scalars": 0})
+    accumulator.Reload()
+    key_metric = next(iter(parser_for(bundle, "train.json").get("validate#key_metric")))
+    scalars = accumulator.Tags()["scalars"]
+    assert {"train_loss", key_metric} <= set(scalars), scalars
+    assert len(accumulator.Scalars("train_loss")) == accumulator.Scalars("train_loss")[-1].step > 0
+    assert [event.step for event in accumulator.Scalars(key_metric)] == [1]  # one epoch, validated once
+    (panel,) = accumulator.Images("validation_panel")
+    assert panel.step == 1 and panel.height > 0 and (panel.width - 8) % 3 == 0  # input | truth | prediction
+
+
 def test_interrupted_training_resumes(bundle, spec, dataset, trained):
     overrides = {**spec["overrides"], "dataset_dir": str(dataset), "bundle_root": str(trained)}
     overrides["epochs"] = overrides["epochs"] + 1
@@ -173,6 +191,11 @@ def test_evaluation_metric_equals_one_recomputed_from_its_predictions(bundle, sp
             values = [row[column] for row in members if column in row and not np.isnan(row[column])]
             # float64 metrics agree to rounding; SSIMs computed in float32 (adipocyte, as tf.image.ssim) to ~1e-8
             assert summary[column] == pytest.approx(np.mean(values), rel=1e-6, abs=1e-9), column
+    # pictures beside the report: panels of the first images, the distribution of the per-image metrics
+    panels = sorted((trained / "eval").glob("panels*/*.png"))
+    assert len(panels) == min(4, len(recorded)), panels
+    plot = trained / spec["outputs"]["evaluate"].replace(".json", "_distribution.png")
+    assert plot.is_file() and plot.read_bytes().startswith(b"\x89PNG")
 
 
 def test_inference_writes_one_output_per_image(bundle, spec, dataset, trained, tmp_path):
@@ -219,6 +242,7 @@ def test_multi_gpu_training_splits_the_data_and_saves_the_shared_model(bundle, s
         env=SUPPORT_ENV,
     )
     assert list((tmp_path / "root" / "models").glob("checkpoint*.pt"))
+    assert len(list((tmp_path / "root" / "logs").glob("events.out.tfevents.*"))) == 1  # TensorBoard on rank 0 alone
     ranks = [json.loads((tmp_path / "shards" / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     dataset_sources = ranks[0]["dataset"]
     assert ranks[1]["dataset"] == dataset_sources and len(dataset_sources) >= 2
