@@ -131,6 +131,34 @@ def run_cli(
     return output
 
 
+def evaluate_run(
+    bundle: Path, dataset: Path, root: Path, overrides: dict, report: str, config_names=("train.json",)
+) -> dict:
+    """Evaluate the model under ``root`` (bundle_root) on ``dataset`` with ``config_names`` + evaluate.json and
+    ``overrides``; return its JSON report ``root/eval/<report>``."""
+    run_cli(
+        bundle,
+        "evaluating",
+        [*config_names, "evaluate.json"],
+        {**overrides, "dataset_dir": str(dataset), "bundle_root": str(root)},
+    )
+    return json.loads((root / "eval" / report).read_text())
+
+
+def train_and_evaluate(
+    bundle: Path, dataset: Path, root: Path, overrides: dict, training: dict, report: str, config_names=("train.json",)
+) -> dict:
+    """Train the bundle on ``dataset`` into ``root`` with ``config_names`` and ``overrides`` plus the
+    ``training`` ones, then evaluate it as :func:`evaluate_run` (with ``overrides`` only); return the report."""
+    run_cli(
+        bundle,
+        "training",
+        list(config_names),
+        {**overrides, "dataset_dir": str(dataset), "bundle_root": str(root), **training},
+    )
+    return evaluate_run(bundle, dataset, root, overrides, report, config_names)
+
+
 def attach_config(path: Path, engine_id: str, handler_id: str, handler: dict) -> str:
     """Write an override config that adds ``handler`` (a test-only handler of ``tests.support.recording``) to the
     engine ``engine_id`` after the bundle's ``initialize``; returns its path, for ``config_names``. Run the bundle
