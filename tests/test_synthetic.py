@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,14 @@ def written(tmp_path_factory):
 
 def relative_files(root: Path) -> list[str]:
     return sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
+
+
+def matching_tiffs(root: Path, pattern: re.Pattern) -> Iterator[tuple[str, tuple, np.ndarray]]:
+    """``(name, groups of the match, pixels)`` of every file under ``root``, each name asserted to match ``pattern``."""
+    for name in relative_files(root):
+        match = pattern.fullmatch(name)
+        assert match, name
+        yield name, match.groups(), tifffile.imread(root / name)
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -323,14 +332,10 @@ def test_lmc_layout_ome_tiffs_with_pixel_size_and_study_organelles(written):
         r"Study_(\d+)/image_(\d+)_(?:(BF|PC|DIC)_z(\d+)|(Nucleus|Mitochondria|Actin|Tubulin))\.ome\.tiff"
     )
     studies: dict = {}
-    for name in relative_files(root):
-        match = pattern.fullmatch(name)
-        assert match, name
-        study, image, modality, plane, organelle = match.groups()
+    for name, (study, image, modality, plane, organelle), pixels in matching_tiffs(root, pattern):
         entry = studies.setdefault(int(study), {}).setdefault(
             int(image), {"planes": [], "modality": set(), "organelles": set()}
         )
-        pixels = tifffile.imread(root / name)
         assert pixels.shape == (SIZE, SIZE)
         pixel_height, pixel_width = ome_pixel_size(root / name)
         assert pixel_height == pixel_width > 0
@@ -359,12 +364,8 @@ def test_adipocyte_layout_seven_brightfield_planes_and_three_targets(written):
         r"(20x|40x|60x)_images/(AssayPlate_Greiner_#655090_[B-H]\d\d_T0001F\d{3}L01)A0(\d)Z0(\d)C0(\d)\.tif"
     )
     fields: dict = {}
-    for name in relative_files(root):
-        match = pattern.fullmatch(name)
-        assert match, name
-        magnification, prefix, action, plane, channel = match.groups()
+    for _, (magnification, prefix, action, plane, channel), pixels in matching_tiffs(root, pattern):
         fields.setdefault((magnification, prefix), set()).add(f"A0{action}Z0{plane}C0{channel}")
-        pixels = tifffile.imread(root / name)
         assert pixels.dtype == np.uint16 and pixels.shape == (SIZE, round(SIZE * 2554 / 2154))
     expected = {f"A04Z0{z}C04" for z in range(1, 8)} | {"A01Z01C01", "A02Z01C02", "A03Z01C03"}
     assert len(fields) == 6 and all(found == expected for found in fields.values())
