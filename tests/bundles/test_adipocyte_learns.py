@@ -46,8 +46,8 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network_and_the_me
     untrained = evaluate_run(BUNDLE, dataset, tmp_path / "untrained", SMALL, REPORT)
 
     # the mean-target baseline: the same network with its head reduced to the mean nuclei (C01) training target
-    training, _, _ = adipocyte_split(adipocyte_datalist(dataset, 20))
-    mean_target = np.mean([read_image(sample["C01"]).mean() for sample in training])
+    training_fields, _, _ = adipocyte_split(adipocyte_datalist(dataset, 20))
+    mean_target = np.mean([read_image(sample["C01"]).mean() for sample in training_fields])
     constant = network()
     torch.nn.init.zeros_(constant.head[0].weight)
     torch.nn.init.constant_(constant.head[0].bias, mean_target / SMALL["intensity_scale"])
@@ -56,20 +56,14 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network_and_the_me
 
     # 10 epochs of 28 iterations (14 fields, 16 tiles each, 8 per batch); lr 1e-3 and batch-norm statistics that
     # follow the weights (momentum 0.1) because the run is short
-    trained = train_and_evaluate(
-        BUNDLE,
-        dataset,
-        tmp_path / "trained",
-        SMALL,
-        {
-            "epochs": 10,
-            "batch_size": 8,
-            "learning_rate": 1e-3,
-            "bn_momentum": 0.1,
-            "val_interval": 5,
-        },
-        REPORT,
-    )
+    training = {
+        "epochs": 10,
+        "batch_size": 8,
+        "learning_rate": 1e-3,
+        "bn_momentum": 0.1,
+        "val_interval": 5,
+    }
+    trained = train_and_evaluate(BUNDLE, dataset, tmp_path / "trained", SMALL, training, REPORT)
 
     print(
         {

@@ -21,21 +21,15 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
     # 100 epochs of 3 iterations (one pass over the 12 training images, batch 4); lr 1e-3 because the encoder
     # starts from scratch, and batch-norm statistics that follow the weights faster than the encoder's default
     # 0.01 over so short a run
-    result = train_and_evaluate(
-        BUNDLE,
-        dataset,
-        tmp_path / "trained",
-        SMALL,
-        {
-            "epochs": 100,
-            "iterations_per_epoch": 3,
-            "batch_size": 4,
-            "learning_rate": 1e-3,
-            "val_interval": 25,
-            "bn_momentum": 0.1,
-        },
-        REPORT,
-    )
+    training = {
+        "epochs": 100,
+        "iterations_per_epoch": 3,
+        "batch_size": 4,
+        "learning_rate": 1e-3,
+        "val_interval": 25,
+        "bn_momentum": 0.1,
+    }
+    result = train_and_evaluate(BUNDLE, dataset, tmp_path / "trained", SMALL, training, REPORT)
 
     print(f"untrained: {baseline}\ntrained: {result}")
     # a 300-iteration run from scratch varies with its random stream: test-split mean-average F1 / F1@0.5 of

@@ -30,22 +30,16 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
     # evaluation); lr 1e-3 and batch-norm statistics that follow the weights, as the encoder starts from
     # scratch; the last epoch's weights kept (keep_model: last). So short a run depends on its draws: with the
     # per-epoch seeds, seeds 0, 1, 2 gave mean PCC 0.42, 0.63, 0.69 (seed 0 learned actin only); seed 1 is run
-    result = train_and_evaluate(
-        BUNDLE,
-        dataset,
-        tmp_path / "trained",
-        SMALL,
-        {
-            "epochs": 32,
-            "batch_size": 2,
-            "patch_size": [128, 128],
-            "learning_rate": 1e-3,
-            "bn_momentum": 0.1,
-            "val_interval": 16,
-            "seed": 1,
-        },
-        REPORT,
-    )
+    training = {
+        "epochs": 32,
+        "batch_size": 2,
+        "patch_size": [128, 128],
+        "learning_rate": 1e-3,
+        "bn_momentum": 0.1,
+        "val_interval": 16,
+        "seed": 1,
+    }
+    result = train_and_evaluate(BUNDLE, dataset, tmp_path / "trained", SMALL, training, REPORT)
 
     print(f"untrained: {baseline}\ntrained: {result}")
     assert result["images"] == baseline["images"] == 8

@@ -34,22 +34,16 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
     save_untrained_weights(BUNDLE, untrained, {key: SMALL[key] for key in network_size})
     baseline = evaluate_run(BUNDLE, dataset, untrained, SMALL, REPORT)
 
-    result = train_and_evaluate(
-        BUNDLE,
-        dataset,
-        tmp_path / "trained",
-        SMALL,
-        {
-            "epochs": EPOCHS,
-            "cosine_period": EPOCHS,
-            "learning_rate": 1e-3,
-            "min_learning_rate": 1e-5,
-            "batch_size": 4,
-            "cache_rate": 1.0,
-            "val_interval": EPOCHS,
-        },
-        REPORT,
-    )
+    training = {
+        "epochs": EPOCHS,
+        "cosine_period": EPOCHS,
+        "learning_rate": 1e-3,
+        "min_learning_rate": 1e-5,
+        "batch_size": 4,
+        "cache_rate": 1.0,
+        "val_interval": EPOCHS,
+    }
+    result = train_and_evaluate(BUNDLE, dataset, tmp_path / "trained", SMALL, training, REPORT)
 
     print(f"untrained: {baseline}\ntrained: {result}")
     assert baseline["images"] == result["images"] == 6
