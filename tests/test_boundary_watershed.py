@@ -3,6 +3,7 @@ bundle's ``postprocessing`` composes them."""
 
 import inspect
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -33,27 +34,35 @@ from tests.support.shapes import touching_ellipses
 DEFAULT_LANDSCAPE = inspect.signature(WatershedLandscape).parameters["landscape"].default
 
 
-def watershed_steps(
-    threshold=0.5,
-    boundary_threshold=0.5,
-    fill_holes=True,
-    min_marker_size=1,
-    min_size=1,
-    landscape=DEFAULT_LANDSCAPE,
-    marker_connectivity=2,
-) -> Compose:
+@dataclass(frozen=True)
+class Options:
+    """The options of the marker watershed, written once for the steps and the reference."""
+
+    threshold: float = 0.5
+    boundary_threshold: float = 0.5
+    fill_holes: bool = True
+    min_marker_size: int = 1
+    min_size: int = 1
+    landscape: str = DEFAULT_LANDSCAPE
+    marker_connectivity: int = 2
+
+
+def watershed_steps(**options) -> Compose:
     """The steps in the order of the DSB bundle's ``postprocessing`` (after the sigmoid), on key ``pred``."""
+    method = Options(**options)
     return Compose(
         [
-            ForegroundMaskd("pred", output_keys="mask", threshold=threshold),
-            SubtractBoundaryd("mask", probability_key="pred", output_keys="cores", threshold=boundary_threshold),
-            LabelMarkersd("cores", output_keys="markers", min_size=min_marker_size, connectivity=marker_connectivity),
-            *([FillHolesd("mask", connectivity=1)] if fill_holes else []),
+            ForegroundMaskd("pred", output_keys="mask", threshold=method.threshold),
+            SubtractBoundaryd("mask", probability_key="pred", output_keys="cores", threshold=method.boundary_threshold),
+            LabelMarkersd(
+                "cores", output_keys="markers", min_size=method.min_marker_size, connectivity=method.marker_connectivity
+            ),
+            *([FillHolesd("mask", connectivity=1)] if method.fill_holes else []),
             WatershedLandscaped(
-                "markers", output_keys="landscape", landscape=landscape, cores_key="cores", mask_key="mask"
+                "markers", output_keys="landscape", landscape=method.landscape, cores_key="cores", mask_key="mask"
             ),
             MarkerWatershedd("landscape", output_keys="pred", markers_key="markers", mask_key="mask"),
-            RemoveSmallInstancesd("pred", min_size=min_size),
+            RemoveSmallInstancesd("pred", min_size=method.min_size),
             DeleteItemsd(["mask", "cores", "markers", "landscape"]),
         ]
     )
@@ -65,30 +74,21 @@ def watershed_instances(nucleus, boundary, **options) -> torch.Tensor:
     return watershed_steps(**options)({"pred": probabilities})["pred"][0]
 
 
-def reference_instances(
-    nucleus,
-    boundary,
-    threshold=0.5,
-    boundary_threshold=0.5,
-    fill_holes=True,
-    min_marker_size=1,
-    min_size=1,
-    landscape=DEFAULT_LANDSCAPE,
-    marker_connectivity=2,
-):
+def reference_instances(nucleus, boundary, **options):
     """The same method written directly with scikit-image and SciPy, without the steps."""
-    foreground = nucleus > threshold
-    cores = foreground & (boundary <= boundary_threshold)
-    markers = skimage_label(cores, connectivity=marker_connectivity)
-    markers = relabel_sequential(remove_small_objects(markers, max_size=min_marker_size - 1))[0]
-    region = ndimage.binary_fill_holes(foreground) if fill_holes else foreground
+    method = Options(**options)
+    foreground = nucleus > method.threshold
+    cores = foreground & (boundary <= method.boundary_threshold)
+    markers = skimage_label(cores, connectivity=method.marker_connectivity)
+    markers = relabel_sequential(remove_small_objects(markers, max_size=method.min_marker_size - 1))[0]
+    region = ndimage.binary_fill_holes(foreground) if method.fill_holes else foreground
     flood = {
         "binary": -cores.astype(np.float32),
         "distance_to_markers": ndimage.distance_transform_edt(markers == 0),
         "distance_to_background": -ndimage.distance_transform_edt(region),
-    }[landscape]
+    }[method.landscape]
     labels = skimage_watershed(flood, markers, mask=region)
-    return relabel_sequential(remove_small_objects(labels, max_size=min_size - 1))[0]
+    return relabel_sequential(remove_small_objects(labels, max_size=method.min_size - 1))[0]
 
 
 def test_boundary_lies_only_where_two_nuclei_touch():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from common.bundle import BundleCheckError, export_bundle, verify_bundle
-from common.bundle.__main__ import main
+from common.bundle.__main__ import main, parse_args, parse_override
 from common.bundle.export import NOT_EXPORTED, third_party_imports
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,6 +105,17 @@ def test_cli_exports_every_bundle(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export"])
+
+
+@pytest.mark.parametrize("command", [["verify", "b"], ["export", "b"]])
+def test_cli_overrides_repeat_and_read_as_json_or_text(command):
+    args = parse_args([*command, "--set", 'backbone="efficientnet-b0"', "--set", "channels=[8, 16]", "--set", "x=y"])
+    assert dict(parse_override(item) for item in args.set) == {
+        "backbone": "efficientnet-b0",
+        "channels": [8, 16],
+        "x": "y",
+    }
+    assert parse_args(command).set == []
 
 
 def test_published_weights_keep_their_entries_and_stay_out_of_the_zip(bundle_copy, tmp_path, monkeypatch):

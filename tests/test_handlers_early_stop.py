@@ -6,11 +6,10 @@ import pytest
 import torch
 from ignite.engine import Events
 from monai.data import CacheDataset, DataLoader
-from monai.engines import SupervisedEvaluator, SupervisedTrainer
-from monai.handlers import MeanSquaredError, ValidationHandler, from_engine
 from monai.transforms import Compose, RandFlipd
 
 from common.handlers import ModelSaver, ResumableCheckpoint, ResumableEarlyStopHandler
+from tests.support.engines import mse_engines
 
 PATIENCE = 3
 
@@ -36,24 +35,9 @@ def _run(root, epochs, resume=False, early_stop_in_checkpoint=True):
     )
     val_loader = DataLoader(CacheDataset(_data(2, 1, inverted=True), Compose([]), progress=False), batch_size=2)
     early_stop = ResumableEarlyStopHandler(PATIENCE, lambda engine: -engine.state.metrics["val_mse"])
-    evaluator = SupervisedEvaluator(
-        device="cpu",
-        val_data_loader=val_loader,
-        network=network,
-        val_handlers=[early_stop],
-        key_val_metric={"val_mse": MeanSquaredError(output_transform=from_engine(["pred", "label"]))},
-    )
+    trainer, evaluator = mse_engines(network, optimizer, train_loader, val_loader, epochs, val_handlers=[early_stop])
     scores = []
     evaluator.add_event_handler(Events.COMPLETED, lambda engine: scores.append(engine.state.metrics["val_mse"]))
-    trainer = SupervisedTrainer(
-        device="cpu",
-        max_epochs=epochs,
-        train_data_loader=train_loader,
-        network=network,
-        optimizer=optimizer,
-        loss_function=torch.nn.MSELoss(),
-        train_handlers=[ValidationHandler(1, evaluator)],
-    )
     early_stop.set_trainer(trainer)
     save_dict = {"model": network, "optimizer": optimizer, "trainer": trainer}
     if early_stop_in_checkpoint:

@@ -152,30 +152,35 @@ def test_weights_of_another_size_or_architecture_are_refused(tmp_path):
         MEDIARFormer(**SMALL, encoder_weights=tmp_path / "absent.pth")
 
 
-#: our decoder and head names -> MEDIAR's (segmentation_models_pytorch MAnet with two DeepSegmentationHeads)
+#: our layer names -> MEDIAR's: a MONAI Convolution (conv, adn.N) is an smp Conv2dReLU (0, 1), a squeeze-excite
+#: gate (squeeze, excite) an smp SE block (1, 3), a head (conv1, norm, conv2) a DeepSegmentationHead (0, 2, 3)
+LAYER_PARTS = {
+    "convolution": ((r"conv\.", "0."), (r"adn\.N\.", "1.")),
+    "gate": ((r"squeeze\.", "1."), (r"excite\.", "3.")),
+    "head": ((r"conv1\.", "0."), (r"norm\.", "2."), (r"conv2\.", "3.")),
+}
+#: our decoder and head (name, kind) -> MEDIAR's (segmentation_models_pytorch MAnet with two DeepSegmentationHeads)
+OURS_TO_MEDIAR_LAYERS = [
+    (r"decoder\.fusion\.(\d)\.high_conv\.(\d)\.", r"decoder.blocks.\1.hl_conv.\2.", "convolution"),
+    (r"decoder\.fusion\.(\d)\.high_gate\.", r"decoder.blocks.\1.SE_hl.", "gate"),
+    (r"decoder\.fusion\.(\d)\.skip_gate\.", r"decoder.blocks.\1.SE_ll.", "gate"),
+    (r"decoder\.fusion\.(\d)\.(conv\d)\.", r"decoder.blocks.\1.\2.", "convolution"),
+    (r"decoder\.up\.0\.(conv\d)\.", r"decoder.blocks.3.\1.", "convolution"),
+    (r"decoder\.up\.1\.(conv\d)\.", r"decoder.blocks.4.\1.", "convolution"),
+    (r"flow_head\.", "gradflow_head.", "head"),
+    (r"cellprob_head\.", "cellprob_head.", "head"),
+]
+#: (pattern of our parameter names, MEDIAR's name as a replacement)
 OURS_TO_MEDIAR = [
     (r"decoder\.centre\.query\.", "decoder.center.center_conv."),
     (r"decoder\.centre\.key\.", "decoder.center.top_conv."),
     (r"decoder\.centre\.value\.", "decoder.center.bottom_conv."),
     (r"decoder\.centre\.out\.", "decoder.center.out_conv."),
-    (r"decoder\.fusion\.(\d)\.high_conv\.(\d)\.conv\.", r"decoder.blocks.\1.hl_conv.\2.0."),
-    (r"decoder\.fusion\.(\d)\.high_conv\.(\d)\.adn\.N\.", r"decoder.blocks.\1.hl_conv.\2.1."),
-    (r"decoder\.fusion\.(\d)\.high_gate\.squeeze\.", r"decoder.blocks.\1.SE_hl.1."),
-    (r"decoder\.fusion\.(\d)\.high_gate\.excite\.", r"decoder.blocks.\1.SE_hl.3."),
-    (r"decoder\.fusion\.(\d)\.skip_gate\.squeeze\.", r"decoder.blocks.\1.SE_ll.1."),
-    (r"decoder\.fusion\.(\d)\.skip_gate\.excite\.", r"decoder.blocks.\1.SE_ll.3."),
-    (r"decoder\.fusion\.(\d)\.(conv\d)\.conv\.", r"decoder.blocks.\1.\2.0."),
-    (r"decoder\.fusion\.(\d)\.(conv\d)\.adn\.N\.", r"decoder.blocks.\1.\2.1."),
-    (r"decoder\.up\.0\.(conv\d)\.conv\.", r"decoder.blocks.3.\1.0."),
-    (r"decoder\.up\.0\.(conv\d)\.adn\.N\.", r"decoder.blocks.3.\1.1."),
-    (r"decoder\.up\.1\.(conv\d)\.conv\.", r"decoder.blocks.4.\1.0."),
-    (r"decoder\.up\.1\.(conv\d)\.adn\.N\.", r"decoder.blocks.4.\1.1."),
-    (r"flow_head\.conv1\.", "gradflow_head.0."),
-    (r"flow_head\.norm\.", "gradflow_head.2."),
-    (r"flow_head\.conv2\.", "gradflow_head.3."),
-    (r"cellprob_head\.conv1\.", "cellprob_head.0."),
-    (r"cellprob_head\.norm\.", "cellprob_head.2."),
-    (r"cellprob_head\.conv2\.", "cellprob_head.3."),
+    *(
+        (ours + our_part, mediar + mediar_part)
+        for ours, mediar, kind in OURS_TO_MEDIAR_LAYERS
+        for our_part, mediar_part in LAYER_PARTS[kind]
+    ),
 ]
 
 

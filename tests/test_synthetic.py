@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,15 @@ def written(tmp_path_factory):
 
 def relative_files(root: Path) -> list[str]:
     return sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
+
+
+def matching_tiffs(root: Path, pattern: str) -> Iterator[tuple[Path, tuple, np.ndarray]]:
+    """``(path, groups of the match, pixels)`` of every file under ``root``, each relative name asserted to match
+    ``pattern``."""
+    for name in relative_files(root):
+        match = re.fullmatch(pattern, name)
+        assert match, name
+        yield root / name, match.groups(), tifffile.imread(root / name)
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -318,21 +328,14 @@ def ome_pixel_size(path: Path) -> tuple[float, float]:
 
 
 def test_lmc_layout_ome_tiffs_with_pixel_size_and_study_organelles(written):
-    root = written("lmc", 8)
-    pattern = re.compile(
-        r"Study_(\d+)/image_(\d+)_(?:(BF|PC|DIC)_z(\d+)|(Nucleus|Mitochondria|Actin|Tubulin))\.ome\.tiff"
-    )
+    pattern = r"Study_(\d+)/image_(\d+)_(?:(BF|PC|DIC)_z(\d+)|(Nucleus|Mitochondria|Actin|Tubulin))\.ome\.tiff"
     studies: dict = {}
-    for name in relative_files(root):
-        match = pattern.fullmatch(name)
-        assert match, name
-        study, image, modality, plane, organelle = match.groups()
+    for path, (study, image, modality, plane, organelle), pixels in matching_tiffs(written("lmc", 8), pattern):
         entry = studies.setdefault(int(study), {}).setdefault(
             int(image), {"planes": [], "modality": set(), "organelles": set()}
         )
-        pixels = tifffile.imread(root / name)
         assert pixels.shape == (SIZE, SIZE)
-        pixel_height, pixel_width = ome_pixel_size(root / name)
+        pixel_height, pixel_width = ome_pixel_size(path)
         assert pixel_height == pixel_width > 0
         if organelle:
             entry["organelles"].add(organelle)
@@ -354,17 +357,10 @@ def test_lmc_layout_ome_tiffs_with_pixel_size_and_study_organelles(written):
 
 
 def test_adipocyte_layout_seven_brightfield_planes_and_three_targets(written):
-    root = written("adipocyte", 6)
-    pattern = re.compile(
-        r"(20x|40x|60x)_images/(AssayPlate_Greiner_#655090_[B-H]\d\d_T0001F\d{3}L01)A0(\d)Z0(\d)C0(\d)\.tif"
-    )
+    pattern = r"(20x|40x|60x)_images/(AssayPlate_Greiner_#655090_[B-H]\d\d_T0001F\d{3}L01)A0(\d)Z0(\d)C0(\d)\.tif"
     fields: dict = {}
-    for name in relative_files(root):
-        match = pattern.fullmatch(name)
-        assert match, name
-        magnification, prefix, action, plane, channel = match.groups()
+    for _, (magnification, prefix, action, plane, channel), pixels in matching_tiffs(written("adipocyte", 6), pattern):
         fields.setdefault((magnification, prefix), set()).add(f"A0{action}Z0{plane}C0{channel}")
-        pixels = tifffile.imread(root / name)
         assert pixels.dtype == np.uint16 and pixels.shape == (SIZE, round(SIZE * 2554 / 2154))
     expected = {f"A04Z0{z}C04" for z in range(1, 8)} | {"A01Z01C01", "A02Z01C02", "A03Z01C03"}
     assert len(fields) == 6 and all(found == expected for found in fields.values())

@@ -41,6 +41,12 @@ def bioimageio_exporter():
         ) from error
 
 
+def add_overrides(command: argparse.ArgumentParser, purpose: str) -> None:
+    """The repeatable ``--set ID=JSON`` option of ``command`` (``args.set``, read by :func:`parse_override`)."""
+    example = "e.g. --set backbone='\"efficientnet-b0\"'"
+    command.add_argument("--set", action="append", default=[], metavar="ID=JSON", help=f"{purpose}, {example}")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m common.bundle", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -58,23 +64,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="monai: self-contained bundle zip (default); bioimageio: bioimage.io model package of the network",
     )
     export.add_argument("--model", help="bioimageio: checkpoint to package (default: the bundle's primary model)")
-    export.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="ID=JSON",
-        help="bioimageio: override an inference.json id, e.g. --set backbone='\"efficientnet-b0\"'",
-    )
+    add_overrides(export, "bioimageio: override an inference.json id")
     verify = commands.add_parser("verify", help="model-zoo checks of a bundle folder or zip, offline")
     verify.add_argument("bundle", type=Path)
     verify.add_argument("--schema", type=Path, help="metadata schema file (meta_schema_20240725.json)")
-    verify.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="ID=JSON",
-        help="override a config id where the network is built, e.g. --set backbone='\"efficientnet-b0\"'",
-    )
+    add_overrides(verify, "override a config id where the network is built")
     copy = commands.add_parser("copy-common", help="copy the common package as exported bundles carry it")
     copy.add_argument("out", type=Path, help="folder to copy common/ into")
     args = parser.parse_args(argv)

@@ -2,8 +2,6 @@
 held-out MSE the run minimises well below that of an untrained network and of the mean-target baseline, and its SSIM
 above both, all three models scored by the bundle's evaluate.json."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -11,7 +9,7 @@ from monai.bundle import ConfigParser
 
 from common.data.synthetic import write_dataset
 from common.io import adipocyte_datalist, adipocyte_split, read_image
-from tests.support.bundles import REPO, run_cli
+from tests.support.bundles import REPO, evaluate_run, train_and_evaluate
 
 BUNDLE = REPO / "bundles" / "adipocyte_fluorescence_prediction"
 # a narrower network than the published one (64 ... 512) so that CPU training takes a minute; intensities divided
@@ -23,6 +21,7 @@ SMALL = {
     "intensity_scale": 10000.0,
     "network_def#channels": [16, 32, 64, 64, 64],
 }
+REPORT = "fluorescence_metrics_test.json"
 MSE_FRACTION = 0.75
 
 
@@ -39,47 +38,32 @@ def save_model(root, model: torch.nn.Module) -> None:
     torch.save(model.state_dict(), root / "models" / "model_20x_c01.pt")
 
 
-def evaluate(dataset, root) -> dict:
-    overrides = {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(root)}
-    run_cli(BUNDLE, "evaluating", ["train.json", "evaluate.json"], overrides)
-    return json.loads((root / "eval" / "fluorescence_metrics_test.json").read_text())
-
-
 @pytest.mark.slow
 def test_training_a_few_hundred_iterations_beats_an_untrained_network_and_the_mean_target(tmp_path):
     dataset = write_dataset("adipocyte", tmp_path / "adipocyte", n=60, size=128, seed=3)  # 20x: 14 / 4 / 2 fields
 
     save_model(tmp_path / "untrained", network())
-    untrained = evaluate(dataset, tmp_path / "untrained")
+    untrained = evaluate_run(BUNDLE, dataset, tmp_path / "untrained", SMALL, REPORT)
 
     # the mean-target baseline: the same network with its head reduced to the mean nuclei (C01) training target
-    training, _, _ = adipocyte_split(adipocyte_datalist(dataset, 20))
-    mean_target = np.mean([read_image(sample["C01"]).mean() for sample in training])
+    training_fields, _, _ = adipocyte_split(adipocyte_datalist(dataset, 20))
+    mean_target = np.mean([read_image(sample["C01"]).mean() for sample in training_fields])
     constant = network()
     torch.nn.init.zeros_(constant.head[0].weight)
     torch.nn.init.constant_(constant.head[0].bias, mean_target / SMALL["intensity_scale"])
     save_model(tmp_path / "mean", constant)
-    mean = evaluate(dataset, tmp_path / "mean")
+    mean = evaluate_run(BUNDLE, dataset, tmp_path / "mean", SMALL, REPORT)
 
     # 10 epochs of 28 iterations (14 fields, 16 tiles each, 8 per batch); lr 1e-3 and batch-norm statistics that
     # follow the weights (momentum 0.1) because the run is short
-    trained_root = tmp_path / "trained"
-    run_cli(
-        BUNDLE,
-        "training",
-        ["train.json"],
-        {
-            **SMALL,
-            "dataset_dir": str(dataset),
-            "bundle_root": str(trained_root),
-            "epochs": 10,
-            "batch_size": 8,
-            "learning_rate": 1e-3,
-            "bn_momentum": 0.1,
-            "val_interval": 5,
-        },
-    )
-    trained = evaluate(dataset, trained_root)
+    training = {
+        "epochs": 10,
+        "batch_size": 8,
+        "learning_rate": 1e-3,
+        "bn_momentum": 0.1,
+        "val_interval": 5,
+    }
+    trained = train_and_evaluate(BUNDLE, dataset, tmp_path / "trained", SMALL, training, REPORT)
 
     print(
         {

@@ -122,17 +122,13 @@ def test_evaluation_reports_the_40x_c02_model_on_the_40x_test_split(spec, datase
 
 
 def test_inference_predicts_c02_for_every_40x_field_and_names_the_missing_models(spec, dataset, trained, tmp_path):
-    output = run_cli(
-        BUNDLE,
-        "inferring",
-        ["inference.json"],
-        {
-            **spec.get("inference_overrides", {}),
-            "dataset_dir": str(dataset / spec["inference_input"]),
-            "bundle_root": str(trained),
-            "output_dir": str(tmp_path / "out"),
-        },
-    )
+    inference = {
+        **spec.get("inference_overrides", {}),
+        "dataset_dir": str(dataset / spec["inference_input"]),
+        "bundle_root": str(trained),
+        "output_dir": str(tmp_path / "out"),
+    }
+    output = run_cli(BUNDLE, "inferring", ["inference.json"], inference)
     written = sorted(path.relative_to(tmp_path / "out").as_posix() for path in (tmp_path / "out").rglob("*.tif"))
     fields = sorted(path.name[: -len("A04Z01C04.tif")] for path in (dataset / "40x_images").glob("*A04Z01C04.tif"))
     assert written == [f"40x_images/{field}A02Z01C02.tif" for field in fields] and len(fields) == 9
@@ -143,16 +139,6 @@ def test_inference_predicts_c02_for_every_40x_field_and_names_the_missing_models
     assert "model_40x_c01.pt, model_40x_c03.pt" in output and "not predicted" in output
     # the same command again (as after a kill) finds every field done and rewrites nothing
     written_at = {name: (tmp_path / "out" / name).stat().st_mtime_ns for name in written}
-    again = run_cli(
-        BUNDLE,
-        "inferring",
-        ["inference.json"],
-        {
-            **spec.get("inference_overrides", {}),
-            "dataset_dir": str(dataset / spec["inference_input"]),
-            "bundle_root": str(trained),
-            "output_dir": str(tmp_path / "out"),
-        },
-    )
+    again = run_cli(BUNDLE, "inferring", ["inference.json"], inference)
     assert "9 of 9 inputs already done, skipped" in again
     assert {name: (tmp_path / "out" / name).stat().st_mtime_ns for name in written} == written_at

@@ -2,7 +2,6 @@
 fresh process that cannot import this repository's ``common``, and run by the MONAI Deploy application; the
 outputs equal those of the bundle's own inference from the repository."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -19,7 +18,15 @@ from monai.data import MetaTensor
 
 from common.bundle import export_bundle, verify_bundle
 from common.bundle.export import NOT_EXPORTED, copy_package
-from tests.support.bundles import BUNDLES, REPO, SCHEMA, assert_same_outputs
+from tests.support.bundles import (
+    BUNDLES,
+    REPO,
+    SCHEMA,
+    assert_same_outputs,
+    deploy_app,
+    deploy_overrides,
+    needs_deploy,
+)
 
 # run in the fresh process: forget the editable install of this repository, put the downloaded bundle folder on
 # sys.path as a user's app does (the bundle's configs import `common` from there), then run and load the bundle
@@ -111,38 +118,10 @@ def test_downloaded_bundle_runs_and_loads_without_this_repository(
     assert_same_outputs(tmp_path / "downloaded", reference_outputs, spec["outputs"]["inference_glob"])
 
 
-needs_deploy = pytest.mark.skipif(
-    importlib.util.find_spec("monai.deploy") is None,
-    reason="MONAI Deploy SDK not installed (pip install -e '.[deploy]')",
-)
-
-
-def deploy_overrides(spec: dict) -> list[str]:
-    """The spec's inference overrides as ``--set id=value`` arguments of the Deploy application."""
-    return [
-        arg
-        for key, value in spec.get("inference_overrides", {}).items()
-        for arg in ("--set", f"{key}={json.dumps(value)}")
-    ]
-
-
 @needs_deploy
 def test_deploy_app_output_equals_bundle_inference(bundle, spec, dataset, release, reference_outputs, tmp_path):
     out = tmp_path / "deploy_out"
-    command = [
-        sys.executable,
-        "-m",
-        "common.deploy",
-        "--bundle",
-        str(release["zip"]),
-        "-i",
-        str(dataset / spec["inference_input"]),
-        "-o",
-        str(out),
-    ]
-    command += deploy_overrides(spec)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", HOLOSCAN_WORKDIR=str(tmp_path))
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    done = deploy_app(release["zip"], dataset / spec["inference_input"], out, spec, tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     assert_same_outputs(out, reference_outputs, spec["outputs"]["inference_glob"])
 

@@ -1,24 +1,13 @@
 """The DSB watershed bundle learns on synthetic BBBC039-layout data, trained and evaluated through its CLI."""
 
-import json
-
 import pytest
 
 from common.data.synthetic import write_dataset
-from tests.support.bundles import REPO, run_cli, save_untrained_weights
+from tests.support.bundles import REPO, evaluate_run, save_untrained_weights, train_and_evaluate
 
 BUNDLE = REPO / "bundles" / "dsb_nuclei_watershed_segmentation"
 SMALL = {"pretrained": False, "num_workers": 0, "patch_size": [128, 128]}
-
-
-def evaluate(dataset, root) -> dict:
-    run_cli(
-        BUNDLE,
-        "evaluating",
-        ["train.json", "evaluate.json"],
-        {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(root)},
-    )
-    return json.loads((root / "eval" / "instance_metrics_test.json").read_text())
+REPORT = "instance_metrics_test.json"
 
 
 @pytest.mark.slow
@@ -27,29 +16,20 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
 
     untrained = tmp_path / "untrained"
     save_untrained_weights(BUNDLE, untrained)
-    baseline = evaluate(dataset, untrained)
+    baseline = evaluate_run(BUNDLE, dataset, untrained, SMALL, REPORT)
 
-    trained = tmp_path / "trained"
     # 100 epochs of 3 iterations (one pass over the 12 training images, batch 4); lr 1e-3 because the encoder
     # starts from scratch, and batch-norm statistics that follow the weights faster than the encoder's default
     # 0.01 over so short a run
-    run_cli(
-        BUNDLE,
-        "training",
-        ["train.json"],
-        {
-            **SMALL,
-            "dataset_dir": str(dataset),
-            "bundle_root": str(trained),
-            "epochs": 100,
-            "iterations_per_epoch": 3,
-            "batch_size": 4,
-            "learning_rate": 1e-3,
-            "val_interval": 25,
-            "bn_momentum": 0.1,
-        },
-    )
-    result = evaluate(dataset, trained)
+    training = {
+        "epochs": 100,
+        "iterations_per_epoch": 3,
+        "batch_size": 4,
+        "learning_rate": 1e-3,
+        "val_interval": 25,
+        "bn_momentum": 0.1,
+    }
+    result = train_and_evaluate(BUNDLE, dataset, tmp_path / "trained", SMALL, training, REPORT)
 
     print(f"untrained: {baseline}\ntrained: {result}")
     # a 300-iteration run from scratch varies with its random stream: test-split mean-average F1 / F1@0.5 of

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from common.data.synthetic import write_dataset
-from tests.support.bundles import REPO, run_cli
+from tests.support.bundles import REPO, run_cli, train_and_evaluate
 
 BUNDLE = REPO / "bundles" / "livecell_semantic_segmentation"
 SMALL = {"num_workers": 0, "patch_size": [64, 64]}
@@ -28,15 +28,17 @@ def test_unet_trained_a_few_hundred_iterations_beats_the_threshold_baseline(tmp_
     )
     baseline = json.loads((baseline_root / "eval" / "baseline_metrics_test.json").read_text())
 
-    trained = tmp_path / "trained"
     # 25 epochs of 8 iterations (24 images, batch 3, 4 crops each); lr 1e-3 since the run is short and from scratch
-    overrides = {**common, "bundle_root": str(trained), "epochs": 25, "batch_size": 3, "learning_rate": 1e-3,
-                 "val_interval": 25}  # fmt: skip
-    run_cli(BUNDLE, "training", ["train.json", "unet_4l.json"], overrides)
-    run_cli(
-        BUNDLE, "evaluating", ["train.json", "unet_4l.json", "evaluate.json"], {**common, "bundle_root": str(trained)}
+    training = {"epochs": 25, "batch_size": 3, "learning_rate": 1e-3, "val_interval": 25}
+    result = train_and_evaluate(
+        BUNDLE,
+        dataset,
+        tmp_path / "trained",
+        SMALL,
+        training,
+        "semantic_metrics_test.json",
+        ("train.json", "unet_4l.json"),
     )
-    result = json.loads((trained / "eval" / "semantic_metrics_test.json").read_text())
 
     methods = baseline["methods"]
     best = max(methods, key=lambda name: methods[name]["dice"])

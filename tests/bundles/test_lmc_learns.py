@@ -1,11 +1,9 @@
 """The LMC bundle learns on synthetic Light My Cells data, trained and evaluated through its CLI."""
 
-import json
-
 import pytest
 
 from common.data.synthetic import write_dataset
-from tests.support.bundles import REPO, run_cli, save_untrained_weights
+from tests.support.bundles import REPO, evaluate_run, save_untrained_weights, train_and_evaluate
 
 BUNDLE = REPO / "bundles" / "lmc_fluorescence_prediction"
 # small encoder from scratch; 6 images per study, 2 of each in the validation split; its middle slices evaluated
@@ -16,16 +14,7 @@ SMALL = {
     "val_fraction": 0.25,
     "eval_slices": "middle",
 }
-
-
-def evaluate(dataset, root) -> dict:
-    run_cli(
-        BUNDLE,
-        "evaluating",
-        ["train.json", "evaluate.json"],
-        {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(root)},
-    )
-    return json.loads((root / "eval" / "lmc_metrics.json").read_text())
+REPORT = "lmc_metrics.json"
 
 
 @pytest.mark.slow
@@ -34,32 +23,23 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
 
     untrained = tmp_path / "untrained"
     save_untrained_weights(BUNDLE, untrained, {"backbone": SMALL["backbone"]})
-    baseline = evaluate(dataset, untrained)
+    baseline = evaluate_run(BUNDLE, dataset, untrained, SMALL, REPORT)
 
-    trained = tmp_path / "trained"
     # 32 epochs of 8 iterations (16 images, batch 2): 256 iterations on whole 128 x 128 images (with 64 x 64
     # crops the deepest batch norms of smp's U-Net see 2 x 2 maps and their running statistics do not serve
     # evaluation); lr 1e-3 and batch-norm statistics that follow the weights, as the encoder starts from
     # scratch; the last epoch's weights kept (keep_model: last). So short a run depends on its draws: with the
     # per-epoch seeds, seeds 0, 1, 2 gave mean PCC 0.42, 0.63, 0.69 (seed 0 learned actin only); seed 1 is run
-    run_cli(
-        BUNDLE,
-        "training",
-        ["train.json"],
-        {
-            **SMALL,
-            "dataset_dir": str(dataset),
-            "bundle_root": str(trained),
-            "epochs": 32,
-            "batch_size": 2,
-            "patch_size": [128, 128],
-            "learning_rate": 1e-3,
-            "bn_momentum": 0.1,
-            "val_interval": 16,
-            "seed": 1,
-        },
-    )
-    result = evaluate(dataset, trained)
+    training = {
+        "epochs": 32,
+        "batch_size": 2,
+        "patch_size": [128, 128],
+        "learning_rate": 1e-3,
+        "bn_momentum": 0.1,
+        "val_interval": 16,
+        "seed": 1,
+    }
+    result = train_and_evaluate(BUNDLE, dataset, tmp_path / "trained", SMALL, training, REPORT)
 
     print(f"untrained: {baseline}\ntrained: {result}")
     assert result["images"] == baseline["images"] == 8

@@ -6,12 +6,10 @@ narrow decoder instead of MiT-B5, trained from scratch (no ImageNet or MEDIAR we
 instead of the fine-tuning rate 2e-5, on 128-pixel images. Evaluation is the challenge metric with flip TTA.
 """
 
-import json
-
 import pytest
 
 from common.data.synthetic import write_dataset
-from tests.support.bundles import REPO, run_cli, save_untrained_weights
+from tests.support.bundles import REPO, evaluate_run, save_untrained_weights, train_and_evaluate
 
 BUNDLE = REPO / "bundles" / "mediar_cell_segmentation"
 SMALL = {
@@ -24,16 +22,7 @@ SMALL = {
     "num_workers": 0,
 }
 EPOCHS = 30  # 5 iterations each (18 training images, batch 4): 150 iterations
-
-
-def evaluate(dataset, root) -> dict:
-    run_cli(
-        BUNDLE,
-        "evaluating",
-        ["train.json", "evaluate.json"],
-        {**SMALL, "dataset_dir": str(dataset), "bundle_root": str(root)},
-    )
-    return json.loads((root / "eval" / "cellseg_metrics_test.json").read_text())
+REPORT = "cellseg_metrics_test.json"
 
 
 @pytest.mark.slow
@@ -43,27 +32,18 @@ def test_training_a_few_hundred_iterations_beats_an_untrained_network(tmp_path):
     untrained = tmp_path / "untrained"
     network_size = ("encoder", "decoder_channels", "attention_channels")
     save_untrained_weights(BUNDLE, untrained, {key: SMALL[key] for key in network_size})
-    baseline = evaluate(dataset, untrained)
+    baseline = evaluate_run(BUNDLE, dataset, untrained, SMALL, REPORT)
 
-    trained = tmp_path / "trained"
-    run_cli(
-        BUNDLE,
-        "training",
-        ["train.json"],
-        {
-            **SMALL,
-            "dataset_dir": str(dataset),
-            "bundle_root": str(trained),
-            "epochs": EPOCHS,
-            "cosine_period": EPOCHS,
-            "learning_rate": 1e-3,
-            "min_learning_rate": 1e-5,
-            "batch_size": 4,
-            "cache_rate": 1.0,
-            "val_interval": EPOCHS,
-        },
-    )
-    result = evaluate(dataset, trained)
+    training = {
+        "epochs": EPOCHS,
+        "cosine_period": EPOCHS,
+        "learning_rate": 1e-3,
+        "min_learning_rate": 1e-5,
+        "batch_size": 4,
+        "cache_rate": 1.0,
+        "val_interval": EPOCHS,
+    }
+    result = train_and_evaluate(BUNDLE, dataset, tmp_path / "trained", SMALL, training, REPORT)
 
     print(f"untrained: {baseline}\ntrained: {result}")
     assert baseline["images"] == result["images"] == 6

@@ -5,12 +5,9 @@ Runs are tiny (the bundle suite's spec overrides) and most fail within seconds, 
 """
 
 import csv
-import importlib.util
-import json
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -20,7 +17,16 @@ import pytest
 
 from common.bundle.verify import BundleCheckError, check_weights
 from common.io import build_datalist, image_suffix, read_image, write_image
-from tests.support.bundles import CLI_ENV, assert_same_outputs, cli, cli_command, parser_for, run_cli
+from tests.support.bundles import (
+    CLI_ENV,
+    assert_same_outputs,
+    cli,
+    cli_command,
+    deploy_app,
+    needs_deploy,
+    parser_for,
+    run_cli,
+)
 
 #: datalist key of a file paired with the image (label or target), per layout; None: no such file (COCO polygons)
 PARTNER = {
@@ -163,37 +169,17 @@ def test_folder_inference_goes_on_past_a_bad_file_and_resumes(
     assert_same_outputs(out, reference_outputs, spec["outputs"]["inference_glob"])
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("monai.deploy") is None,
-    reason="MONAI Deploy SDK not installed (pip install -e '.[deploy]')",
-)
+@needs_deploy
 def test_deploy_app_goes_on_past_a_bad_file_and_resumes(bundle, spec, dataset, release, reference_outputs, tmp_path):
     inputs, victim, good = _inputs_with_a_bad_file(spec, dataset, tmp_path)
     out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "common.deploy",
-        "--bundle",
-        str(release["zip"]),
-        "-i",
-        str(inputs),
-        "-o",
-        str(out),
-    ]
-    command += [
-        arg
-        for key, value in spec.get("inference_overrides", {}).items()
-        for arg in ("--set", f"{key}={json.dumps(value)}")
-    ]
-    env = dict(CLI_ENV, HOLOSCAN_WORKDIR=str(tmp_path))
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    done = deploy_app(release["zip"], inputs, out, spec, tmp_path)
     assert done.returncode != 0 and "failures.csv" in done.stderr + done.stdout, done.stderr[-3000:]
     with open(out / "failures.csv", newline="") as stream:
         assert [Path(row["input"]).name for row in csv.DictReader(stream)] == [victim.name]
     assert list(out.glob(spec["outputs"]["inference_glob"])), "the other inputs were written"
     victim.write_bytes(good)
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    done = deploy_app(release["zip"], inputs, out, spec, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "already done, skipped" in done.stderr + done.stdout
     assert_same_outputs(out, reference_outputs, spec["outputs"]["inference_glob"])

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 from monai.data import CacheDataset, DataLoader
-from monai.engines import SupervisedEvaluator, SupervisedTrainer
-from monai.handlers import MeanSquaredError, ValidationHandler, from_engine
 from monai.transforms import Compose, RandFlipd, RandGaussianNoised, RandSpatialCropd
 
 from common.handlers import ModelSaver, ResumableCheckpoint, StopOnNonFiniteLoss
+from tests.support.engines import mse_engines
 
 
 def _data(n, seed, nan_at=None):
@@ -45,21 +44,13 @@ def _run(tmp_path, epochs, resume=False, overwrite=False, nan_at=None, num_worke
         CacheDataset(_data(6, 0, nan_at), augment, progress=False), batch_size=2, shuffle=True, num_workers=num_workers
     )
     val_loader = DataLoader(CacheDataset(_data(2, 1), Compose([]), progress=False), batch_size=1)
-    evaluator = SupervisedEvaluator(
-        device="cpu",
-        val_data_loader=val_loader,
-        network=network,
-        key_val_metric={"val_mse": MeanSquaredError(output_transform=from_engine(["pred", "label"]))},
+    trainer, evaluator = mse_engines(
+        network,
+        optimizer,
+        train_loader,
+        val_loader,
+        epochs,
         metric_cmp_fn=lambda current, best: current < best if best != -1 else True,
-    )
-    trainer = SupervisedTrainer(
-        device="cpu",
-        max_epochs=epochs,
-        train_data_loader=train_loader,
-        network=network,
-        optimizer=optimizer,
-        loss_function=torch.nn.MSELoss(),
-        train_handlers=[ValidationHandler(1, evaluator)],
     )
     StopOnNonFiniteLoss().attach(trainer)
     checkpoint = ResumableCheckpoint(

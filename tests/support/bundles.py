@@ -14,6 +14,7 @@ The fixtures built on these (``bundle``, ``spec``, ``dataset``, ``release``, ``r
 ``tests/conftest.py``.
 """
 
+import importlib.util
 import json
 import os
 import socket
@@ -129,6 +130,59 @@ def run_cli(
     status, output = cli(bundle, run_id, config_names, overrides, launcher, env)
     assert status == 0, f"{run_id} {config_names} {overrides}\nexited {status}:\n{output[-6000:]}"
     return output
+
+
+def evaluate_run(
+    bundle: Path, dataset: Path, root: Path, overrides: dict, report: str, config_names=("train.json",)
+) -> dict:
+    """Evaluate the model under ``root`` (bundle_root) on ``dataset`` with ``config_names`` + evaluate.json and
+    ``overrides``; return its JSON report ``root/eval/<report>``."""
+    run_cli(
+        bundle,
+        "evaluating",
+        [*config_names, "evaluate.json"],
+        {**overrides, "dataset_dir": str(dataset), "bundle_root": str(root)},
+    )
+    return json.loads((root / "eval" / report).read_text())
+
+
+def train_and_evaluate(
+    bundle: Path, dataset: Path, root: Path, overrides: dict, training: dict, report: str, config_names=("train.json",)
+) -> dict:
+    """Train the bundle on ``dataset`` into ``root`` with ``config_names`` and ``overrides`` plus the
+    ``training`` ones, then evaluate it as :func:`evaluate_run` (with ``overrides`` only); return the report."""
+    run_cli(
+        bundle,
+        "training",
+        list(config_names),
+        {**overrides, "dataset_dir": str(dataset), "bundle_root": str(root), **training},
+    )
+    return evaluate_run(bundle, dataset, root, overrides, report, config_names)
+
+
+needs_deploy = pytest.mark.skipif(
+    importlib.util.find_spec("monai.deploy") is None,
+    reason="MONAI Deploy SDK not installed (pip install -e '.[deploy]')",
+)
+
+
+def deploy_overrides(spec: dict) -> list[str]:
+    """The spec's inference overrides as ``--set id=value`` arguments of the Deploy application."""
+    return [
+        arg
+        for key, value in spec.get("inference_overrides", {}).items()
+        for arg in ("--set", f"{key}={json.dumps(value)}")
+    ]
+
+
+def deploy_app(bundle_zip: Path, inputs: Path, out: Path, spec: dict, workdir: Path) -> subprocess.CompletedProcess:
+    """Run the MONAI Deploy application (``python -m common.deploy``) on ``bundle_zip`` as a user would, from
+    ``workdir`` (also its ``HOLOSCAN_WORKDIR``), with the spec's inference overrides; returns the finished process."""
+    command = [sys.executable, "-m", "common.deploy", "--bundle", str(bundle_zip), "-i", str(inputs), "-o", str(out)]
+    env = dict(CLI_ENV, HOLOSCAN_WORKDIR=str(workdir))
+    return subprocess.run(
+        command + deploy_overrides(spec), cwd=workdir, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def attach_config(path: Path, engine_id: str, handler_id: str, handler: dict) -> str:
