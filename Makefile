@@ -24,7 +24,7 @@ lint: $(INSTALLED)
 	$(VENV)/bin/mypy
 
 test: lint
-	$(XVFB) $(PYTHON) -m pytest -q -n 2 --dist loadgroup
+	$(XVFB) $(PYTHON) -m pytest -q -n 2 --dist loadgroup --durations=20
 
 test-fast: $(INSTALLED)
 	$(XVFB) $(PYTHON) -m pytest -q -n 2 --dist loadgroup -m "not slow"
