@@ -26,6 +26,7 @@ LAYERS = [
     "inferers",
     "handlers",
     "bundle",
+    "slides",
     "deploy",
     "napari",
 ]
