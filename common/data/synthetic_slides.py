@@ -169,7 +169,7 @@ class SyntheticSlide:
         for row in range(first, last):
             rng = np.random.default_rng([self.seed, zlib.crc32(b"slide-cells"), row])
             jitter = rng.uniform(-step, step, (columns, 2))
-            radii = np.exp(rng.uniform(*np.log(m.cell_radius), columns))
+            radii = np.exp(rng.uniform(np.log(m.cell_radius[0]), np.log(m.cell_radius[1]), columns))
             elongations = rng.uniform(*m.elongation, columns)
             angles = rng.uniform(0, np.pi, columns)
             amplitudes = m.irregularity * rng.uniform(0.3, 1.0, (columns, 3)) * [0.6, 1.0, 0.8]
@@ -327,7 +327,7 @@ def _empty_cells(channels: int) -> _Cells:
 def seam_crossings(size: int | Sequence[int], seam_every: int, seed: int = 0, **options) -> int:
     """Number of cells touching across the seams of the ``seam_every`` grid on the slide
     ``write_slide(..., size=size, seed=seed, seam_every=seam_every, **options)`` writes."""
-    shape = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    shape = (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
     return SyntheticSlide(shape, seed=seed, seam_every=seam_every, **options).seam_crossings()
 
 

@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple, Union, cast
 
 import dask.array as da
 import numpy as np
@@ -146,8 +146,9 @@ def _merged_names(names: list[str] | None, planes: int, channels: int) -> list[s
 
 def _ngff_attributes(group: zarr.Group) -> dict:
     """The NGFF metadata of ``group``: its attributes, unwrapped from ``ome`` for NGFF 0.5."""
-    attributes = group.attrs.asdict()
-    return dict(attributes["ome"]) if isinstance(attributes.get("ome"), dict) else attributes
+    attributes: dict = dict(group.attrs.asdict())
+    ome = attributes.get("ome")
+    return dict(ome) if isinstance(ome, dict) else attributes
 
 
 def _multiscale_group(path: Path) -> tuple[zarr.Group, dict]:
@@ -158,7 +159,7 @@ def _multiscale_group(path: Path) -> tuple[zarr.Group, dict]:
         raise ImageFileError(f"{path}: not a slide, the folder is not a Zarr group ({error}).") from error
     attributes = _ngff_attributes(group)
     if "multiscales" not in attributes and "bioformats2raw.layout" in attributes and "0" in group:
-        group = group["0"]  # bioformats2raw layout: the first image is the group "0"
+        group = cast(zarr.Group, group["0"])  # bioformats2raw layout: the first image is the group "0"
         attributes = _ngff_attributes(group)
     multiscales = attributes.get("multiscales")
     if not multiscales or not isinstance(multiscales, list) or not multiscales[0].get("datasets"):
@@ -172,7 +173,7 @@ def _open_zarr(path: Path, level: int) -> Slide:
     datasets = multiscale["datasets"]
     _check_level(path, level, len(datasets))
     try:
-        stored = group[datasets[level]["path"]]
+        stored = cast(zarr.Array, group[datasets[level]["path"]])
     except KeyError as error:
         raise ImageFileError(f"{path}: multiscales names dataset {datasets[level]['path']!r}, absent.") from error
     axes = multiscale.get("axes") or list("tczyx"[-stored.ndim :])
@@ -444,8 +445,7 @@ class OmeZarrWriter:
             if leftovers - {".zgroup", ".zattrs", "zarr.json", "0", "labels"}:
                 raise FileExistsError(f"{self.partial}: exists and is not a store this writer started; move it away.")
             shutil.rmtree(self.partial)  # a store killed before its manifest: no block was written
-        zarr_format = 2 if self.ngff == "0.4" else 3
-        root = zarr.open_group(self.partial, mode="w", zarr_format=zarr_format)
+        root = zarr.open_group(self.partial, mode="w", zarr_format=2 if self.ngff == "0.4" else 3)
         self._create_level(root, "0", (self.channels, *self.shape_yx), self.image.dtype)
         if self.labels is not None:
             group = root.create_group("labels").create_group(self.labels.name)
@@ -518,38 +518,37 @@ class OmeZarrWriter:
         """
         if self.path.exists() and not self.overwrite:
             raise FileExistsError(f"{self.path}: exists; pass overwrite=True to replace it.")
-        root = zarr.open_group(self.partial, mode="r+")
         levels = self.levels()
-        self._build_pyramid(root, "", levels, _mean_2x2)
+        self._build_pyramid(self.partial, levels, _mean_2x2)
         attributes = {"multiscales": [self._multiscale("image", levels, "mean")], "omero": self._omero()}
         if self.labels is not None:
             name = self.labels.name
-            self._build_pyramid(root, f"labels/{name}/", levels, _stride_2x2)
-            label_attributes = {
+            self._build_pyramid(self.partial / "labels" / name, levels, _stride_2x2)
+            label_attributes: dict[str, Any] = {
                 "multiscales": [self._multiscale(name, levels, "nearest")],
                 "image-label": {"source": {"image": "../../"}},
             }
             if self.ngff == "0.4":
                 label_attributes["image-label"]["version"] = "0.4"
-            self._set_attributes(root[f"labels/{name}"], label_attributes)
-            self._set_attributes(root["labels"], {"labels": [name]})
-        self._set_attributes(root, attributes)
+            self._set_attributes(self.partial / "labels" / name, label_attributes)
+            self._set_attributes(self.partial / "labels", {"labels": [name]})
+        self._set_attributes(self.partial, attributes)
         (self.partial / _MANIFEST).unlink(missing_ok=True)
         shutil.rmtree(self.ledger, ignore_errors=True)
         _replace_folder(self.partial, self.path)
         return self.path
 
-    def _set_attributes(self, group: zarr.Group, attributes: dict) -> None:
+    def _set_attributes(self, folder: Path, attributes: dict) -> None:
         if self.ngff == "0.5":
             attributes = {"ome": {"version": "0.5", **attributes}}
-        group.attrs.update(attributes)
+        zarr.open_group(folder, mode="r+").attrs.update(attributes)
 
-    def _build_pyramid(self, root: zarr.Group, prefix: str, levels: int, reduce) -> None:
-        """Levels 1.. of the multiscale under ``prefix``, each from the one above, in tiles of a few chunks."""
-        group = root[prefix.rstrip("/")] if prefix else root
+    def _build_pyramid(self, folder: Path, levels: int, reduce) -> None:
+        """Levels 1.. of the multiscale group at ``folder``, each from the one above, in tiles of a few chunks."""
+        group = zarr.open_group(folder, mode="r+")
         tile = self.chunk * max(1, 1024 // self.chunk)
         for level in range(1, levels):
-            source = root[f"{prefix}{level - 1}"]
+            source = zarr.open_array(folder / str(level - 1), mode="r")
             channels, height, width = source.shape
             shape = (channels, -(-height // 2), -(-width // 2))
             target = self._create_level(group, str(level), shape, source.dtype)
@@ -746,14 +745,17 @@ def tiff_from_zarr(
     if first.pixel_size is not None:
         metadata.update(PhysicalSizeY=first.pixel_size[0], PhysicalSizeYUnit="µm")
         metadata.update(PhysicalSizeX=first.pixel_size[1], PhysicalSizeXUnit="µm")
-    options: dict = {"photometric": "minisblack", "tile": (tile, tile), "compression": compression}
+    options: dict[str, Any] = {"photometric": "minisblack", "tile": (tile, tile), "compression": compression}
     with atomic_path(tiff_path) as partial, tifffile.TiffWriter(partial, bigtiff=True, ome=ome) as tiff:
         for level in range(first.levels):
             slide = first if level == 0 else open_slide(source, level)
-            resolution = {}
+            resolution: dict[str, Any] = {}
             if slide.pixel_size is not None:  # pixels per centimetre, (x, y) order
                 resolution = {"resolution": (1e4 / slide.pixel_size[1], 1e4 / slide.pixel_size[0]), "resolutionunit": 3}
-            placement = {"subifds": first.levels - 1, "metadata": metadata} if level == 0 else {"subfiletype": 1}
+            # plain TIFF: no shaped-series description, which would hide the SubIFD levels from tifffile's reader
+            placement: dict[str, Any] = {"subifds": first.levels - 1, "metadata": metadata if ome else None}
+            if level > 0:
+                placement = {"subfiletype": 1}
             tiff.write(
                 _tiles(slide.array, tile),
                 shape=slide.array.shape,
