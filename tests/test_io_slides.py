@@ -16,7 +16,7 @@ from ome_zarr.reader import Label, Multiscales, Reader
 from skimage.measure import regionprops
 
 from common.data.synthetic import SyntheticSlide, seam_crossings, write_slide
-from common.io import ImageFileError, read_pixel_size
+from common.io import ImageFileError, read_pixel_size, slides
 from common.io.slides import OmeZarrWriter, cell_rows, open_slide, tiff_from_zarr, write_cell_table
 
 SHAPE = (300, 500)
@@ -208,7 +208,7 @@ def test_writer_output_opens_with_ome_zarr_and_open_slide(tmp_path, ngff):
     np.testing.assert_array_equal(open_slide(path / "labels" / "cells", 2).array.compute()[0], labels[::4, ::4])
 
 
-def test_writer_resumes_a_partial_store_and_refuses_other_arguments(tmp_path):
+def test_writer_resumes_a_partial_store_and_refuses_other_arguments(tmp_path, monkeypatch):
     image, labels = _pixels((1, *SHAPE), dtype=np.float32), _labels(SHAPE)
     path = tmp_path / "out.ome.zarr"
     arguments = {"image": ("float32", 1), "labels": ("nuclei", "uint32"), "chunk": CHUNK}
@@ -228,7 +228,16 @@ def test_writer_resumes_a_partial_store_and_refuses_other_arguments(tmp_path):
     for y, x in [(0, 256), (256, 0), (256, 256)]:
         again.write_image(y, x, image[:, y : y + 256, x : x + 256])
         again.write_labels(y, x, labels[y : y + 256, x : x + 256])
-    again.finish()
+
+    def killed(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(slides, "_replace_folder", killed)
+    with pytest.raises(KeyboardInterrupt):  # killed in finish(), after the pyramid, before the rename
+        again.finish()
+    monkeypatch.undo()
+    assert not path.exists()
+    OmeZarrWriter(path, SHAPE, **arguments).finish()
     np.testing.assert_array_equal(open_slide(path).array.compute(), image)
     np.testing.assert_array_equal(open_slide(path / "labels" / "nuclei").array.compute()[0], labels)
     assert not (path / "blocks").exists() and not (path / "writer.json").exists()

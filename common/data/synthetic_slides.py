@@ -222,9 +222,10 @@ class SyntheticSlide:
             right = min(int(math.ceil(centre[1] + reach)) + 1, x0 + w)
             if top >= bottom or left >= right:
                 continue
-            dy = np.arange(top, bottom, dtype=np.float64)[:, None] - centre[0]
-            dx = np.arange(left, right, dtype=np.float64)[None, :] - centre[1]
-            cell_rho = _outline_rho(dy, dx, radius, elongation, cells.angles[i], cells.lobes[i]).astype(np.float32)
+            dy = (np.arange(top, bottom)[:, None] - centre[0]).astype(np.float32)  # float32: twice as fast
+            dx = (np.arange(left, right)[None, :] - centre[1]).astype(np.float32)
+            shape = (np.float32(radius), np.float32(elongation), np.float32(cells.angles[i]))
+            cell_rho = _outline_rho(dy, dx, *shape, cells.lobes[i].astype(np.float32)).astype(np.float32)
             window = rho[top - y0 : bottom - y0, left - x0 : right - x0]
             deeper = cell_rho < window
             window[deeper] = cell_rho[deeper]

@@ -30,7 +30,7 @@ import zarr
 
 from .atomic import atomic_path
 from .errors import ImageFileError
-from .images import TIFF_SUFFIXES, image_suffix, read_pixel_size
+from .images import TIFF_SUFFIXES, image_suffix, ome_pixels_element, read_pixel_size
 
 __all__ = [
     "Slide",
@@ -298,12 +298,7 @@ def _level_pixel_size(
 
 def _ome_channel_names(ome_xml: str | None) -> list[str] | None:
     """``Name`` of every ``Channel`` of the first OME ``Pixels`` element, or None if any is unnamed."""
-    if not ome_xml:
-        return None
-    from xml.etree import ElementTree
-
-    root = ElementTree.fromstring(ome_xml)
-    pixels = next((element for element in root.iter() if element.tag.split("}")[-1] == "Pixels"), None)
+    pixels = ome_pixels_element(ome_xml)
     if pixels is None:
         return None
     names = [element.get("Name") for element in pixels if element.tag.split("}")[-1] == "Channel"]
@@ -511,7 +506,9 @@ class OmeZarrWriter:
         return count
 
     def finish(self) -> Path:
-        """Build the pyramid chunk by chunk, write the NGFF metadata, rename ``<path>.partial`` to ``path``.
+        """Build the pyramid chunk by chunk, write the NGFF metadata, rename ``<path>.partial`` to ``path``, then
+        delete the writer's manifest and the :attr:`ledger` from it. Killed before the rename, a writer made
+        again with the same arguments resumes (and may finish again).
 
         Returns:
             ``path``.
@@ -533,9 +530,10 @@ class OmeZarrWriter:
             self._set_attributes(self.partial / "labels" / name, label_attributes)
             self._set_attributes(self.partial / "labels", {"labels": [name]})
         self._set_attributes(self.partial, attributes)
-        (self.partial / _MANIFEST).unlink(missing_ok=True)
-        shutil.rmtree(self.ledger, ignore_errors=True)
         _replace_folder(self.partial, self.path)
+        # the writer's and the caller's records go only after the rename: a kill before it can still resume
+        (self.path / _MANIFEST).unlink(missing_ok=True)
+        shutil.rmtree(self.path / self.LEDGER, ignore_errors=True)
         return self.path
 
     def _set_attributes(self, folder: Path, attributes: dict) -> None:
