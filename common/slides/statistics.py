@@ -4,18 +4,14 @@ normalising transforms compute on the whole image in memory.
 Passing the results as ``statistics`` to the transform makes blockwise normalisation equal to in-memory
 normalisation:
 
-============================================  ===========================  =========================================
-transform                                     statistics                   here
-============================================  ===========================  =========================================
-``common.transforms.ScalePercentiles(d)``     (C, 2) p_lower, p_upper      ``image_statistics(a, p, "percentiles",
-                                                                           lower=.., upper=..)``
-``common.transforms.NonZeroPercentile``       (2,) or (C, 2) with          ``image_statistics(a, p,
-``Normalize(d)``                              ``channel_wise``             "nonzero_percentiles", lower=.., upper=..)``
-``common.transforms.Whiten(d)``               (C, 2) mean, std             ``image_statistics(a, p, "mean_std")``
-MONAI ``ScaleIntensity(d)``                   (2,) min, max: ``a_min``,    ``image_statistics(a, p, "min_max")``
-                                              ``a_max`` of
-                                              ``ScaleIntensityRange(d)``
-============================================  ===========================  =========================================
+- ``common.transforms.ScalePercentiles(d)``: (C, 2) p_lower, p_upper per channel,
+  ``image_statistics(array, prefix, "percentiles", lower=..., upper=...)``;
+- ``common.transforms.NonZeroPercentileNormalize(d)``: (2,), or (C, 2) with ``channel_wise``,
+  ``image_statistics(array, prefix, "nonzero_percentiles", lower=..., upper=...)``;
+- ``common.transforms.Whiten(d)``: (C, 2) mean, std per channel, ``image_statistics(array, prefix, "mean_std")``;
+- MONAI's ``ScaleIntensity(d)``: (2,) min, max, ``image_statistics(array, prefix, "min_max")``, used as ``a_min``,
+  ``a_max`` of ``ScaleIntensityRange(d)`` (``b_min=0, b_max=1``), which then gives the same result (exactly for
+  integer-valued images; for others ``a_max - a_min`` may round differently by an ulp).
 
 The statistics are those of the *preprocessed* image: ``prefix_transform`` (the bundle's transforms before the
 normalising one) is applied to each block first. It must be **pointwise** (each output pixel a function of the
@@ -34,7 +30,8 @@ std are accumulated in float64 (Chan's pairwise merge of per-block mean and squa
 :func:`common.ops.whiten` does, and rounded to the image's type by the transform.
 
 Memory: blocks are read lazily and ``batch`` of them at a time (``dask.compute``, on the active scheduler or
-``dask.distributed`` client); each contributes a few histograms of at most 2**17 bins. Values in NaN are refused.
+``dask.distributed`` client); each contributes a few histograms of at most 2**17 bins. NaN values are refused
+(ValueError naming the block).
 """
 
 from __future__ import annotations
@@ -144,7 +141,7 @@ def _keys(values: np.ndarray) -> np.ndarray:
     values = values + values.dtype.type(0)  # -0.0 + 0.0 == +0.0
     unsigned = _UNSIGNED[values.dtype.itemsize]
     bits = values.view(unsigned)
-    top = unsigned(1) << unsigned(8 * values.dtype.itemsize - 1)
+    top = unsigned(1 << (8 * values.dtype.itemsize - 1))
     return np.where(bits & top, ~bits, bits | top)
 
 
@@ -152,8 +149,8 @@ def _from_keys(keys: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Inverse of :func:`_keys`."""
     unsigned = _UNSIGNED[dtype.itemsize]
     keys = keys.astype(unsigned)
-    top = unsigned(1) << unsigned(8 * dtype.itemsize - 1)
-    return np.where(keys & top, keys & ~top, ~keys).astype(unsigned).view(dtype)
+    top = 1 << (8 * dtype.itemsize - 1)
+    return np.where(keys & unsigned(top), keys & unsigned(top - 1), ~keys).astype(unsigned).view(dtype)
 
 
 def _digit(keys: np.ndarray, bits: int, resolved: int) -> np.ndarray:
