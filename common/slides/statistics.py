@@ -41,8 +41,6 @@ import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-import dask
-import dask.array as da
 import numpy as np
 import torch
 from monai.transforms import Compose
@@ -87,6 +85,9 @@ def _nonzero_dtype(dtype: np.dtype) -> np.dtype:
 
 def _blocks(array) -> list[tuple[Any, tuple[int, int]]]:
     """The (C, y, x) blocks of ``array`` (all channels in each) as delayed objects, with their (y0, x0)."""
+    # dask imported here, not at module level: bundles list only what their in-memory path imports (export check)
+    import dask.array as da
+
     if not isinstance(array, da.Array):
         array = da.asarray(array)
     if array.ndim != 3:
@@ -104,6 +105,8 @@ def _blocks(array) -> list[tuple[Any, tuple[int, int]]]:
 
 def _map_reduce(array, function: Callable, merge: Callable, batch: int) -> Any:
     """``merge`` over blocks of ``function(block, (y0, x0))``, computed ``batch`` blocks at a time."""
+    import dask
+
     if batch < 1:
         raise ValueError(f"batch: expected at least 1 block at a time, got {batch}.")
     blocks = _blocks(array)
