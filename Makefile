@@ -1,4 +1,5 @@
 # make demo : synthetic nuclei -> train, evaluate and infer with the DSB bundle through the bundle CLI
+# make pictures : the README's pictures in docs/ from make demo's output (scripts/make_pictures.py)
 # make lint : ruff (lint, import order, format) and mypy on common/
 # make test : lint, then the whole test suite (EXTRAS=test,deploy: the MONAI Deploy tests run too; EXTRAS=test skips them)
 # Both create .venv and install the project into it on first use.
@@ -9,7 +10,7 @@ INSTALLED := $(VENV)/.installed-$(EXTRAS)
 # napari's viewer tests need a display: without one, the suite runs in Xvfb when xvfb-run is installed
 XVFB := $(if $(DISPLAY),,$(if $(shell command -v xvfb-run),xvfb-run -a -s "-screen 0 1280x1024x24"))
 
-.PHONY: demo lint test test-fast bench map-app clean-venv
+.PHONY: demo pictures lint test test-fast bench map-app clean-venv
 
 $(INSTALLED): setup.cfg pyproject.toml scripts/setup_venv.sh scripts/system_packages.sh
 	VENV=$(VENV) EXTRAS=$(EXTRAS) ./scripts/setup_venv.sh
@@ -17,6 +18,9 @@ $(INSTALLED): setup.cfg pyproject.toml scripts/setup_venv.sh scripts/system_pack
 
 demo: $(INSTALLED)
 	$(PYTHON) scripts/demo.py --out demo_output
+
+pictures: $(INSTALLED)  # after make demo; the bioimage.io picture needs the bioimageio extra
+	$(PYTHON) scripts/make_pictures.py --demo demo_output --out docs
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check common tests scripts

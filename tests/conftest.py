@@ -5,7 +5,6 @@ Helpers live in the package ``tests.support`` (the repository root is on ``sys.p
 """
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import torch
 
 from common.bundle import export_bundle
 from common.data.synthetic import write_dataset
-from tests.support.bundles import BUNDLES, load_spec, run_cli, save_untrained_weights
+from tests.support.bundles import BUNDLES, load_spec, run_cli, untrained_copy
 
 # two threads alone; one per worker when pytest-xdist runs tests side by side
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
@@ -45,10 +44,8 @@ def dataset(bundle, spec, tmp_path_factory) -> Path:
 def release(bundle, spec, tmp_path_factory) -> dict:
     """A copy of the bundle with seeded untrained weights (``source``), and its exported zip (``zip``)."""
     work = tmp_path_factory.mktemp(f"{bundle.name}_release")
-    source = work / bundle.name
-    shutil.copytree(bundle, source, ignore=shutil.ignore_patterns("models", "eval", "predictions", "__pycache__"))
+    source = untrained_copy(bundle, spec, work)
     model_file = spec["outputs"].get("model", "models/model.pt")
-    save_untrained_weights(source, source, spec.get("inference_overrides", {}), model_file)
     return {"source": source, "zip": export_bundle(source, work / "dist"), "model_file": model_file}
 
 

@@ -1,6 +1,7 @@
 """bioimage.io packages of every bundle (``python -m common.bundle export --format bioimageio``): bioimage.io's own
 ``bioimageio test`` reruns the test tensors offline, and the package says what it holds and leaves out."""
 
+import dataclasses
 import io
 import json
 import os
@@ -14,7 +15,7 @@ import torch
 import yaml
 
 from common.bundle.__main__ import main
-from common.bundle.bioimageio import Op, citations, export_bioimageio, plan_package
+from common.bundle.bioimageio import Op, citations, documentation, export_bioimageio, plan_package
 from tests.support.bundles import REPO, parser_for
 
 pytest.importorskip("bioimageio.core")
@@ -92,6 +93,13 @@ def test_package_preprocessing_matches_the_bundle(bundle, plan):
         for op in plan.preprocessing:
             shifted = op.apply(shifted)
         assert np.abs(shifted.numpy() - np.asarray(expected)).max() <= 1 / 255 + 1e-6
+
+
+def test_documentation_names_the_checkpoint_inside_or_outside_the_bundle(plan, tmp_path):
+    inside = plan.checkpoint.resolve().relative_to(plan.bundle.resolve()).as_posix()
+    assert f"`{inside}` as TorchScript" in documentation(plan, [], [])
+    elsewhere = tmp_path / "runs" / "model.pt"  # --model /runs/model.pt: a checkpoint trained outside the bundle
+    assert f"`{elsewhere}` as TorchScript" in documentation(dataclasses.replace(plan, checkpoint=elsewhere), [], [])
 
 
 def test_ops_equal_numpy():

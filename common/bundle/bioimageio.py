@@ -454,6 +454,13 @@ def cover_image(raw_input: np.ndarray, test_output: np.ndarray, path: Path) -> P
     return path
 
 
+def _checkpoint_name(plan: PackagePlan) -> str:
+    """The packaged checkpoint as the documentation names it: its path in the bundle, or its own for one elsewhere
+    (``--model /runs/x/model.pt``)."""
+    checkpoint, bundle = plan.checkpoint.resolve(), plan.bundle.resolve()
+    return checkpoint.relative_to(bundle).as_posix() if checkpoint.is_relative_to(bundle) else str(checkpoint)
+
+
 def documentation(plan: PackagePlan, cited: list[dict], uncited: list[str]) -> str:
     """The package's documentation page (markdown)."""
     meta = plan.metadata
@@ -467,8 +474,7 @@ def documentation(plan: PackagePlan, cited: list[dict], uncited: list[str]) -> s
         "",
         "## What the package does",
         f"- Runs the bundle's network (`network_def` of `configs/inference.json`) with the weights of "
-        f"`{plan.checkpoint.relative_to(plan.bundle).as_posix()}` as TorchScript"
-        + (" (traced: one input size)." if plan.traced else "."),
+        f"`{_checkpoint_name(plan)}` as TorchScript" + (" (traced: one input size)." if plan.traced else "."),
         f"- Input `image`: (batch, channel, y, x) float32, {inputs['num_channels']} channel(s): "
         + "; ".join(inputs.get("channel_def", {}).values())
         + f". Heights and widths: {sizes}.",

@@ -68,6 +68,10 @@ class SaveChannelsd(MapTransform):
         self.output_dir, self.name_format, self.channels_key = Path(output_dir), name_format, channels_key
         self.dtype, self.overwrite, self.path_key = np.dtype(dtype), overwrite, path_key
 
+    def as_written(self, array: np.ndarray) -> np.ndarray:
+        """``array`` (any shape) in the values and dtype this writer writes (``dtype``: integers rounded, clipped)."""
+        return _as_dtype(np.asarray(array), self.dtype)
+
     def _paths(self, data: Mapping, count: int, key: Hashable) -> list[Path]:
         entries = {**(getattr(data[key], "meta", None) or {}), **data}
         channels = entries.get(self.channels_key)
@@ -89,6 +93,6 @@ class SaveChannelsd(MapTransform):
                 raise ValueError(f"{key}: expected a channel-first (C, H, W) image to write, got shape {array.shape}.")
             paths = self._paths(d, array.shape[0], key)
             for channel, path in zip(array, paths):
-                write_image(path, _as_dtype(channel, self.dtype), overwrite=self.overwrite)
+                write_image(path, self.as_written(channel), overwrite=self.overwrite)
             d[self.path_key or f"{key}_paths"] = [str(path) for path in paths]
         return d

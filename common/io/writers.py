@@ -82,7 +82,11 @@ class SaveImageFiled(MapTransform):
         array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
         if array.ndim != 3:
             raise ValueError(f"{path}: expected a channel-first (C, H, W) array to write, got shape {array.shape}.")
-        array = array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
+        return self.as_written(array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1), path)
+
+    def as_written(self, array: np.ndarray, path: Path | str = "") -> np.ndarray:
+        """``array`` (any shape) in the values and dtype this writer writes (``kind``); ``path`` names it in errors."""
+        array = np.asarray(array)
         if self.kind == "labels":
             if not np.issubdtype(array.dtype, np.integer) and array.dtype != bool:
                 fraction = ~np.isfinite(array) | (array != np.round(array))

@@ -82,6 +82,11 @@ class BundleRunner:
         self.key = keys[0]
         save_keys = [key for t in self.pipeline.save.transforms for key in getattr(t, "keys", ())]
         self.output_key = save_keys[0] if save_keys else "pred"
+        #: the bundle's writer of ``output_key``, whose ``as_written`` gives the values its files hold
+        self.writer = next((t for t in self.pipeline.save.transforms if hasattr(t, "as_written")), None)
+        folder_run = self.pipeline.folder_run
+        if folder_run is not None:  # its log records failed inputs, whose errors predict() raises
+            folder_run.output_dir.mkdir(parents=True, exist_ok=True)
 
     @property
     def name(self) -> str:
@@ -99,9 +104,10 @@ class BundleRunner:
     def load(
         self, pixels: np.ndarray, name: str, pixel_size: Sequence[float] | None = None, fields: Mapping | None = None
     ) -> dict:
-        """``pixels`` (H, W) or (H, W, C) through the bundle's load step, as if read from a file ``name``."""
+        """``pixels`` (H, W) or (H, W, C) through the bundle's load step, as if read from a file ``name``; the item's
+        ``id`` (which names outputs, e.g. the adipocyte bundle's) is ``name`` unless ``fields`` give one."""
         reader = ArrayReader(name, pixels, pixel_size)
-        data: dict = {**self.item_fields(fields), self.key: name}
+        data: dict = {"id": name, **self.item_fields(fields), self.key: name}
         for transform in self.pipeline.load.transforms:
             data = transform(data, reader=reader)
         return data
@@ -109,21 +115,31 @@ class BundleRunner:
     def predict(
         self, pixels: np.ndarray, name: str, pixel_size: Sequence[float] | None = None, fields: Mapping | None = None
     ) -> dict:
-        """The post-processed output dict of the bundle for one image (its prediction under ``output_key``)."""
+        """The post-processed output dict of the bundle for one image (its prediction under ``output_key``).
+
+        Raises:
+            RuntimeError: the bundle's pipeline failed on the image (its error, which the bundle's folder run
+                records instead of raising, in the message).
+        """
+        folder_run = self.pipeline.folder_run
+        failed = len(folder_run.failures) if folder_run is not None else 0
         outputs = self.pipeline.predict(self.load(pixels, name, pixel_size, fields))
+        if folder_run is not None and len(folder_run.failures) > failed:
+            raise RuntimeError(f"{self.name} on {name}: {folder_run.failures[-1][1]}")
         if len(outputs) != 1:
             raise RuntimeError(f"{self.name}: expected one output for {name}, got {len(outputs)}.")
         return outputs[0]
 
     def channel_names(self, output: Mapping[str, Any], count: int) -> list[str]:
         """Names of the ``count`` output channels: the bundle's ``organelles`` (LMC), the adipocyte targets of the
-        item's ``channels``, else ``channel k``."""
+        item's ``channels`` (in the output or its prediction's meta data), else ``channel k``."""
         parser = self.pipeline.parser
         names: list[str] = []
+        channels = output.get("channels", getattr(output.get(self.output_key), "meta", {}).get("channels"))
         if "organelles" in parser:
             names = [str(name) for name in parser.get_parsed_content("organelles")]
-        elif "channels" in output:
-            numbers = np.asarray(output["channels"]).reshape(-1).tolist()
+        elif channels is not None:
+            numbers = np.asarray(channels).reshape(-1).tolist()
             names = [f"C{int(c):02d} {ADIPOCYTE_TARGETS.get(f'C{int(c):02d}', '')}".strip() for c in numbers]
         return names if len(names) == count else [f"channel {k}" for k in range(count)]
 
@@ -143,12 +159,16 @@ def output_layers(
     runner: BundleRunner, output: Mapping[str, Any], image_name: str, scale: Sequence[float] = (1.0, 1.0)
 ) -> list[LayerData]:
     """napari layers of a bundle output: integer predictions (instance or semantic masks) as one labels layer,
-    float predictions (fluorescence) as one image layer per channel named after it; ``scale`` (y, x) is kept."""
+    float predictions (fluorescence) as one image layer per channel named after it; ``scale`` (y, x) is kept.
+    Values and dtype are those the bundle's writer puts in its files (e.g. the adipocyte bundle's uint16)."""
     prediction = output[runner.output_key]
     pixels = np.asarray(prediction.detach().cpu().numpy() if hasattr(prediction, "detach") else prediction)
     pixels = pixels[None] if pixels.ndim == 2 else pixels  # (C, H, W)
+    labels = pixels.dtype == bool or np.issubdtype(pixels.dtype, np.integer)
+    if runner.writer is not None:
+        pixels = runner.writer.as_written(pixels)
     scale = [float(s) for s in scale]
-    if pixels.dtype == bool or np.issubdtype(pixels.dtype, np.integer):
+    if labels:
         pixels = pixels.astype(np.uint8) if pixels.dtype == bool else pixels
         suffixes = [f" {k}" for k in range(len(pixels))] if len(pixels) > 1 else [""]
         return [

@@ -17,9 +17,11 @@ The fixtures built on these (``bundle``, ``spec``, ``dataset``, ``release``, ``r
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,16 @@ def save_untrained_weights(
     (root / model_file).parent.mkdir(parents=True, exist_ok=True)
     torch.save(parser.get_parsed_content("network_def").state_dict(), root / model_file)
     return root / model_file
+
+
+def untrained_copy(bundle: Path, spec: dict, work: Path) -> Path:
+    """A copy of the bundle under ``work`` (no models, outputs or caches) holding the seeded untrained weights of
+    its inference network with the spec's ``inference_overrides``, at the spec's model file; returns the copy."""
+    source = work / bundle.name
+    shutil.copytree(bundle, source, ignore=shutil.ignore_patterns("models", "eval", "predictions", "__pycache__"))
+    model_file = spec["outputs"].get("model", "models/model.pt")
+    save_untrained_weights(source, source, spec.get("inference_overrides", {}), model_file)
+    return source
 
 
 def assert_same_outputs(got_dir: Path, expected_dir: Path, pattern: str) -> None:
@@ -130,6 +142,23 @@ def run_cli(
     status, output = cli(bundle, run_id, config_names, overrides, launcher, env)
     assert status == 0, f"{run_id} {config_names} {overrides}\nexited {status}:\n{output[-6000:]}"
     return output
+
+
+@contextmanager
+def cli_in_background(bundle: Path, run_id: str, config_names, overrides: dict, log: Path, env=CLI_ENV):
+    """Run ``monai.bundle run`` as :func:`run_cli` does, in the background while the ``with`` block runs (its
+    output to ``log``); at the block's end wait for it, failing the test with its output on error."""
+    command = cli_command(bundle, run_id, config_names, overrides)
+    with open(log, "w") as stream:
+        process = subprocess.Popen(command, cwd=bundle, env=env, stdout=stream, stderr=subprocess.STDOUT, text=True)
+        try:
+            yield process
+            status = process.wait(timeout=900)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert status == 0, f"{run_id} {config_names} {overrides}\nexited {status}:\n{log.read_text()[-6000:]}"
 
 
 def evaluate_run(
