@@ -31,6 +31,7 @@ from skimage.measure import find_contours
 
 from common.data.folder import DatasetFolder
 from common.data.scene import CellScene, Morphology, Optics, render_scene
+from common.data.synthetic_slides import SLIDE_FORMATS, SyntheticSlide, seam_crossings, write_slide
 from common.io.datalist import split_datalist
 
 __all__ = [
@@ -44,6 +45,11 @@ __all__ = [
     "WRITERS",
     "LIVECELL_CELL_TYPES",
     "main",
+    # whole slides, drawn chunk by chunk (common.data.synthetic_slides)
+    "SLIDE_FORMATS",
+    "SyntheticSlide",
+    "write_slide",
+    "seam_crossings",
 ]
 
 _ROWS = "ABCDEFGHIJKLMNOP"

@@ -40,4 +40,15 @@ from .labels import (
     read_instance_labels,
 )
 from .segmentation_layouts import BBBC039_SPLITS, bbbc039_datalist, dsb2018_datalist, neurips_datalist
+from .slides import (
+    CELL_COLUMNS,
+    ImageSpec,
+    LabelSpec,
+    OmeZarrWriter,
+    Slide,
+    cell_rows,
+    open_slide,
+    tiff_from_zarr,
+    write_cell_table,
+)
 from .writers import SaveChannelFoldersd, SaveImageFiled, label_dtype, mask_to_uint8

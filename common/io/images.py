@@ -283,12 +283,17 @@ def read_pixel_size(path: PathLike) -> tuple[float, float] | None:
         raise ImageFileError(f"{path}: cannot read the TIFF metadata ({error}).") from error
 
 
-def _ome_pixel_size(ome_xml: str | None) -> tuple[float, float] | None:
-    """``(y_um, x_um)`` from the first ``Pixels`` element of an OME-XML document, or None."""
+def ome_pixels_element(ome_xml: str | None) -> ElementTree.Element | None:
+    """The first ``Pixels`` element of an OME-XML document, or None."""
     if not ome_xml:
         return None
     root = ElementTree.fromstring(ome_xml)
-    pixels = next((element for element in root.iter() if element.tag.split("}")[-1] == "Pixels"), None)
+    return next((element for element in root.iter() if element.tag.split("}")[-1] == "Pixels"), None)
+
+
+def _ome_pixel_size(ome_xml: str | None) -> tuple[float, float] | None:
+    """``(y_um, x_um)`` from the first ``Pixels`` element of an OME-XML document, or None."""
+    pixels = ome_pixels_element(ome_xml)
     if pixels is None:
         return None
     sizes = []
