@@ -1,3 +1,4 @@
 """Whole slides larger than memory: blockwise inference of any bundle on Dask, with seams stitched."""
 
+from .statistics import KeyPrefix, image_statistics, mean_std, min_max, percentiles
 from .stitch import CELL_DTYPE, BlockInstances, SeamError, label_dtype, seam_crossings, stitch_block

@@ -35,6 +35,7 @@ from common.io.slides import OmeZarrWriter, Slide, open_slide, write_cell_table
 
 from .blocks import Block, block_grid
 from .predict import BlockOutput, BlockPredictor
+from .stitch import label_dtype
 from .statistics import with_image_statistics
 
 __all__ = ["SlideInference", "BlockLedger"]
@@ -56,9 +57,11 @@ class BlockLedger:
     def done(self, block: Block) -> bool:
         return self._path(block).is_file()
 
-    def record(self, block: Block, cells: list[dict]) -> None:
+    def record(self, block: Block, cells: np.ndarray) -> None:
+        """Mark ``block`` done, with its (N,) ``CELL_DTYPE`` rows."""
+        rows = [dict(zip(cells.dtype.names, row.tolist())) for row in cells]
         with atomic_path(self._path(block)) as partial:
-            partial.write_text(json.dumps({"core": [block.y0, block.y1, block.x0, block.x1], "cells": cells}))
+            partial.write_text(json.dumps({"core": [block.y0, block.y1, block.x0, block.x1], "cells": rows}))
 
     def cells(self) -> list[dict]:
         """Every recorded block's cell rows, in id order."""
@@ -148,7 +151,7 @@ class SlideInference:
                 output, shape, self.chunk_size, slide.pixel_size, image=("float32", len(channels or [0]), channels),
                 overwrite=overwrite, ngff=self.ngff_version,
             )
-        dtype = _label_dtype(shape) if self.predictor.kind == "instances" else "uint8"
+        dtype = str(label_dtype(shape)) if self.predictor.kind == "instances" else "uint8"
         return OmeZarrWriter(
             output, shape, self.chunk_size, slide.pixel_size,
             image=(str(slide.array.dtype), int(slide.array.shape[0]), slide.channel_names),
@@ -223,11 +226,6 @@ def _use_worker_device(predictor: BlockPredictor, threads: int | None) -> None:
     if torch.cuda.is_available():
         index = int(worker.name) if str(worker.name).isdigit() else 0
         predictor.to(f"cuda:{index % torch.cuda.device_count()}")
-
-
-def _label_dtype(shape: tuple[int, int]) -> str:
-    """Instance ids are ``1 + y * W + x`` of a cell's first pixel: uint32 while they fit."""
-    return "uint32" if shape[0] * shape[1] < 2**32 else "uint64"
 
 
 def _stem(path: Path) -> str:

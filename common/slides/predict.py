@@ -28,22 +28,23 @@ from common.inferers import ChannelSourcesInferer, DihedralTTAInferer, RegionSli
 from common.inferers.region import with_region
 
 from .blocks import Block
-from .stitch import stitch_block
+from .stitch import CELL_DTYPE, stitch_block
 
 __all__ = ["BlockPredictor", "BlockOutput", "split_compose", "region_aware", "KINDS"]
 
 #: what a bundle's post-processing makes: instance labels, semantic labels, or image channels
 KINDS = ("instances", "semantic", "image")
+_NO_CELLS = np.zeros(0, CELL_DTYPE)
 
 
 @dataclass
 class BlockOutput:
     """What one block gives: the core's values (``(C, h, w)`` float32 for images, ``(h, w)`` labels otherwise)
-    and, for instances, the table rows of the cells this block owns."""
+    and, for instances, the :data:`common.slides.stitch.CELL_DTYPE` rows of the cells this block owns."""
 
     block: Block
     core: np.ndarray
-    cells: list[dict]
+    cells: np.ndarray
 
 
 def split_compose(compose: Compose, prefix: str, leading: bool) -> tuple[Compose, Compose]:
@@ -181,9 +182,9 @@ class BlockPredictor:
         output = np.asarray(torch.as_tensor(self.postprocessing(data)[self.pred_key]).cpu())
         core = (slice(block.y0 - ey0, block.y1 - ey0), slice(block.x0 - ex0, block.x1 - ex0))
         if self.kind == "image":
-            return BlockOutput(block, output[(slice(None), *core)].astype(np.float32), [])
+            return BlockOutput(block, output[(slice(None), *core)].astype(np.float32), _NO_CELLS)
         labels = output[0] if output.ndim == 3 else output
         if self.kind == "semantic":
-            return BlockOutput(block, labels[core], [])
+            return BlockOutput(block, labels[core], _NO_CELLS)
         stitched = stitch_block(labels, (ey0, ex0), core, tuple(slide_shape))
         return BlockOutput(block, stitched.core_labels, stitched.cells)
