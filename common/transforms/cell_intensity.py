@@ -36,24 +36,36 @@ class NonZeroPercentileNormalize(Transform):
         lower, upper: percentiles in [0, 100] mapped to 0 and 1.
         channel_wise: percentiles of each channel (channels without non-zero pixels stay 0).
         levels: number of grey levels of the output (values floored to multiples of ``1 / (levels - 1)``), or None.
+        statistics: None, or precomputed (p_lower, p_upper): (2,), or (C, 2) with ``channel_wise`` (a whole
+            slide's, from :func:`common.slides.percentiles` with ``nonzero=True``), used instead of the image's
+            own; NaN values (no non-zero pixels) give zeros.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(
-        self, lower: float = 0.0, upper: float = 99.5, channel_wise: bool = False, levels: int | None = 256
+        self,
+        lower: float = 0.0,
+        upper: float = 99.5,
+        channel_wise: bool = False,
+        levels: int | None = 256,
+        statistics=None,
     ) -> None:
         if not 0.0 <= lower < upper <= 100.0:
             raise ValueError(f"lower, upper: expected 0 <= lower < upper <= 100, got {lower}, {upper}.")
         if levels is not None and levels < 2:
             raise ValueError(f"levels: expected at least 2 grey levels or None, got {levels}.")
         self.lower, self.upper, self.channel_wise, self.levels = lower, upper, channel_wise, levels
+        self.statistics = statistics
 
-    def _scale(self, x: torch.Tensor) -> torch.Tensor:
-        values = x[x != 0]
-        if values.numel() == 0:
-            return torch.zeros_like(x)
-        low, high = percentile(values, self.lower), percentile(values, self.upper)
+    def _scale(self, x: torch.Tensor, bounds: torch.Tensor | None) -> torch.Tensor:
+        if bounds is None:
+            values = x[x != 0]
+            if values.numel() == 0:
+                return torch.zeros_like(x)
+            low, high = percentile(values, self.lower), percentile(values, self.upper)
+        else:
+            low, high = bounds[0], bounds[1]
         if not high > low:
             return torch.zeros_like(x)
         out = ((x - low) / (high - low)).clamp(0.0, 1.0)
@@ -66,7 +78,17 @@ class NonZeroPercentileNormalize(Transform):
         if x.ndim != 3:
             raise ValueError(f"image: expected a channel-first (C, H, W) image, got shape {tuple(x.shape)}.")
         x = x.to(torch.float64 if x.dtype in (torch.int64, torch.int32, torch.float64) else torch.float32)
-        out = torch.stack([self._scale(c) for c in x]) if self.channel_wise else self._scale(x)
+        bounds = None if self.statistics is None else torch.as_tensor(self.statistics, dtype=x.dtype, device=x.device)
+        expected = (x.shape[0], 2) if self.channel_wise else (2,)
+        if bounds is not None and tuple(bounds.shape) != expected:
+            raise ValueError(
+                f"statistics: expected (p_lower, p_upper) of shape {expected} (channel_wise={self.channel_wise}), "
+                f"got shape {tuple(bounds.shape)}."
+            )
+        if self.channel_wise:
+            out = torch.stack([self._scale(c, None if bounds is None else bounds[i]) for i, c in enumerate(x)])
+        else:
+            out = self._scale(x, bounds)
         return convert_to_dst_type(out, img, dtype=torch.float32)[0]
 
 
@@ -82,10 +104,11 @@ class NonZeroPercentileNormalized(ArrayMapTransform):
         upper: float = 99.5,
         channel_wise: bool = False,
         levels: int | None = 256,
+        statistics=None,
         output_keys: KeysCollection | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        transform = NonZeroPercentileNormalize(lower, upper, channel_wise, levels)
+        transform = NonZeroPercentileNormalize(lower, upper, channel_wise, levels, statistics)
         super().__init__(keys, transform, output_keys, allow_missing_keys)
 
 

@@ -48,15 +48,16 @@ def quantise(image, bits: int | None = 8) -> torch.Tensor:
 
 class Whiten(Transform):
     """Array transform: (C, H, W) image -> each channel standardised by its own mean and std (see
-    :func:`common.ops.whiten`)."""
+    :func:`common.ops.whiten`), or by ``statistics``: precomputed (mean, std) per channel, (C, 2) (a whole
+    slide's, from :func:`common.slides.mean_std`)."""
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, epsilon: float = 1e-6) -> None:
-        self.epsilon = epsilon
+    def __init__(self, epsilon: float = 1e-6, statistics=None) -> None:
+        self.epsilon, self.statistics = epsilon, statistics
 
     def __call__(self, image: NdarrayOrTensor) -> NdarrayOrTensor:
-        return convert_to_dst_type(whiten(image, self.epsilon), image, dtype=torch.float32)[0]
+        return convert_to_dst_type(whiten(image, self.epsilon, self.statistics), image, dtype=torch.float32)[0]
 
 
 class ScalePercentiles(Transform):
@@ -64,17 +65,22 @@ class ScalePercentiles(Transform):
     (:func:`common.ops.scale_percentiles`).
 
     Unlike MONAI's ``ScaleIntensityRangePercentiles`` (which warns and leaves ``x - p_lower`` unscaled, or
-    divides by zero), the case of coinciding percentiles is defined by ``constant``.
+    divides by zero), the case of coinciding percentiles is defined by ``constant``. ``statistics``: None, or
+    precomputed (p_lower, p_upper) per channel, (C, 2) (a whole slide's, from :func:`common.slides.percentiles`),
+    used instead of the image's own.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, lower: float, upper: float, clip: bool = False, constant: str = "shift") -> None:
+    def __init__(
+        self, lower: float, upper: float, clip: bool = False, constant: str = "shift", statistics=None
+    ) -> None:
         scale_percentiles(torch.zeros(1, 1), lower, upper, clip, constant)  # validates the arguments
         self.lower, self.upper, self.clip, self.constant = lower, upper, clip, constant
+        self.statistics = statistics
 
     def __call__(self, image: NdarrayOrTensor) -> NdarrayOrTensor:
-        scaled = scale_percentiles(image, self.lower, self.upper, self.clip, self.constant)
+        scaled = scale_percentiles(image, self.lower, self.upper, self.clip, self.constant, self.statistics)
         return convert_to_dst_type(scaled, image, dtype=torch.float32)[0]
 
 
@@ -104,10 +110,11 @@ class Whitend(ArrayMapTransform):
         self,
         keys: KeysCollection,
         epsilon: float = 1e-6,
+        statistics=None,
         output_keys: KeysCollection | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, Whiten(epsilon), output_keys, allow_missing_keys)
+        super().__init__(keys, Whiten(epsilon, statistics), output_keys, allow_missing_keys)
 
 
 class ScalePercentilesd(ArrayMapTransform):
@@ -122,10 +129,12 @@ class ScalePercentilesd(ArrayMapTransform):
         upper: float,
         clip: bool = False,
         constant: str = "shift",
+        statistics=None,
         output_keys: KeysCollection | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, ScalePercentiles(lower, upper, clip, constant), output_keys, allow_missing_keys)
+        transform = ScalePercentiles(lower, upper, clip, constant, statistics)
+        super().__init__(keys, transform, output_keys, allow_missing_keys)
 
 
 class Quantised(ArrayMapTransform):
