@@ -53,7 +53,9 @@ def test_test_time_augmentation_moves_the_region_with_the_image(group):
     network = _network()
     settings = {"roi_size": (24, 24), "sw_batch_size": 4, "overlap": 0.5, "mode": "gaussian"}
     with torch.no_grad():
-        whole = DihedralTTAInferer(SlidingWindowInferer(**settings), group=group, vector_channels=(0, 1))(image, network)
+        whole = DihedralTTAInferer(SlidingWindowInferer(**settings), group=group, vector_channels=(0, 1))(
+            image, network
+        )
         tta = DihedralTTAInferer(RegionSlidingWindowInferer(**settings), group=group, vector_channels=(0, 1))
         blocks = _blockwise(tta, image, network, block=32, halo=23)
     torch.testing.assert_close(blocks, whole, rtol=1e-5, atol=1e-6)

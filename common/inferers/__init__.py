@@ -1,5 +1,5 @@
 """Inferers of the collection: test-time augmentation, channel sources, sliding windows over a block of a slide."""
 
 from .channel_sources import ChannelSourcesInferer
-from .tta import DihedralTTAInferer, dihedral_elements
 from .region import RegionSlidingWindowInferer, SlideRegion, region_of, with_region
+from .tta import DihedralTTAInferer, dihedral_elements

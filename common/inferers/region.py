@@ -82,7 +82,9 @@ class RegionSlidingWindowInferer(SlidingWindowInferer):
         if region is None:
             return super().__call__(inputs, network, *args, **kwargs)
         if self.buffer_steps or self.with_coord or self.roi_weight_map is not None:
-            raise ValueError("RegionSlidingWindowInferer: buffer_steps, with_coord and roi_weight_map need a whole image.")
+            raise ValueError(
+                "RegionSlidingWindowInferer: buffer_steps, with_coord and roi_weight_map need a whole image."
+            )
         if inputs.ndim != 4:
             raise ValueError(f"RegionSlidingWindowInferer expects (B, C, h, w), got shape {tuple(inputs.shape)}.")
         size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
@@ -126,10 +128,14 @@ class RegionSlidingWindowInferer(SlidingWindowInferer):
             data = torch.cat([image[b : b + 1, :, y : y + roi[0], x : x + roi[1]] for b, y, x in batch]).to(sw_device)
             prediction = network(data, *args, **kwargs)
             if not isinstance(prediction, torch.Tensor) or tuple(prediction.shape[-2:]) != roi:
-                raise ValueError("RegionSlidingWindowInferer needs a network returning one tensor of the window's size.")
+                raise ValueError(
+                    "RegionSlidingWindowInferer needs a network returning one tensor of the window's size."
+                )
             weighted = (prediction * weight).to(out_device)
             if total is None:
-                total = torch.zeros((image.shape[0], prediction.shape[1], *size), dtype=weighted.dtype, device=out_device)
+                total = torch.zeros(
+                    (image.shape[0], prediction.shape[1], *size), dtype=weighted.dtype, device=out_device
+                )
             for k, (b, y, x) in enumerate(batch):
                 total[b, :, y : y + roi[0], x : x + roi[1]] += weighted[k]
                 if b == 0:

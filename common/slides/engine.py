@@ -34,9 +34,9 @@ from common.io.atomic import atomic_path
 from common.io.slides import OmeZarrWriter, Slide, open_slide, write_cell_table
 
 from .blocks import Block, block_grid
+from .normalise import with_image_statistics
 from .predict import BlockOutput, BlockPredictor
 from .stitch import label_dtype
-from .statistics import with_image_statistics
 
 __all__ = ["SlideInference", "BlockLedger"]
 
@@ -65,7 +65,9 @@ class BlockLedger:
 
     def cells(self) -> list[dict]:
         """Every recorded block's cell rows, in id order."""
-        rows = [row for path in sorted(self.folder.glob("[0-9]*.json")) for row in json.loads(path.read_text())["cells"]]
+        rows = [
+            row for path in sorted(self.folder.glob("[0-9]*.json")) for row in json.loads(path.read_text())["cells"]
+        ]
         return sorted(rows, key=lambda row: row["id"])
 
 
@@ -110,6 +112,7 @@ class SlideInference:
         self.predictor = BlockPredictor(
             network, inferer, preprocessing, postprocessing, kind, device, amp, instance_halo, item, transposed
         )
+        self._preprocessing = self.predictor.preprocessing  # before the statistics of a slide are fixed in it
         self.block_size, self.chunk_size = block_size, chunk_size
         self.n_workers, self.scheduler_address = n_workers, scheduler_address
         self.labels_name, self.channel_names, self.ngff_version = labels_name, channel_names, ngff_version
@@ -122,40 +125,68 @@ class SlideInference:
         slide = open_slide(input, level)
         shape = tuple(int(s) for s in slide.array.shape[-2:])
         predictor = self.predictor
-        predictor.preprocessing = with_image_statistics(predictor.preprocessing, slide.array)
+        predictor.preprocessing = with_image_statistics(self._preprocessing, slide.array)
         writer = self._writer(slide, Path(output), overwrite)
-        ledger = BlockLedger(Path(writer.partial) / ".blocks")
+        ledger = BlockLedger(writer.ledger)
         blocks = block_grid(shape, self.block_size)
         pending = [block for block in blocks if not ledger.done(block)]
         logger.info(
             "%s: %d x %d pixels, %d blocks of %d (halo %d), %d to do",
-            slide.path, *shape, len(blocks), self.block_size, predictor.halo, len(pending)
+            slide.path,
+            *shape,
+            len(blocks),
+            self.block_size,
+            predictor.halo,
+            len(pending),
         )
         for n, result in enumerate(self._predict(slide, pending, shape), 1):
             self._write(writer, slide, result)
             ledger.record(result.block, result.cells)
             elapsed = time.monotonic() - start
-            logger.info("block %s done (%d/%d, %.0f s left)", result.block.name, n, len(pending), elapsed / n * (len(pending) - n))
+            logger.info(
+                "block %s done (%d/%d, %.0f s left)",
+                result.block.name,
+                n,
+                len(pending),
+                elapsed / n * (len(pending) - n),
+            )
         cells = ledger.cells()
         final = Path(writer.finish())
         if predictor.kind == "instances":
             write_cell_table(final.parent / f"{_stem(final)}_cells.csv", cells, slide.pixel_size)
-        return {"output": str(final), "blocks": len(blocks), "predicted": len(pending), "cells": len(cells),
-                "seconds": round(time.monotonic() - start, 1)}
+        return {
+            "output": str(final),
+            "blocks": len(blocks),
+            "predicted": len(pending),
+            "cells": len(cells),
+            "seconds": round(time.monotonic() - start, 1),
+        }
 
     def _writer(self, slide: Slide, output: Path, overwrite: bool) -> OmeZarrWriter:
         shape = tuple(int(s) for s in slide.array.shape[-2:])
         if self.predictor.kind == "image":
             channels = self.channel_names
             return OmeZarrWriter(
-                output, shape, self.chunk_size, slide.pixel_size, image=("float32", len(channels or [0]), channels),
-                overwrite=overwrite, ngff=self.ngff_version,
+                output,
+                shape,
+                ("float32", len(channels or [0]), channels),
+                None,
+                self.chunk_size,
+                slide.pixel_size,
+                self.ngff_version,
+                overwrite,
             )
         dtype = str(label_dtype(shape)) if self.predictor.kind == "instances" else "uint8"
+        image = (str(slide.array.dtype), int(slide.array.shape[0]), slide.channel_names)
         return OmeZarrWriter(
-            output, shape, self.chunk_size, slide.pixel_size,
-            image=(str(slide.array.dtype), int(slide.array.shape[0]), slide.channel_names),
-            labels=(self.labels_name, dtype), overwrite=overwrite, ngff=self.ngff_version,
+            output,
+            shape,
+            image,
+            (self.labels_name, dtype),
+            self.chunk_size,
+            slide.pixel_size,
+            self.ngff_version,
+            overwrite,
         )
 
     def _write(self, writer: OmeZarrWriter, slide: Slide, result: BlockOutput) -> None:
@@ -234,4 +265,3 @@ def _stem(path: Path) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
-

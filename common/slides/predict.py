@@ -67,7 +67,11 @@ def region_aware(inferer: Any) -> tuple[Any, int]:
         roi = [int(r) for r in np.atleast_1d(inferer.roi_size)]
         if min(roi) < 1:
             raise ValueError(f"blockwise inference needs a fixed window size, the inferer's roi_size is {roi}.")
-        twin = inferer if isinstance(inferer, RegionSlidingWindowInferer) else RegionSlidingWindowInferer.from_inferer(inferer)
+        twin = (
+            inferer
+            if isinstance(inferer, RegionSlidingWindowInferer)
+            else RegionSlidingWindowInferer.from_inferer(inferer)
+        )
         return twin, max(fall_back_tuple(roi, roi))
     if isinstance(inferer, DihedralTTAInferer):
         inner, window = region_aware(_required(inferer.inferer, "the test-time augmentation"))
