@@ -18,6 +18,7 @@ that dies has its blocks redone by ``dask.distributed``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -62,6 +63,21 @@ class BlockLedger:
         rows = [dict(zip(cells.dtype.names, row.tolist())) for row in cells]
         with atomic_path(self._path(block)) as partial:
             partial.write_text(json.dumps({"core": [block.y0, block.y1, block.x0, block.x1], "cells": rows}))
+
+    def check_settings(self, settings: dict) -> None:
+        """Record ``settings`` of the run, or refuse to resume blocks that were computed with other settings."""
+        path = self.folder / "settings.json"
+        if path.is_file():
+            recorded = json.loads(path.read_text())
+            changed = sorted(key for key in set(recorded) | set(settings) if recorded.get(key) != settings.get(key))
+            if changed:
+                raise ValueError(
+                    f"{self.folder.parent}: an interrupted run with other settings ({', '.join(changed)}) is there; "
+                    "resume it with its settings, or delete that folder to start again."
+                )
+            return
+        with atomic_path(path) as partial:
+            partial.write_text(json.dumps(settings, indent=1))
 
     def cells(self) -> list[dict]:
         """Every recorded block's cell rows, in id order."""
@@ -128,6 +144,7 @@ class SlideInference:
         predictor.preprocessing = with_image_statistics(self._preprocessing, slide.array)
         writer = self._writer(slide, Path(output), overwrite)
         ledger = BlockLedger(writer.ledger)
+        ledger.check_settings(self._settings(slide))
         blocks = block_grid(shape, self.block_size)
         pending = [block for block in blocks if not ledger.done(block)]
         logger.info(
@@ -160,6 +177,24 @@ class SlideInference:
             "predicted": len(pending),
             "cells": len(cells),
             "seconds": round(time.monotonic() - start, 1),
+        }
+
+    def _settings(self, slide: Slide) -> dict:
+        """What the blocks' values depend on, so that a resumed run is the run it continues."""
+        weights = hashlib.sha1()
+        for name, tensor in self.predictor.network.state_dict().items():
+            weights.update(name.encode())
+            weights.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        predictor = self.predictor
+        return {
+            "input": str(Path(slide.path).resolve()),
+            "level": slide.level,
+            "kind": predictor.kind,
+            "block_size": self.block_size,
+            "halo": predictor.halo,
+            "instance_halo": predictor.instance_halo,
+            "weights": weights.hexdigest(),
+            "preprocessing": [type(t).__name__ for t in predictor.preprocessing.transforms],
         }
 
     def _writer(self, slide: Slide, output: Path, overwrite: bool) -> OmeZarrWriter:
