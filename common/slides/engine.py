@@ -60,7 +60,7 @@ class BlockLedger:
 
     def record(self, block: Block, cells: np.ndarray) -> None:
         """Mark ``block`` done, with its (N,) ``CELL_DTYPE`` rows."""
-        rows = [dict(zip(cells.dtype.names, row.tolist())) for row in cells]
+        rows = [dict(zip(cells.dtype.names or (), row.tolist())) for row in cells]
         with atomic_path(self._path(block)) as partial:
             partial.write_text(json.dumps({"core": [block.y0, block.y1, block.x0, block.x1], "cells": rows}))
 
@@ -139,7 +139,7 @@ class SlideInference:
             raise ValueError("give the slide as --input and the OME-Zarr to write as --output.")
         start = time.monotonic()
         slide = open_slide(input, level)
-        shape = tuple(int(s) for s in slide.array.shape[-2:])
+        shape = _plane_shape(slide)
         predictor = self.predictor
         predictor.preprocessing = with_image_statistics(self._preprocessing, slide.array)
         writer = self._writer(slide, Path(output), overwrite)
@@ -198,7 +198,7 @@ class SlideInference:
         }
 
     def _writer(self, slide: Slide, output: Path, overwrite: bool) -> OmeZarrWriter:
-        shape = tuple(int(s) for s in slide.array.shape[-2:])
+        shape = _plane_shape(slide)
         if self.predictor.kind == "image":
             channels = self.channel_names
             return OmeZarrWriter(
@@ -292,6 +292,10 @@ def _use_worker_device(predictor: BlockPredictor, threads: int | None) -> None:
     if torch.cuda.is_available():
         index = int(worker.name) if str(worker.name).isdigit() else 0
         predictor.to(f"cuda:{index % torch.cuda.device_count()}")
+
+
+def _plane_shape(slide: Slide) -> tuple[int, int]:
+    return int(slide.array.shape[-2]), int(slide.array.shape[-1])
 
 
 def _stem(path: Path) -> str:

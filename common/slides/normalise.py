@@ -69,7 +69,7 @@ def _fixed(transform: Any, pixels, prefix: KeyPrefix, image_key: str) -> Any:
             transform.keys, float(a_min), float(a_max), scaler.minv, scaler.maxv, dtype=scaler.dtype
         )
     if isinstance(transform, (ScalePercentilesd, NonZeroPercentileNormalized, Whitend)):
-        inner = transform.transform
+        inner: Any = transform.transform
         if isinstance(transform, ScalePercentilesd):
             statistics = image_statistics(pixels, prefix, "percentiles", lower=inner.lower, upper=inner.upper)
         elif isinstance(transform, NonZeroPercentileNormalized):
@@ -84,7 +84,7 @@ def _fixed(transform: Any, pixels, prefix: KeyPrefix, image_key: str) -> Any:
         else:
             statistics = image_statistics(pixels, prefix, "mean_std")
         fixed = copy.deepcopy(transform)
-        fixed.transform.statistics = statistics
+        fixed.transform.statistics = statistics  # type: ignore[attr-defined]
         return fixed
     return transform
 

@@ -75,16 +75,16 @@ def region_aware(inferer: Any) -> tuple[Any, int]:
         return twin, max(fall_back_tuple(roi, roi))
     if isinstance(inferer, DihedralTTAInferer):
         inner, window = region_aware(_required(inferer.inferer, "the test-time augmentation"))
-        twin = copy.copy(inferer)
-        twin.inferer = inner
-        return twin, window
+        tta = copy.copy(inferer)
+        tta.inferer = inner
+        return tta, window
     if isinstance(inferer, ChannelSourcesInferer):
-        twin, window = copy.copy(inferer), 0
-        twin.sources = {}
+        sources, window = copy.copy(inferer), 0
+        sources.sources = {}
         for name, source in inferer.sources.items():
             inner, size = region_aware(_required(source.get("inferer"), f"channel source {name!r}"))
-            twin.sources[name], window = {**source, "inferer": inner}, max(window, size)
-        return twin, window
+            sources.sources[name], window = {**source, "inferer": inner}, max(window, size)
+        return sources, window
     raise ValueError(f"blockwise inference cannot split a {type(inferer).__name__} into blocks.")
 
 
