@@ -9,6 +9,8 @@ from typing import Any, Callable
 import torch
 from monai.inferers import Inferer
 
+from .region import region_of, with_region
+
 __all__ = ["DihedralTTAInferer", "dihedral_elements"]
 
 GROUPS = ("d4", "flips")
@@ -31,11 +33,16 @@ def _flip_dims(flip_y: bool, flip_x: bool) -> list[int]:
 
 
 def apply_element(image: torch.Tensor, element: tuple[bool, bool, bool]) -> torch.Tensor:
-    """``image`` (..., H, W) moved by ``element``: transposed, then flipped."""
+    """``image`` (..., H, W) moved by ``element``: transposed, then flipped. A block of a slide (region meta data,
+    ``common.inferers.region``) is told where it lies in the moved slide."""
     transpose, flip_y, flip_x = element
     moved = image.transpose(-2, -1) if transpose else image
     dims = _flip_dims(flip_y, flip_x)
-    return torch.flip(moved, dims) if dims else moved
+    moved = torch.flip(moved, dims) if dims else moved
+    region = region_of(image)
+    if region is not None:  # a block of a slide: where the moved block lies in the moved slide
+        moved = with_region(moved, region.moved(element, (image.shape[-2], image.shape[-1])))
+    return moved
 
 
 def invert_element(

@@ -1,0 +1,73 @@
+"""Helpers of the whole-slide tests: a stand-in network whose instances are the synthetic cells, and the same
+slide inferred in memory (the bundle's ``inferring``) and block by block (its ``inferring_large``)."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+
+from common.io import read_image, write_image
+from common.io.slides import open_slide
+
+
+def threshold_network(in_channels: int, out_channels: int, gain: float = 40.0, level: float = 0.3) -> torch.nn.Module:
+    """A 1x1 convolution whose every output channel is ``gain * (mean input - level)``: on a normalised synthetic
+    slide, a probability (after a sigmoid) that is high on the cells and low between them. Output channels after the
+    first are the negative of it (e.g. DSB's boundary channel: no boundaries), so the instances are the cells."""
+    network = torch.nn.Conv2d(in_channels, out_channels, 1)
+    with torch.no_grad():
+        network.weight.fill_(gain / in_channels)
+        network.bias.fill_(-gain * level)
+        network.weight[1:] *= -1
+        network.bias[1:] *= -1
+    return network.eval()
+
+
+def parse(bundle: Path, names: list[str], overrides: dict) -> ConfigParser:
+    """The bundle's configs ``names`` (under configs/) with ``overrides``, which may hold Python objects."""
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / name) for name in names])
+    parser.update(overrides)
+    return parser
+
+
+def infer_in_memory(bundle: Path, slide: Path, workdir: Path, overrides: dict, names=("inference.json",)) -> Path:
+    """The slide read whole into a TIFF and run through the bundle's ``inferring``; returns the output folder."""
+    image = open_slide(slide).array.compute()
+    images, output = workdir / "images", workdir / "predictions"
+    write_image(images / "slide.tiff", image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1))
+    settings = {"dataset_dir": str(images), "output_dir": str(output), "dataloader#num_workers": 0, **overrides}
+    parse(bundle, list(names), settings).get_parsed_content("inferring")
+    return output
+
+
+def infer_blockwise(bundle: Path, slide: Path, output: Path, overrides: dict, names=("inference.json",)) -> dict:
+    """The bundle's ``inferring_large`` on ``slide`` into the OME-Zarr ``output``; returns its summary. An error is
+    raised as itself, not wrapped in the config parser's ``RuntimeError``."""
+    settings = {"input": str(slide), "output": str(output), **overrides}
+    try:
+        return parse(bundle, [*names, "large_image.json"], settings).get_parsed_content("inferring_large")
+    except RuntimeError as error:
+        if error.__cause__ is None:
+            raise
+        raise error.__cause__ from error
+
+
+def read_labels(store: Path, name: str) -> np.ndarray:
+    """(Y, X) level-0 labels ``name`` of an OME-Zarr the whole-slide path wrote."""
+    return open_slide(store / "labels" / name).array[0].compute()
+
+
+def read_output(folder: Path, pattern: str) -> np.ndarray:
+    """The one file of ``folder`` matching ``pattern``, squeezed."""
+    (path,) = sorted(folder.glob(pattern))
+    return np.squeeze(read_image(path))
+
+
+def assert_same_instances(got: np.ndarray, expected: np.ndarray) -> None:
+    """Same instances up to renumbering: background where the other has background, and a one-to-one id map."""
+    assert got.shape == expected.shape, (got.shape, expected.shape)
+    np.testing.assert_array_equal(got == 0, expected == 0)
+    pairs = np.unique(np.stack([got.ravel(), expected.ravel()]), axis=1)
+    assert len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1], "ids do not map one to one"

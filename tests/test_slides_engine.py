@@ -1,0 +1,126 @@
+"""Whole-slide inference block by block equals the bundle's in-memory inference, and survives kills (DSB bundle).
+
+The DSB bundle's own configs run with a stand-in network (``threshold_network``: its instances are the synthetic
+nuclei, so the watershed sees real cells and seams cut real nuclei); the sliding window over a network whose output
+depends on the window's place is tested in ``test_inferers_region.py``.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.data.synthetic import write_slide
+from common.slides import SeamError
+from tests.support.bundles import REPO
+from tests.support.slides import (
+    assert_same_instances,
+    infer_blockwise,
+    infer_in_memory,
+    read_labels,
+    read_output,
+    threshold_network,
+)
+
+BUNDLE = REPO / "bundles" / "dsb_nuclei_watershed_segmentation"
+SMALL = {"patch_size": [64, 64], "device": "cpu", "amp": False, "network": threshold_network(3, 2)}
+BLOCKS = {"block_size": 64, "chunk_size": 32, "instance_halo": 96, "n_workers": 0}
+SHAPE = (200, 260)
+
+
+class DieOnce(torch.nn.Module):
+    """``network``, except that the first process to call it exits at once (as a killed worker does)."""
+
+    def __init__(self, network: torch.nn.Module, marker: Path) -> None:
+        super().__init__()
+        self.network, self.marker = network, str(marker)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            os._exit(1)
+        return self.network(image)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A synthetic slide (OME-Zarr 0.4) and the bundle's in-memory labels of it."""
+    folder = tmp_path_factory.mktemp("dsb_slide")
+    slide = folder / "slide.ome.zarr"
+    write_slide(slide, SHAPE, format="ome-zarr-0.4", chunk=32, pixel_size=(0.5, 0.5), seed=1)
+    labels = read_output(infer_in_memory(BUNDLE, slide, folder, SMALL), "*_label.tiff")
+    assert len(np.unique(labels)) > 20
+    return slide, labels
+
+
+@pytest.mark.parametrize("format", ["ome-zarr-0.4", "ome-zarr-0.5", "ome-tiff"])
+def test_blocks_equal_the_whole_slide_in_memory(tmp_path, reference, format):
+    _, expected = reference
+    slide = tmp_path / ("slide.ome.tiff" if format == "ome-tiff" else "slide.ome.zarr")
+    write_slide(slide, SHAPE, format=format, chunk=32, pixel_size=(0.5, 0.5), seed=1)
+    summary = infer_blockwise(BUNDLE, slide, tmp_path / "nuclei.ome.zarr", {**SMALL, **BLOCKS})
+    labels = read_labels(tmp_path / "nuclei.ome.zarr", "nuclei")
+    assert_same_instances(labels, expected)
+    # ids are 1 + the raster index of each nucleus' first pixel, so they do not depend on the blocks
+    ids = np.unique(labels)[1:]
+    first = np.array([np.flatnonzero(labels.ravel() == i)[0] for i in ids])
+    np.testing.assert_array_equal(ids, first + 1)
+    # the per-cell table lists each nucleus once, with its area in pixels and square micrometres
+    table = np.genfromtxt(tmp_path / "nuclei_cells.csv", delimiter=",", names=True)
+    np.testing.assert_array_equal(table["id"], ids)
+    np.testing.assert_array_equal(table["area"], [np.sum(labels == i) for i in ids])
+    np.testing.assert_allclose(table["area_um2"], table["area"] * 0.25)
+    assert summary["cells"] == len(ids) and summary["blocks"] == 4 * 5
+
+
+def test_two_dask_workers_and_a_worker_that_dies(tmp_path, reference):
+    slide, expected = reference
+    marker = tmp_path / "died"
+    # the first worker to predict anything dies without a word; dask.distributed gives its block to another worker
+    network = DieOnce(threshold_network(3, 2), marker)
+    infer_blockwise(
+        BUNDLE, slide, tmp_path / "nuclei.ome.zarr", {**SMALL, **BLOCKS, "network": network, "n_workers": 2}
+    )
+    assert marker.exists()
+    assert_same_instances(read_labels(tmp_path / "nuclei.ome.zarr", "nuclei"), expected)
+
+
+def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_run(tmp_path, reference, monkeypatch):
+    slide, expected = reference
+    output = tmp_path / "nuclei.ome.zarr"
+    import common.slides.engine as engine
+
+    predict = engine.predict_block
+    done = []
+
+    def killed_after_seven(*args, **kwargs):
+        if len(done) == 7:
+            raise KeyboardInterrupt  # the run stops here, as a kill would stop it
+        done.append(args[3])
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "predict_block", killed_after_seven)
+    with pytest.raises(KeyboardInterrupt):
+        infer_blockwise(BUNDLE, slide, output, {**SMALL, **BLOCKS})
+    assert not output.exists()
+    partial = output.with_name(output.name + ".partial")
+    assert len(list((partial / "blocks").glob("*_*.json"))) == 7
+    # a different halo cannot continue these blocks
+    with pytest.raises(ValueError, match="instance_halo"):
+        infer_blockwise(BUNDLE, slide, output, {**SMALL, **BLOCKS, "instance_halo": 80})
+    monkeypatch.setattr(engine, "predict_block", predict)
+    summary = infer_blockwise(BUNDLE, slide, output, {**SMALL, **BLOCKS})
+    assert summary["predicted"] == 20 - 7
+    assert_same_instances(read_labels(output, "nuclei"), expected)
+    assert not partial.exists()
+    # the finished output is not replaced without overwrite
+    with pytest.raises(FileExistsError):
+        infer_blockwise(BUNDLE, slide, output, {**SMALL, **BLOCKS})
+
+
+def test_a_halo_narrower_than_a_nucleus_is_refused(tmp_path, reference):
+    slide, _ = reference
+    with pytest.raises(SeamError, match="raise the halo"):
+        infer_blockwise(BUNDLE, slide, tmp_path / "nuclei.ome.zarr", {**SMALL, **BLOCKS, "instance_halo": 8})
