@@ -43,6 +43,7 @@ BASE_DISTRIBUTIONS = {"monai", "torch", "numpy"}
 NOT_EXPORTED = {
     "data/synthetic.py": "writes synthetic datasets for tests and demos (python -m common.data.synthetic)",
     "data/scene.py": "renders the synthetic fields of view that data/synthetic.py writes",
+    "data/synthetic_slides.py": "writes synthetic whole slides for tests and benchmarks",
     "bundle/bioimageio.py": "writes bioimage.io packages (python -m common.bundle export --format bioimageio)",
 }
 
