@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from common.data.synthetic import write_slide
+from common.io.slides import open_slide
 from common.slides import SeamError
 from tests.support.bundles import REPO
 from tests.support.slides import (
@@ -60,8 +61,12 @@ def test_blocks_equal_the_whole_slide_in_memory(tmp_path, reference, format):
     _, expected = reference
     slide = tmp_path / ("slide.ome.tiff" if format == "ome-tiff" else "slide.ome.zarr")
     write_slide(slide, SHAPE, format=format, chunk=32, pixel_size=(0.5, 0.5), seed=1)
-    summary = infer_blockwise(BUNDLE, slide, tmp_path / "nuclei.ome.zarr", {**SMALL, **BLOCKS})
+    tiff = str(tmp_path / "nuclei.ome.tif") if format == "ome-zarr-0.5" else None
+    summary = infer_blockwise(BUNDLE, slide, tmp_path / "nuclei.ome.zarr", {**SMALL, **BLOCKS, "tiff_output": tiff})
     labels = read_labels(tmp_path / "nuclei.ome.zarr", "nuclei")
+    if tiff:  # the same labels as a tiled pyramidal OME-TIFF, with the pixel size
+        np.testing.assert_array_equal(open_slide(tiff).array[0].compute(), labels)
+        assert open_slide(tiff).pixel_size == (0.5, 0.5) and open_slide(tiff).levels > 1
     assert_same_instances(labels, expected)
     # ids are 1 + the raster index of each nucleus' first pixel, so they do not depend on the blocks
     ids = np.unique(labels)[1:]

@@ -32,7 +32,7 @@ import torch
 from monai.transforms import Compose
 
 from common.io.atomic import atomic_path
-from common.io.slides import OmeZarrWriter, Slide, open_slide, write_cell_table
+from common.io.slides import OmeZarrWriter, Slide, open_slide, tiff_from_zarr, write_cell_table
 
 from .blocks import Block, block_grid
 from .normalise import with_image_statistics
@@ -133,8 +133,12 @@ class SlideInference:
         self.n_workers, self.scheduler_address = n_workers, scheduler_address
         self.labels_name, self.channel_names, self.ngff_version = labels_name, channel_names, ngff_version
 
-    def run(self, input: str | Path, output: str | Path, level: int = 0, overwrite: bool = False) -> dict:
-        """Predict the slide at ``input`` into the OME-Zarr ``output``; returns a summary (blocks, cells, seconds)."""
+    def run(
+        self, input: str | Path, output: str | Path, level: int = 0, overwrite: bool = False, tiff: str | None = None
+    ) -> dict:
+        """Predict the slide at ``input`` (resolution ``level``) into the OME-Zarr ``output``, and with ``tiff`` also
+        into that tiled pyramidal OME-TIFF (the labels, or the predicted channels), written tile by tile from the
+        store; returns a summary (blocks, cells, seconds)."""
         if input is None or output is None:
             raise ValueError("give the slide as --input and the OME-Zarr to write as --output.")
         start = time.monotonic()
@@ -171,6 +175,9 @@ class SlideInference:
         final = Path(writer.finish())
         if predictor.kind == "instances":
             write_cell_table(final.parent / f"{_stem(final)}_cells.csv", cells, slide.pixel_size)
+        if tiff is not None:
+            labels = None if predictor.kind == "image" else self.labels_name
+            tiff_from_zarr(final, tiff, labels=labels, overwrite=overwrite)
         return {
             "output": str(final),
             "blocks": len(blocks),
