@@ -106,7 +106,8 @@ def read_ome_zarr(path: PathOrPaths) -> list[LayerData]:
     names = channels.channel_names or ([stem] if count == 1 else [f"{stem} [{c}]" for c in range(count)])
     layers = _multiscale_layers(store, list(names), "image")
     if (store / "labels").is_dir():
-        attributes = dict(zarr.open_group(store / "labels", mode="r").attrs.asdict())
-        for name in attributes.get("ome", attributes).get("labels", []):  # NGFF 0.5 nests them under "ome"
-            layers.extend(_multiscale_layers(store / "labels" / name, [str(name)], "labels"))
+        attributes: dict[str, Any] = dict(zarr.open_group(store / "labels", mode="r").attrs.asdict())
+        ngff: dict[str, Any] = attributes.get("ome", attributes)  # NGFF 0.5 nests the metadata under "ome"
+        for name in ngff.get("labels", []):
+            layers.extend(_multiscale_layers(store / "labels" / str(name), [str(name)], "labels"))
     return layers
