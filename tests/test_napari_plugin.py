@@ -4,7 +4,8 @@ The widget runs the DSB bundle's exported zip (seeded untrained weights, the sui
 image layer; its labels layer must equal the file the bundle's own ``monai.bundle run inferring`` writes for the
 same image, and keep the layer's scale. It runs the fluorescence bundles (LMC, adipocyte) from their folders the
 same way: one image layer per predicted channel, named after it, equal to the bundle's file of that channel. The
-reader opens OME-TIFFs written by ``common.io`` with their pixel size.
+reader opens OME-TIFFs written by ``common.io`` with their pixel size, and the whole-slide path's OME-Zarr stores as
+multiscale layers.
 """
 
 import configparser
@@ -128,6 +129,24 @@ def test_reader_opens_ome_tiff_with_the_pixel_size(make_napari_viewer, plugin, t
     np.testing.assert_allclose(mask.scale, [0.65, 0.325])
     np.testing.assert_allclose(nucleus.scale, [0.2, 0.2])
     np.testing.assert_allclose(mask.metadata["pixel_size_um"], [0.65, 0.325])
+
+
+def test_reader_opens_an_ome_zarr_store_as_multiscale_layers(make_napari_viewer, plugin, tmp_path):
+    from tests.test_napari_reader_zarr import write_store
+
+    store = tmp_path / "cells.ome.zarr"
+    image, labels = write_store(store, "0.4")
+    viewer = make_napari_viewer()
+    layers = viewer.open(store, plugin=PLUGIN)
+    assert [(type(layer).__name__, layer.name) for layer in layers] == [
+        ("Image", "DAPI"),
+        ("Image", "GFP"),
+        ("Labels", "nuclei"),
+    ]
+    assert all(layer.multiscale and len(layer.data) == 3 for layer in layers)
+    np.testing.assert_allclose(layers[2].scale, [0.5, 0.25])
+    np.testing.assert_array_equal(np.asarray(layers[1].data[0]), image[1])
+    np.testing.assert_array_equal(np.asarray(layers[2].data[0]), labels)
 
 
 def lmc_case(work: Path) -> dict:

@@ -6,9 +6,14 @@
 
 Graph: MicroscopyImageLoaderOperator -> BundleInferenceOperator -> MicroscopyImageWriterOperator, each input
 handed over in memory; loading, inference (with the bundle's post-processing, instance labels included) and
-writing are the bundle's own, so the files equal those of its ``inferring`` run. As in that run, inputs whose
-outputs are complete are skipped (``--set overwrite=true`` redoes them), an input that fails is recorded and the
-others go on, and the application ends with ``failures.csv`` beside the outputs and a non-zero exit status.
+writing are the bundle's own, so the files equal those of its ``inferring`` run. Inputs too large to load whole
+(OME-Zarr stores in the input folder, TIFFs of more than ``--large-image-pixels`` pixels, by default
+``$MICROSCOPY_LARGE_IMAGE_PIXELS`` or 2**26) go to WholeSlideInferenceOperator instead: the bundle's
+``configs/large_image.json`` predicts them block by block into ``<input name>.ome.zarr`` beside the other outputs
+(``--set n_workers=4`` or ``--set scheduler_address=tcp://host:8786`` choose its Dask cluster). As in the bundle's
+own run, inputs whose outputs are complete are skipped (``--set overwrite=true`` redoes them), an input that fails
+is recorded and the others go on, and the application ends with ``failures.csv`` beside the outputs and a non-zero
+exit status.
 """
 
 from __future__ import annotations
@@ -30,18 +35,22 @@ from common.deploy.operators import (
     BundleInferenceOperator,
     MicroscopyImageLoaderOperator,
     MicroscopyImageWriterOperator,
+    WholeSlideInferenceOperator,
 )
-from common.deploy.pipeline import BundlePipeline
+from common.deploy.pipeline import BundlePipeline, large_image_limit
 from common.handlers import FolderRunError
 
 __all__ = ["MicroscopyBundleApp", "main"]
 
 
 class MicroscopyBundleApp(Application):
-    """Loads the inputs, runs the bundle given as the model path, writes its outputs."""
+    """Loads the inputs, runs the bundle given as the model path, writes its outputs; inputs above
+    ``large_image_pixels`` (see :func:`common.deploy.pipeline.large_image_limit`) and OME-Zarr inputs run block
+    by block through the bundle's ``configs/large_image.json``."""
 
-    def __init__(self, *args, overrides: dict | None = None, **kwargs) -> None:
+    def __init__(self, *args, overrides: dict | None = None, large_image_pixels: int | None = None, **kwargs) -> None:
         self.overrides = overrides or {}
+        self.large_image_pixels = large_image_pixels
         super().__init__(*args, **kwargs)
 
     def compose(self) -> None:
@@ -51,17 +60,32 @@ class MicroscopyBundleApp(Application):
             if not path or not Path(path).exists():
                 raise FileNotFoundError(f"{name} path {path!r} does not exist.")
         Path(context.output_path).mkdir(parents=True, exist_ok=True)
-        pipeline = BundlePipeline(context.model_path, context.input_path, context.output_path, self.overrides)
+        pipeline = BundlePipeline(
+            context.model_path, context.input_path, context.output_path, self.overrides, self.large_image_pixels
+        )
         logging.info(
-            "bundle %s: %d inputs from %s to %s",
+            "bundle %s: %d inputs (%d of them whole slides, block by block) from %s to %s",
             pipeline.bundle.name,
-            len(pipeline.datalist),
+            len(pipeline.datalist) + len(pipeline.large),
+            len(pipeline.large),
             context.input_path,
             context.output_path,
         )
         self.pipeline = pipeline
+        if pipeline.large:
+            slides = WholeSlideInferenceOperator(
+                self,
+                CountCondition(self, len(pipeline.large)),
+                items=pipeline.large,
+                run=pipeline.predict_large,
+                on_saved=pipeline.saved,
+                on_error=pipeline.failed,
+                name="whole_slides",
+            )
+            self.add_operator(slides)
         if not pipeline.datalist:
-            logging.info("nothing to do: every input has its outputs in %s", context.output_path)
+            if not pipeline.large:
+                logging.info("nothing to do: every input has its outputs in %s", context.output_path)
             return
         loader = MicroscopyImageLoaderOperator(
             self,
@@ -99,13 +123,33 @@ def split_overrides(argv: list[str]) -> tuple[list[str], dict]:
     return rest, overrides
 
 
+def take_option(argv: list[str], name: str) -> tuple[list[str], str | None]:
+    """Take ``name value`` (or ``name=value``) out of ``argv``; returns the rest and the value (None if absent)."""
+    rest, value = [], None
+    arguments = iter(argv)
+    for arg in arguments:
+        if arg == name:
+            value = next(arguments, None)
+            if value is None:
+                raise SystemExit(f"{name} expects a value")
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return rest, value
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the application; ``--bundle X`` is accepted for ``-m X`` (``--model X``), ``--set id=value`` overrides
-    an id of the bundle's inference config (e.g. ``--set device=cpu``, ``--set 'patch_size=[512, 512]'``)."""
+    an id of the bundle's inference config (e.g. ``--set device=cpu``, ``--set 'patch_size=[512, 512]'``) or of
+    its ``large_image.json`` (``--set n_workers=4``), ``--large-image-pixels N`` sends TIFF inputs of more than N
+    pixels (Y * X) through the whole-slide path."""
     argv, overrides = split_overrides(list(sys.argv if argv is None else argv))
+    argv, pixels = take_option(argv, "--large-image-pixels")
+    large_image_pixels = None if pixels is None else large_image_limit(pixels)
     argv = [("--model" if arg == "--bundle" else arg) for arg in argv]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    app = MicroscopyBundleApp(argv, overrides=overrides)
+    app = MicroscopyBundleApp(argv, overrides=overrides, large_image_pixels=large_image_pixels)
     app.run()
     pipeline = getattr(app, "pipeline", None)
     if pipeline is not None:

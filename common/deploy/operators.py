@@ -4,6 +4,8 @@ The SDK's stock I/O is DICOM and NIfTI, and its image output path casts predicti
 ids above 255 and truncates float fluorescence. These operators hand data over in memory as SDK ``Image`` objects
 whose metadata carries what ``MonaiBundleInferenceOperator`` reads (``spacing``, ``original_affine``,
 ``original_channel_dim``) plus the source file and its pixel size, and write with the bundle's own writer.
+Inputs too large to load run through :class:`WholeSlideInferenceOperator` instead, which reads and writes them
+block by block.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "MicroscopyImageLoaderOperator",
     "BundleInferenceOperator",
     "MicroscopyImageWriterOperator",
+    "WholeSlideInferenceOperator",
     "to_sdk_image",
     "from_sdk_image",
 ]
@@ -165,3 +168,49 @@ class MicroscopyImageWriterOperator(Operator):
                 continue
             if self.on_saved is not None:
                 self.on_saved(written)
+
+
+class WholeSlideInferenceOperator(Operator):
+    """Runs one large input per call through ``run`` (``BundlePipeline.predict_large``: the bundle's
+    ``configs/large_image.json``, block by block on Dask into an OME-Zarr store) and stops after the last one. It
+    has no ports: the slide is read and its outputs written chunk by chunk, never handed over whole.
+
+    Args:
+        fragment: the application.
+        items: the large inputs, e.g. ``[{"image": "slide.ome.zarr"}, ...]``.
+        run: ``run(item)`` predicts and writes one, returning the record of what it wrote.
+        on_saved: ``on_saved(record)`` after an input is written.
+        on_error: ``on_error(input file, error)`` records an input that failed; without it the error stops the
+            application.
+    """
+
+    def __init__(
+        self,
+        fragment: Fragment,
+        *args,
+        items: Sequence[Mapping],
+        run: Callable[[Mapping], Mapping],
+        on_saved: Callable[[Mapping], None] | None = None,
+        on_error: Callable[[str, BaseException], None] | None = None,
+        **kwargs,
+    ) -> None:
+        self.items, self.run, self.index = list(items), run, 0
+        self.on_saved, self.on_error = on_saved, on_error
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec) -> None:
+        pass
+
+    def compute(self, op_input, op_output, context) -> None:
+        item = self.items[self.index]
+        self.index += 1
+        logger.info("whole-slide input %d/%d: %s", self.index, len(self.items), item)
+        try:
+            written = self.run(item)
+        except Exception as error:  # recorded as this input's failure when a handler is given
+            if self.on_error is None:
+                raise
+            self.on_error(source_file(item) or str(item), error)
+            return
+        if self.on_saved is not None:
+            self.on_saved(written)

@@ -4,11 +4,19 @@ The split is read from the bundle itself: the ``Load*`` transforms that open ``p
 the ``Save*`` transforms of ``postprocessing`` the save step, and the bundle's own ``evaluator`` (its network,
 checkpoints, inferer, test-time augmentation, ensembles and instance post-processing) predicts in between, on
 data handed over in memory. Outputs therefore equal those of the bundle's ``inferring`` run on the same files.
-No MONAI Deploy import here: the operators in ``common.deploy.operators`` wrap this class.
+
+Large inputs are never loaded whole: OME-Zarr folders in the input folder, and TIFF / OME-TIFF files of more than
+``large_image_pixels`` pixels (Y * X; default 2**26 = 8192 x 8192, or the environment variable
+``MICROSCOPY_LARGE_IMAGE_PIXELS``), run through the bundle's ``configs/large_image.json`` (``inferring_large``:
+block by block on Dask, :class:`common.slides.SlideInference`) into ``<output_dir>/<input name>.ome.zarr``, as
+``python -m monai.bundle run inferring_large`` writes it. No MONAI Deploy import here: the operators in
+``common.deploy.operators`` wrap this class.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import tempfile
 import zipfile
@@ -20,7 +28,80 @@ from ignite.engine import Events
 from monai.bundle import ConfigParser
 from monai.transforms import Compose
 
-__all__ = ["BundlePipeline", "bundle_folder"]
+from common.io import ImageFileError, LayoutError, image_suffix
+from common.io.images import TIFF_SUFFIXES
+from common.io.slides import open_slide
+from common.slides.predict import split_compose
+
+__all__ = [
+    "BundlePipeline",
+    "bundle_folder",
+    "large_image_limit",
+    "slide_pixels",
+    "LARGE_IMAGE_CONFIG",
+    "LARGE_IMAGE_ENV",
+    "LARGE_IMAGE_PIXELS",
+]
+logger = logging.getLogger(__name__)
+
+#: the bundle's whole-slide overlay, layered on ``inference.json``
+LARGE_IMAGE_CONFIG = "large_image.json"
+#: inputs of more pixels (Y * X) than this take the whole-slide path by default (8192 x 8192)
+LARGE_IMAGE_PIXELS = 2**26
+#: environment variable that sets the limit where no ``large_image_pixels`` is given (a MAP's settings)
+LARGE_IMAGE_ENV = "MICROSCOPY_LARGE_IMAGE_PIXELS"
+_ZARR_SUFFIXES = (".ome.zarr", ".zarr")
+
+
+def large_image_limit(pixels: int | str | None = None) -> int:
+    """The whole-slide limit in pixels: ``pixels`` if given, else ``$MICROSCOPY_LARGE_IMAGE_PIXELS``, else 2**26."""
+    where, value = "large_image_pixels", pixels
+    if value is None:
+        where, value = LARGE_IMAGE_ENV, os.environ.get(LARGE_IMAGE_ENV) or LARGE_IMAGE_PIXELS
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        limit = 0
+    if limit < 1:
+        raise ValueError(f"{where}: {value!r}, expected a positive number of pixels (Y * X).")
+    return limit
+
+
+def slide_pixels(path: str | Path) -> int:
+    """Y * X of a TIFF / OME-TIFF's full resolution, read from its header; 0 for other files and for a TIFF that
+    cannot be opened as a slide (the in-memory path reads those, and reports a broken file)."""
+    if image_suffix(path) not in TIFF_SUFFIXES:
+        return 0
+    try:
+        shape = open_slide(path).array.shape
+    except (ImageFileError, ValueError, OSError):
+        return 0
+    return int(shape[-2]) * int(shape[-1])
+
+
+def _slide_stem(path: Path) -> str:
+    """``path``'s name without its image or Zarr suffix (``a.ome.tiff``, ``a.ome.zarr`` -> ``a``)."""
+    name = path.name
+    suffix = next((s for s in _ZARR_SUFFIXES if name.lower().endswith(s)), "") or image_suffix(path)
+    return name[: len(name) - len(suffix)] if suffix else path.stem
+
+
+def _ome_zarr_inputs(folder: str | Path) -> list[Path]:
+    """The OME-Zarr stores (folders named ``*.zarr``) directly in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return [p for p in sorted(folder.iterdir()) if p.is_dir() and p.name.lower().endswith(_ZARR_SUFFIXES)]
+
+
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``error`` or one of its causes (the config parser wraps errors) is a ``kind``."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def bundle_folder(path: str | Path, workdir: str | Path | None = None) -> Path:
@@ -39,15 +120,12 @@ def bundle_folder(path: str | Path, workdir: str | Path | None = None) -> Path:
     raise FileNotFoundError(f"{path}: not a bundle (no configs/inference.json) nor a bundle zip.")
 
 
-def _split(compose: Compose, prefix: str, leading: bool) -> Compose:
-    """Remove from ``compose`` the transforms whose class name starts with ``prefix`` (only the leading run of
-    them when ``leading``); return them as their own Compose."""
-    transforms = list(compose.transforms)
-    removed: list = []
-    while transforms and type(transforms[0 if leading else -1]).__name__.startswith(prefix):
-        removed.insert(len(removed) if leading else 0, transforms.pop(0 if leading else -1))
-    compose.transforms = tuple(transforms)
-    return Compose(removed)
+def _split_off(compose: Compose, prefix: str, leading: bool) -> Compose:
+    """Remove from ``compose`` itself (the object the evaluator runs) the leading or trailing run of transforms
+    whose class name starts with ``prefix``; return them as their own Compose."""
+    rest, removed = split_compose(compose, prefix, leading)
+    compose.transforms = rest.transforms
+    return removed
 
 
 class BundlePipeline:
@@ -55,12 +133,17 @@ class BundlePipeline:
 
     Args:
         bundle: bundle folder or zip.
-        input_dir: folder of input files, read with the bundle's own datalist (``dataset_dir``).
+        input_dir: folder of input files, read with the bundle's own datalist (``dataset_dir``), and the OME-Zarr
+            stores in it.
         output_dir: where the bundle's save transforms write (``output_dir``).
-        overrides: more config overrides, e.g. ``{"device": "cpu"}``.
+        overrides: more config overrides, e.g. ``{"device": "cpu"}`` (also ids of ``large_image.json``, e.g.
+            ``n_workers``, ``block_size``).
+        large_image_pixels: TIFF inputs of more pixels (Y * X) than this take the whole-slide path (see
+            :func:`large_image_limit`).
 
-    ``datalist`` lists the inputs; ``load(item)`` opens one (dict of MetaTensors), ``predict(loaded)`` returns the
-    post-processed outputs (list of dicts, one per image), ``save(output)`` writes one.
+    ``datalist`` lists the inputs loaded whole; ``load(item)`` opens one (dict of MetaTensors), ``predict(loaded)``
+    returns the post-processed outputs (list of dicts, one per image), ``save(output)`` writes one. ``large`` lists
+    the inputs of the whole-slide path; ``predict_large(item)`` runs one and returns what it wrote.
     """
 
     def __init__(
@@ -69,28 +152,34 @@ class BundlePipeline:
         input_dir: str | Path,
         output_dir: str | Path,
         overrides: Mapping[str, Any] | None = None,
+        large_image_pixels: int | None = None,
     ) -> None:
         self.bundle = bundle_folder(bundle)
         if str(self.bundle) not in sys.path:
             sys.path.insert(0, str(self.bundle))  # its configs import its copy of `common`
-        parser = ConfigParser()
-        parser.read_config(str(self.bundle / "configs" / "inference.json"))
-        parser.read_meta(str(self.bundle / "configs" / "metadata.json"))
-        parser.update(
-            {
-                "bundle_root": str(self.bundle),
-                "dataset_dir": str(input_dir),
-                "output_dir": str(output_dir),
-                **(overrides or {}),
-            }
-        )
+        self.output_dir = Path(output_dir)
+        self.large_image_pixels = large_image_limit(large_image_pixels)
+        self.settings = {
+            "bundle_root": str(self.bundle),
+            "dataset_dir": str(input_dir),
+            "output_dir": str(output_dir),
+            **(overrides or {}),
+        }
+        parser = self._parser("inference.json")
         self.parser = parser
-        self.datalist = list(parser.get_parsed_content("datalist"))
+        stores = _ome_zarr_inputs(input_dir)
+        try:
+            items = list(parser.get_parsed_content("datalist"))
+        except Exception as error:
+            if not (stores and _caused_by(error, LayoutError)):
+                raise
+            logger.info("%s: no input for the bundle's datalist besides %d OME-Zarr store(s)", input_dir, len(stores))
+            parser["datalist"], items = [], []
         self.evaluator = parser.get_parsed_content("evaluator")
         dataset = self.evaluator.data_loader.dataset
         # the very Compose objects the evaluator runs (the parser instantiates each id once)
-        self.load = _split(parser.get_parsed_content("preprocessing"), "Load", leading=True)
-        self.save = _split(parser.get_parsed_content("postprocessing"), "Save", leading=False)
+        self.load = _split_off(parser.get_parsed_content("preprocessing"), "Load", leading=True)
+        self.save = _split_off(parser.get_parsed_content("postprocessing"), "Save", leading=False)
         if not self.load.transforms:
             raise ValueError(f"{self.bundle}: preprocessing does not start with a Load transform to split off.")
         self._dataset = dataset
@@ -101,6 +190,51 @@ class BundlePipeline:
         if self.folder_run is not None:
             self.evaluator.remove_event_handler(self.folder_run.record, Events.ITERATION_COMPLETED)
             self.evaluator.remove_event_handler(self.folder_run.finish, Events.COMPLETED)
+        key = self.loaded_keys[0]
+        slides = [{key: str(store)} for store in stores]
+        if slides and self.folder_run is not None:
+            slides = self.folder_run.pending(slides)  # those done before are skipped, as the bundle's own inputs
+        large = [item for item in items if slide_pixels(_single_path(item.get(key))) > self.large_image_pixels]
+        self.datalist = [item for item in items if item not in large]
+        self.large = large + slides
+
+    def _parser(self, *names: str, **settings: Any) -> ConfigParser:
+        """The bundle's configs ``names`` with this pipeline's settings and ``settings``."""
+        parser = ConfigParser()
+        parser.read_config([str(self.bundle / "configs" / name) for name in names])
+        parser.read_meta(str(self.bundle / "configs" / "metadata.json"))
+        parser.update({**self.settings, **settings})
+        return parser
+
+    def predict_large(self, item: Mapping[str, Any]) -> dict:
+        """Run the bundle's ``inferring_large`` (``configs/large_image.json``) on the slide of ``item`` into
+        ``<output_dir>/<input name>.ome.zarr`` (and, for instance bundles, ``<input name>_cells.csv``); returns
+        the record of what was written (``{image key: input, "slide_path": store, "cells_path": table}``)."""
+        key = self.loaded_keys[0]
+        source = Path(item[key])
+        config = self.bundle / "configs" / LARGE_IMAGE_CONFIG
+        if not config.is_file():
+            raise FileNotFoundError(
+                f"{source}: an OME-Zarr store or an image of more than {self.large_image_pixels} pixels runs block "
+                f"by block through the bundle's {config}, which this bundle does not have (raise the limit with "
+                f"--large-image-pixels or ${LARGE_IMAGE_ENV} to load such a TIFF whole)."
+            )
+        stem = _slide_stem(source)
+        output = self.output_dir / f"{stem}.ome.zarr"
+        if output.resolve() == source.resolve():
+            raise ValueError(f"{source}: the output would replace this input; write the outputs to another folder.")
+        parser = self._parser("inference.json", LARGE_IMAGE_CONFIG, input=str(source), output=str(output))
+        try:
+            parser.get_parsed_content("inferring_large")
+        except RuntimeError as error:  # the config parser wraps the error of the expression: raise that one
+            if error.__cause__ is None:
+                raise
+            raise error.__cause__ from error
+        written = {key: str(source), "slide_path": str(output)}
+        cells = output.parent / f"{stem}_cells.csv"
+        if cells.is_file():
+            written["cells_path"] = str(cells)
+        return written
 
     def failed(self, source: str, error: BaseException | str) -> None:
         """Record that ``source`` failed (in loading or saving); without a folder record, raise."""
@@ -133,3 +267,8 @@ class BundlePipeline:
         self.evaluator.state.epoch_length = 1  # the engine counted the datalist when it was built
         self.evaluator.run()
         return self._outputs
+
+
+def _single_path(value: Any) -> str:
+    """``value`` if it is one file path, else "" (items of several files are loaded whole)."""
+    return str(value) if isinstance(value, (str, os.PathLike)) else ""

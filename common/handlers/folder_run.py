@@ -81,7 +81,8 @@ class FolderRun:
 
     # --- before the run ---------------------------------------------------------------------------------------
     def completed(self) -> set[str]:
-        """Inputs the log marks done whose recorded outputs all exist."""
+        """Inputs the log marks done whose recorded outputs all exist (files, or OME-Zarr stores: folders renamed
+        into place once complete)."""
         if not self.log_path.is_file():
             return set()
         finished = {}
@@ -94,7 +95,7 @@ class FolderRun:
             source
             for source, row in finished.items()
             if row["status"] == "done"
-            and all((self.output_dir / name).is_file() for name in row["outputs"].split(";") if name)
+            and all((self.output_dir / name).exists() for name in row["outputs"].split(";") if name)
         }
 
     def pending(self, datalist: Sequence[Mapping]) -> list[dict]:

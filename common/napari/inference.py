@@ -22,8 +22,9 @@ from common.io.challenge_layouts import ADIPOCYTE_TARGETS
 
 __all__ = ["ArrayReader", "BundleRunner", "LayerData", "layer_pixels", "output_layers"]
 
-#: napari's layer data tuple: ``(data, layer keyword arguments, layer type)``
-LayerData = tuple[np.ndarray, dict, str]
+#: napari's layer data tuple: ``(data, layer keyword arguments, layer type)``; data is an array, or a list of
+#: arrays (numpy or dask), one per resolution level, for a multiscale layer
+LayerData = tuple[Any, dict, str]
 
 
 class ArrayReader(ImageReader):
