@@ -221,9 +221,8 @@ class FolderRun:
         ranks = [path for path in self.logs() if path != self.main_log_path]
         rows = self.records()
         with atomic_path(self.main_log_path) as partial, open(partial, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=LOG_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+            stream.write(",".join(LOG_FIELDS) + "\n")  # as pending() and _append() write a log
+            csv.writer(stream).writerows([row[field] for field in LOG_FIELDS] for row in rows)
         for path in ranks:
             path.unlink()
         self.log_path = self.main_log_path
