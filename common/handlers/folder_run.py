@@ -39,8 +39,8 @@ from monai.engines import SupervisedEvaluator
 from ..data.fail_soft import FAILED, FAILED_ERROR
 from ..io.atomic import atomic_path, remove_partials
 from ..transforms.meta import source_file
-from .report import natural_key
 from .distributed import all_gather, barrier, rank_and_world, shard
+from .report import natural_key
 
 __all__ = ["FolderRun", "FolderRunError"]
 

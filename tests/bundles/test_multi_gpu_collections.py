@@ -11,7 +11,9 @@ the comparison needs identical models, not good ones.
 import csv
 import json
 import math
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +32,7 @@ CASES = {
     "mediar_cell_segmentation": {"n": 3},  # 3, 3
 }
 RANKS = 2
+pytestmark = pytest.mark.xdist_group("multi_gpu_collections")  # one worker runs the shared launch
 OME_UUID = re.compile(rb'UUID="urn:uuid:[0-9a-f-]{36}"')
 LOST = 1  # outputs deleted before the second two-rank inference: its rank 1 gets no input
 
@@ -105,6 +108,7 @@ def _launch(plan: Path, steps: list, launcher: list) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
 
 
@@ -126,8 +130,14 @@ def runs(tmp_path_factory) -> dict:
         f"--master_port={free_port()}",
     ]
     processes = [_launch(work / "single.json", single, [sys.executable]), _launch(work / "multi.json", multi, torchrun)]
-    for process in processes:
-        output, _ = process.communicate(timeout=600)
+    try:
+        outputs = [process.communicate(timeout=600)[0] for process in processes]
+    finally:
+        for process in processes:  # one that failed or timed out must not leave the other running
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)  # torchrun's workers with it
+                process.communicate()
+    for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-8000:]
     records = [json.loads((work / f"multi.rank{rank}.json").read_text()) for rank in range(RANKS)]
     return {"work": work, "records": records}

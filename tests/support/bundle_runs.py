@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 import torch.distributed as dist
-from torch.distributed import TCPStore
 from monai.bundle.scripts import run
+from torch.distributed import TCPStore
 
 
 def run_step(step: dict) -> None:
