@@ -66,6 +66,8 @@ def _gather(out: Path) -> None:
     gathered = gather_shards([f"item {index}" for index in mine])
     with pytest.raises(ValueError, match=r"hold \[4, 7\] items, not the interleaved shards \[6, 5\] of 11"):
         gather_shards(mine if rank == 0 else list(range(7)))  # rank 1 took the whole collection
+    with pytest.raises(ValueError, match="1 items for 2 processes: each needs one"):
+        shard([0], every_rank=True)  # an evaluation on one image: refused on both ranks, none waits for the other
     _save(out, {"shard": mine, "indices": [shard_index(i) for i in range(len(mine))], "gathered": gathered})
 
 

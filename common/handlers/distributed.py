@@ -1,8 +1,9 @@
 """Collections split across ``torchrun`` ranks: each rank takes an interleaved shard, rank 0 gathers the results.
 
-A collection of N items is split as ``DistributedSampler(shuffle=False, even_divisible=False)`` (and
-``monai.data.partition_dataset``) split it: rank r of W takes items ``r, r + W, r + 2W, ...``, so every item goes
-to exactly one rank, also when W does not divide N. :func:`gather_shards` undoes that split: it all-gathers every
+:func:`shard` splits a collection of N items as ``DistributedSampler(shuffle=False, even_divisible=False)`` and
+``monai.data.partition_dataset`` split it: rank r of W takes items ``r, r + W, r + 2W, ...``, so every item goes
+to exactly one rank, also when W does not divide N (sharding the datalist rather than the sampler's indices, a
+rank caches and loads only its own items). :func:`gather_shards` undoes that split: it all-gathers every
 rank's per-item results and puts them back in the collection's order, which is what a single process would have
 produced. Without an initialised ``torch.distributed`` process group (a plain ``monai.bundle run``) every helper
 behaves as for one rank of one.
@@ -27,9 +28,17 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def shard(items: Sequence[T]) -> list[T]:
-    """This rank's items of ``items``: ``items[rank::world]`` (all of them without a process group)."""
+def shard(items: Sequence[T], every_rank: bool = False) -> list[T]:
+    """This rank's items of ``items``: ``items[rank::world]`` (all of them without a process group).
+
+    Args:
+        items: the whole collection, the same on every rank.
+        every_rank: raise ValueError (on every rank alike) when some rank would get no item: a rank that runs no
+            iteration never reaches the end-of-run gathering the others wait in (an evaluation's report).
+    """
     rank, world = rank_and_world()
+    if every_rank and len(items) < world:
+        raise ValueError(f"{len(items)} items for {world} processes: each needs one; run fewer processes.")
     return list(items[rank::world])
 
 
@@ -75,6 +84,6 @@ def gather_shards(local: Sequence[T]) -> list[T]:
     if sizes != expected:
         raise ValueError(
             f"gather_shards: the ranks hold {sizes} items, not the interleaved shards {expected} of {total} items; "
-            f"each rank must process items rank, rank + world size, ... (DistributedSampler with shuffle=False)."
+            f"each rank must process items rank, rank + world size, ... (common.handlers.distributed.shard)."
         )
     return [shards[index % len(shards)][index // len(shards)] for index in range(total)]

@@ -77,7 +77,7 @@ class MetricsReport:
     logs the overall means and puts them into ``engine.state.metrics`` (named by :func:`tracker_key`).
 
     Under ``torch.distributed`` with several ranks, each evaluating its interleaved shard of the dataset
-    (``DistributedSampler(shuffle=False, even_divisible=False)``, as ``multi_gpu_evaluate.json`` sets), the rows of
+    (:func:`common.handlers.distributed.shard`, as ``multi_gpu_evaluate.json`` sets), the rows of
     all ranks are gathered back into the dataset's order before the summary, so the files are those of a
     single-process run; rank 0 alone writes and logs them, every rank gets the metrics.
 
