@@ -228,17 +228,16 @@ class FolderRun:
         self.log_path = self.main_log_path
 
     def _conclude(self, failures: Sequence[tuple[str, str]], done: int, write: bool = True) -> None:
-        if write and not failures:
+        """Write ``failures.csv`` (``write``; or remove an earlier one) and raise if any input failed."""
+        if write and failures:
+            with atomic_path(self.failures_path) as partial, open(partial, "w", newline="") as stream:
+                writer = csv.writer(stream)
+                writer.writerow(["input", "error"])
+                writer.writerows(failures)
+        elif write:
             self.failures_path.unlink(missing_ok=True)
-        if not failures:
-            return
-        if write:
-            with atomic_path(self.failures_path) as partial:
-                with open(partial, "w", newline="") as stream:
-                    writer = csv.writer(stream)
-                    writer.writerow(["input", "error"])
-                    writer.writerows(failures)
-        raise FolderRunError(
-            f"{len(failures)} input(s) failed, {done} done; see {self.failures_path} "
-            f"(first: {failures[0][0]}: {failures[0][1]})."
-        )
+        if failures:
+            raise FolderRunError(
+                f"{len(failures)} input(s) failed, {done} done; see {self.failures_path} "
+                f"(first: {failures[0][0]}: {failures[0][1]})."
+            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 import math
@@ -170,7 +171,7 @@ class MetricsReport:
                 f"{type(self).__name__} {self.name}: {type(self.score).__name__} pools figures over the run "
                 f"(summary()) but has no state() and merge_states() to pool them over distributed ranks."
             )
-        ends = [sum(self.row_counts[: index + 1]) for index in range(len(self.row_counts))]
+        ends = itertools.accumulate(self.row_counts)
         images = gather_shards([self.rows[end - count : end] for end, count in zip(ends, self.row_counts)])
         self.rows = [row for rows in images for row in rows]
         self.row_counts, self.images = [len(rows) for rows in images], len(images)

@@ -1,11 +1,12 @@
 """Every bundle's multi_gpu_evaluate.json and multi_gpu_inference.json under torchrun with two CPU (Gloo) ranks, on
 folders of an odd number of images: each rank takes its own images (none twice, none left out), the outputs, the
 evaluation report, its panels and plot are those of a single-process run of the same configs, the process group
-is gone after each run, and a rerun after lost outputs redoes exactly their inputs.
+is gone after each run, and a rerun after a lost output redoes exactly its input, on one rank while the other has
+nothing to do.
 
-All runs share one torchrun launch and one plain process (``tests.support.bundle_runs``: each workflow as
-``python -m monai.bundle run`` runs it, one after the other), which run side by side, on seeded untrained weights:
-the comparison needs identical models, not good ones.
+All runs share one torchrun launch (``tests.support.bundle_runs``: each workflow as ``python -m monai.bundle run``
+runs it, one after the other): first the single-process runs, before any process group, one bundle on each rank,
+then the two-rank runs, on seeded untrained weights (the comparison needs identical models, not good ones).
 """
 
 import csv
@@ -35,6 +36,8 @@ RANKS = 2
 pytestmark = pytest.mark.xdist_group("multi_gpu_collections")  # one worker runs the shared launch
 OME_UUID = re.compile(rb'UUID="urn:uuid:[0-9a-f-]{36}"')
 LOST = 1  # outputs deleted before the second two-rank inference: its rank 1 gets no input
+# bundles whose inference is run again after that: flat outputs (DSB) and outputs in sub-folders (adipocyte)
+RERUN = ("adipocyte_fluorescence_prediction", "dsb_nuclei_watershed_segmentation")
 
 
 def _recorder(folder: Path, name: str, engine: str) -> str:
@@ -84,6 +87,10 @@ def _bundle_steps(bundle: Path, spec: dict, folder: Path) -> tuple[list, list]:
             ["inference.json", "multi_gpu_inference.json", _recorder(folder, "infer", "evaluator")],
             multi_infer,
         ),
+    ]
+    if bundle.name not in RERUN:
+        return single, multi
+    multi += [
         {
             "remove": str(pred),
             "pattern": spec["outputs"]["inference_glob"],
@@ -100,46 +107,37 @@ def _bundle_steps(bundle: Path, spec: dict, folder: Path) -> tuple[list, list]:
     return single, multi
 
 
-def _launch(plan: Path, steps: list, launcher: list) -> subprocess.Popen:
-    plan.write_text(json.dumps({"runs": steps, "record": str(plan.with_suffix(""))}))
-    return subprocess.Popen(
-        [*launcher, "-m", "tests.support.bundle_runs", str(plan)],
-        env=SUPPORT_ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
     """``{"work": folder, "records": [rank 0's, rank 1's step records]}``; ``work/<bundle>`` holds ``single/`` and
     ``multi/`` (report, panels, plot; ``pred/``: inference), ``sources/`` and ``lost.json``."""
     work = tmp_path_factory.mktemp("collections")
     single, multi = [], []
-    for bundle in BUNDLES:
+    for index, bundle in enumerate(BUNDLES):
         one, two = _bundle_steps(bundle, load_spec(bundle), work / bundle.name)
-        single += one
+        single += [{**step, "rank": index % RANKS} for step in one]  # before any process group, side by side
         multi += two
-    torchrun = [
+    plan = work / "plan.json"
+    plan.write_text(json.dumps({"runs": single + multi, "record": str(work / "record")}))
+    command = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         f"--nproc_per_node={RANKS}",
         f"--master_port={free_port()}",
     ]
-    processes = [_launch(work / "single.json", single, [sys.executable]), _launch(work / "multi.json", multi, torchrun)]
+    command += ["-m", "tests.support.bundle_runs", str(plan)]
+    process = subprocess.Popen(
+        command, env=SUPPORT_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
-        outputs = [process.communicate(timeout=600)[0] for process in processes]
+        output = process.communicate(timeout=600)[0]
     finally:
-        for process in processes:  # one that failed or timed out must not leave the other running
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)  # torchrun's workers with it
-                process.communicate()
-    for process, output in zip(processes, outputs):
-        assert process.returncode == 0, output[-8000:]
-    records = [json.loads((work / f"multi.rank{rank}.json").read_text()) for rank in range(RANKS)]
+        if process.poll() is None:  # timed out: torchrun's workers go with it
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 0, output[-8000:]
+    records = [json.loads((work / f"record.rank{rank}.json").read_text()) for rank in range(RANKS)]
     return {"work": work, "records": records}
 
 
@@ -211,10 +209,9 @@ def test_evaluation_report_panels_and_plot_equal_a_single_process_run(case):
     assert _files(multi, "panels*/*") == panels and len(panels) == 3
 
 
-def test_inference_outputs_equal_a_single_process_run_and_a_rerun_redoes_only_lost_outputs(case):
-    """After the rerun: every output byte for byte as in the single-process run; one merged inference_log.csv (no
-    rank logs left) whose last line per input is ``done`` with the single run's outputs; the rerun processed exactly
-    the inputs of the deleted outputs."""
+def test_inference_outputs_equal_a_single_process_run(case):
+    """Every output byte for byte as in the single-process run (after the rerun, where there is one); one merged
+    inference_log.csv (no rank logs left) whose last line per input is ``done`` with the single run's outputs."""
     single, multi = case["folder"] / "single" / "pred", case["folder"] / "multi" / "pred"
     got, expected = _files(multi), _files(single)
     assert sorted(got) == sorted(expected)
@@ -223,12 +220,23 @@ def test_inference_outputs_equal_a_single_process_run_and_a_rerun_redoes_only_lo
             assert OME_UUID.sub(b"", got[name]) == OME_UUID.sub(b"", expected[name]), name
     single_log, multi_log = _log(single / "inference_log.csv"), _log(multi / "inference_log.csv")
     assert {row["input"]: row for row in multi_log} == {row["input"]: row for row in single_log}
-    lost = json.loads((case["folder"] / "lost.json").read_text())
+
+
+@pytest.mark.parametrize("name", RERUN)
+def test_a_rerun_redoes_only_the_inputs_of_lost_outputs(runs, name):
+    """The second two-rank inference, after an output was deleted, processed exactly its input (rank 0; rank 1 had
+    nothing to do) and added one line to the merged log."""
+    folder = runs["work"] / name
+    single_log, multi_log = (
+        _log(folder / "single" / "pred" / "inference_log.csv"),
+        _log(folder / "multi" / "pred" / "inference_log.csv"),
+    )
+    lost = json.loads((folder / "lost.json").read_text())
     assert len(lost) == LOST
     lost_inputs = {row["input"] for row in single_log if set(row["outputs"].split(";")) & set(lost)}
-    rerun = case["folder"] / "sources" / "rerun"
+    rerun = folder / "sources" / "rerun"
     redone = [s for path in sorted(rerun.glob("rank*.json")) for s in json.loads(path.read_text())]
-    assert sorted(redone) == sorted(lost_inputs) and redone
+    assert sorted(redone) == sorted(lost_inputs) and redone and not (rerun / "rank1.json").exists()
     assert len(multi_log) == len(single_log) + len(lost_inputs)  # first run's lines, then the rerun's
 
 

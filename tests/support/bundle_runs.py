@@ -4,14 +4,19 @@ torch's start-up once instead of once per run (and, under torchrun, once per ran
     python -m tests.support.bundle_runs plan.json
     python -m torch.distributed.run --nproc_per_node=2 -m tests.support.bundle_runs plan.json
 
-``plan.json``: ``{"runs": [step, ...], "record": path}``; a step is a run, ``{"bundle": folder, "run_id": id,
+``plan.json``: ``{"runs": [step, ...], "record": path}``. A step is a run, ``{"bundle": folder, "run_id": id,
 "config_names": [file under configs/, ...], "overrides": {id: value}}`` (``monai.bundle.scripts.run``, the function
-``python -m monai.bundle run`` calls, from the bundle folder with its metadata.json and logging.conf), or
-``{"remove": folder, "pattern": glob, "count": k, "record": path}`` (rank 0 deletes the first ``k`` files of
-``folder`` matching ``pattern``, sorted, and writes their paths relative to ``folder`` to ``record`` as JSON; the
-next run's ``FolderRun.pending`` waits for rank 0). Each
-rank writes ``<record>.rank<r>.json``: per step, ``process_group_left`` (whether ``torch.distributed`` was still
-initialised after it) and ``seconds``. The first failing step ends the process with its error.
+``python -m monai.bundle run`` calls, from the bundle folder with its metadata.json and logging.conf), or a
+deletion, ``{"remove": folder, "pattern": glob, "count": k, "record": path}`` (the first ``k`` files of ``folder``
+matching ``pattern``, sorted; their paths relative to ``folder`` go to ``record`` as JSON). A step with ``"rank":
+r`` runs on that rank alone (a deletion on rank 0 unless it says otherwise); the others run on every rank, each a
+run that sets up its own process group. A run on one rank therefore runs without a process group: a
+single-process run, beside one on another rank. The next run on every rank waits in its ``init_process_group``
+for the ranks still busy.
+
+Each rank writes ``<record>.rank<r>.json``: per step it ran, ``step`` (its index), ``process_group_left`` (whether
+``torch.distributed`` was still initialised after it) and ``seconds``. The first failing step ends the process
+with its error (torchrun then stops the other rank).
 """
 
 import json
@@ -26,24 +31,23 @@ from monai.bundle.scripts import run
 from torch.distributed import TCPStore
 
 
-def run_step(step: dict) -> None:
-    if "remove" in step:
-        if int(os.environ.get("RANK", "0")) == 0:
-            folder = Path(step["remove"])
-            removed = sorted(folder.glob(step["pattern"]))[: step["count"]]
-            for path in removed:
-                path.unlink()
-            Path(step["record"]).write_text(json.dumps([path.relative_to(folder).as_posix() for path in removed]))
-        return
+def remove(step: dict) -> None:
+    folder = Path(step["remove"])
+    removed = sorted(folder.glob(step["pattern"]))[: step["count"]]
+    for path in removed:
+        path.unlink()
+    Path(step["record"]).write_text(json.dumps([path.relative_to(folder).as_posix() for path in removed]))
+
+
+def run_bundle(step: dict) -> None:
     bundle = Path(step["bundle"])
-    configs = [str(bundle / "configs" / name) for name in step["config_names"]]
     here = os.getcwd()
     os.chdir(bundle)  # as the CLI is run: relative paths in the configs (configs/inference.json) resolve
     try:
         run(
             run_id=step["run_id"],
             meta_file=str(bundle / "configs" / "metadata.json"),
-            config_file=configs,
+            config_file=[str(bundle / "configs" / name) for name in step["config_names"]],
             logging_file=str(bundle / "configs" / "logging.conf"),
             **step["overrides"],
         )
@@ -66,15 +70,23 @@ def fresh_rendezvous(index: int, agent: tuple[str, int]) -> None:
 
 def main(plan_file: str) -> None:
     plan = json.loads(Path(plan_file).read_text())
+    rank = int(os.environ.get("RANK", "0"))
     agent = (os.environ.get("MASTER_ADDR", ""), int(os.environ.get("MASTER_PORT", "0")))
     record = []
     for index, step in enumerate(plan["runs"]):
-        if "RANK" in os.environ:
-            fresh_rendezvous(index, agent)
+        if step.get("rank", 0 if "remove" in step else rank) != rank:
+            continue
         start = time.perf_counter()
-        run_step(step)
-        record.append({"process_group_left": dist.is_initialized(), "seconds": time.perf_counter() - start})
-    Path(f"{plan['record']}.rank{os.environ.get('RANK', '0')}.json").write_text(json.dumps(record))
+        if "remove" in step:
+            remove(step)
+        else:
+            if "rank" not in step and "RANK" in os.environ:
+                fresh_rendezvous(index, agent)
+            run_bundle(step)
+        record.append(
+            {"step": index, "process_group_left": dist.is_initialized(), "seconds": time.perf_counter() - start}
+        )
+    Path(f"{plan['record']}.rank{rank}.json").write_text(json.dumps(record))
 
 
 if __name__ == "__main__":
