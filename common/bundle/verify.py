@@ -25,6 +25,8 @@ REQUIRED_FILES = (
     "configs/evaluate.json",
     "configs/inference.json",
     "configs/multi_gpu_train.json",
+    "configs/multi_gpu_evaluate.json",
+    "configs/multi_gpu_inference.json",
     "configs/logging.conf",
     "docs/README.md",
     "LICENSE",

@@ -28,6 +28,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from ..io.atomic import atomic_path
+from .distributed import all_gather, rank_and_world, shard_index
 from .report import MetricsReport, engine_items, natural_key, source_name
 
 __all__ = [
@@ -168,7 +169,9 @@ class _PanelSource:
 
 class PanelWriter(_PanelSource):
     """Evaluator handler writing the panels of the first ``count`` images of a run as
-    ``<output_dir>/<name>/<index>_<image file stem>.png`` (see :func:`render_panel`).
+    ``<output_dir>/<name>/<index>_<image file stem>.png`` (see :func:`render_panel`). Under ``torch.distributed``
+    with several ranks, each evaluating its interleaved shard, ``index`` is the image's place in the whole dataset:
+    each rank renders its images among the first ``count``, rank 0 writes them all when the run completes.
 
     Args:
         output_dir: folder of the evaluation's outputs.
@@ -196,6 +199,7 @@ class PanelWriter(_PanelSource):
         self.folder = Path(output_dir) / name
         self.count, self.overwrite = count, overwrite
         self.written: list[Path] = []
+        self.rendered: list[tuple[str, np.ndarray]] = []  # (file name, panel) for rank 0 to write
 
     def attach(self, engine: Engine) -> None:
         if self.folder.is_dir() and any(self.folder.glob("*.png")) and not self.overwrite:
@@ -205,17 +209,33 @@ class PanelWriter(_PanelSource):
             )
         engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.write_gathered)
 
     def reset(self, engine: Engine | None = None) -> None:
         super().reset(engine)
-        self.written = []
+        self.written, self.rendered = [], []
 
     def collect(self, engine: Engine) -> None:
+        single = rank_and_world()[1] == 1
         for item in engine_items(engine):
-            if self.seen < self.count:
-                stem = Path(source_name(item, self.image_key, self.seen)).name.split(".")[0]
-                self.written.append(save_png(self.render(item), self.folder / f"{self.seen:03d}_{stem}.png"))
+            index = shard_index(self.seen)
+            if index < self.count:
+                stem = Path(source_name(item, self.image_key, index)).name.split(".")[0]
+                name, panel = f"{index:03d}_{stem}.png", self.render(item)
+                if single:
+                    self.written.append(save_png(panel, self.folder / name))
+                else:
+                    self.rendered.append((name, panel))
             self.seen += 1
+
+    def write_gathered(self, engine: Engine | None = None) -> None:
+        """With several ``torch.distributed`` ranks (a collective call): rank 0 writes every rank's panels."""
+        if rank_and_world()[1] == 1:
+            return
+        panels = sorted((panel for part in all_gather(self.rendered) for panel in part), key=lambda pair: pair[0])
+        self.rendered = []
+        if rank_and_world()[0] == 0:
+            self.written += [save_png(panel, self.folder / name) for name, panel in panels]
 
 
 class TensorBoardPanel(_PanelSource):
@@ -276,7 +296,7 @@ class LazySummaryWriter:
 class MetricDistributionPlot:
     """Evaluator handler plotting, once the run completes, the per-image metrics of ``report``'s CSV: one panel
     per metric, one box (with each row as a dot) per group of rows, written as
-    ``<report output_dir>/<report name>_distribution.png``.
+    ``<report output_dir>/<report name>_distribution.png`` (by rank 0 alone under ``torch.distributed``).
 
     Args:
         report: the run's :class:`~common.handlers.MetricsReport` (attached before this handler).
@@ -360,6 +380,8 @@ class MetricDistributionPlot:
         return figure
 
     def write(self, engine: Engine | None = None) -> Path:
+        if rank_and_world()[0] != 0:  # rank 0 wrote the report, and plots it
+            return self.path
         groups = self.groups(self.read_rows())
         if not groups:
             raise RuntimeError(f"{self.report.paths[0]}: no rows with {self.group_by} to plot.")

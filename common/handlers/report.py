@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 import math
@@ -16,6 +17,7 @@ from ignite.engine import Engine, Events
 
 from ..io.atomic import atomic_path
 from ..transforms.meta import source_file
+from .distributed import all_gather, gather_shards, rank_and_world, shard_index
 
 __all__ = ["MetricsReport", "engine_items", "source_name"]
 
@@ -75,11 +77,17 @@ class MetricsReport:
     ``{"images": n, <column>: overall mean, ..., "groups": {field: {value: {"rows": k, <column>: mean}}}}``,
     logs the overall means and puts them into ``engine.state.metrics`` (named by :func:`tracker_key`).
 
+    Under ``torch.distributed`` with several ranks, each evaluating its interleaved shard of the dataset
+    (:func:`common.handlers.distributed.shard`, as ``multi_gpu_evaluate.json`` sets), the rows of
+    all ranks are gathered back into the dataset's order before the summary, so the files are those of a
+    single-process run; rank 0 alone writes and logs them, every rank gets the metrics.
+
     Args:
         output_dir: folder of the report (created if absent).
         score: ``(pred, label, item) -> row | rows``; ``pred`` and ``label`` are ``item[pred_key]``,
             ``item[label_key]``. A score with ``reset()`` and ``summary() -> dict`` (figures pooled over the run)
-            has them called at the start of each run and merged into the JSON summary.
+            has them called at the start of each run and merged into the JSON summary; to be pooled over
+            distributed ranks it also needs ``state()`` (picklable) and ``merge_states(states)`` (every rank's).
         pred_key, label_key: keys of the prediction and the ground truth in the decollated engine output.
         group_by: item fields (str values such as ``cell_type``, ``modality``) or row columns to group means by.
         name: file name stem of the report.
@@ -105,6 +113,7 @@ class MetricsReport:
         self.group_by = tuple(group_by)
         self.overwrite = overwrite
         self.rows: list[dict] = []
+        self.row_counts: list[int] = []  # rows of each image, in order
         self.images = 0
         self.logger = logging.getLogger(type(self).__module__)
 
@@ -125,7 +134,7 @@ class MetricsReport:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
 
     def reset(self, engine: Engine | None = None) -> None:
-        self.rows, self.images = [], 0
+        self.rows, self.row_counts, self.images = [], [], 0
         reset = getattr(self.score, "reset", None)
         if callable(reset):
             reset()
@@ -136,7 +145,7 @@ class MetricsReport:
                 raise KeyError(f"{type(self).__name__}: the engine output has no {key!r} (keys: {sorted(item)}).")
         scored = self.score(item[self.pred_key], item[self.label_key], item)
         rows = [dict(scored)] if isinstance(scored, Mapping) else [dict(row) for row in scored]
-        image = source_name(item, self.image_key, self.images)
+        image = source_name(item, self.image_key, shard_index(self.images))
         for row in rows:
             row.setdefault("image", image)
             for field in self.group_by:
@@ -146,8 +155,28 @@ class MetricsReport:
 
     def collect(self, engine: Engine) -> None:
         for item in engine_items(engine):
-            self.rows.extend(self._item_rows(item))
+            rows = self._item_rows(item)
+            self.rows.extend(rows)
+            self.row_counts.append(len(rows))
             self.images += 1
+
+    def gather(self) -> None:
+        """With several ``torch.distributed`` ranks (a collective call, on every rank): replace this rank's rows
+        by all ranks' in the dataset's order, and pool the score's running figures over the ranks."""
+        if rank_and_world()[1] == 1:
+            return
+        pooled = callable(getattr(self.score, "summary", None))
+        if pooled and not (callable(getattr(self.score, "state", None)) and hasattr(self.score, "merge_states")):
+            raise TypeError(
+                f"{type(self).__name__} {self.name}: {type(self.score).__name__} pools figures over the run "
+                f"(summary()) but has no state() and merge_states() to pool them over distributed ranks."
+            )
+        ends = itertools.accumulate(self.row_counts)
+        images = gather_shards([self.rows[end - count : end] for end, count in zip(ends, self.row_counts)])
+        self.rows = [row for rows in images for row in rows]
+        self.row_counts, self.images = [len(rows) for rows in images], len(images)
+        if pooled:
+            self.score.merge_states(all_gather(self.score.state()))  # type: ignore[attr-defined]
 
     def summary(self) -> dict:
         """Image count, overall column means and, for each ``group_by`` field, the means per value."""
@@ -181,9 +210,11 @@ class MetricsReport:
         self.logger.info("%d images: %s; report in %s", summary["images"], means, self.output_dir / f"{self.name}.json")
 
     def write(self, engine: Engine) -> None:
+        self.gather()
         if not self.rows:
             raise RuntimeError(f"{type(self).__name__}: the evaluator saw no images, nothing to report.")
         summary = self.summary()
-        self.write_files(summary)
         engine.state.metrics.update({tracker_key(k): v for k, v in summary.items() if _is_number(v) and k != "images"})
-        self.log(summary)
+        if rank_and_world()[0] == 0:  # every rank holds the same rows now; one writes them
+            self.write_files(summary)
+            self.log(summary)

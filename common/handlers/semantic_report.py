@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 
+from common.handlers.distributed import shard_index
 from common.handlers.report import MetricsReport, column_means, source_name
 from common.metrics.semantic import semantic_scores
 
@@ -80,7 +81,7 @@ class SemanticSegmentationReport(MetricsReport):
                 f"{type(self).__name__}: expected a ({len(channels)}, H, W) prediction, got {tuple(pred.shape)}."
             )
         scores = semantic_scores(pred[None], label.to(pred.device)[None])
-        image = source_name(item, self.image_key, self.images)
+        image = source_name(item, self.image_key, shard_index(self.images))
         fields = dict(self.fields_from_name(image)) if self.fields_from_name else {}
         rows = []
         for index, channel in enumerate(channels):

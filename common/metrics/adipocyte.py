@@ -77,7 +77,17 @@ class _Pool:
         self.abs_error += float((pred.double() - target.double()).abs().sum())
         self.pixels += target.numel()
         values, counts = torch.unique(target.reshape(-1), return_counts=True)
-        values, counts = values.double().cpu(), counts.cpu()
+        self._count(values.double().cpu(), counts.cpu())
+
+    def merge(self, other: _Pool) -> None:
+        """Add the images pooled in ``other`` (e.g. another rank's) to this pool."""
+        self.abs_error += other.abs_error
+        self.pixels += other.pixels
+        if other.values is not None and other.counts is not None:
+            self._count(other.values, other.counts)
+
+    def _count(self, values: torch.Tensor, counts: torch.Tensor) -> None:
+        """Add ``counts`` (K,) of the distinct sorted ``values`` (K,) to the value counts."""
         if (
             self.values is not None and self.counts is not None
         ):  # merge with the values seen so far (16-bit targets: at most 65536 of them)
@@ -120,6 +130,14 @@ class PooledMaeOverMedian:
         for channel, p, t in zip(channels, pred, target):
             pools.setdefault(channel, _Pool()).add(p, t)
         self.images[magnification] = self.images.get(magnification, 0) + 1
+
+    def merge(self, other: PooledMaeOverMedian) -> None:
+        """Add the images pooled in ``other`` (e.g. another rank's) to this pool."""
+        for magnification, pools in other.pools.items():
+            for channel, pool in pools.items():
+                self.pools.setdefault(magnification, {}).setdefault(channel, _Pool()).merge(pool)
+        for magnification, count in other.images.items():
+            self.images[magnification] = self.images.get(magnification, 0) + count
 
     def aggregate(self) -> dict:
         """``{"per_channel": {m: {c: score}}, "per_magnification": {m: score}, "images": {m: n}, "total": score}``."""
@@ -180,6 +198,18 @@ class AdipocyteScores:
     def reset(self) -> None:
         """Forget the pooled images (start of an evaluation run)."""
         self.pooled.reset()
+
+    def state(self) -> PooledMaeOverMedian:
+        """The pooled images (picklable), for :meth:`merge_states` on another process."""
+        return self.pooled
+
+    def merge_states(self, states: Sequence[PooledMaeOverMedian]) -> None:
+        """Pool the images of ``states`` (every rank's :meth:`state`, this one's included) in place of this
+        score's own."""
+        pooled = PooledMaeOverMedian()
+        for state in states:
+            pooled.merge(state)
+        self.pooled = pooled
 
     def summary(self) -> dict:
         """The challenge's pixel metric over the images scored since :meth:`reset`: ``challenge_mae_over_median``

@@ -24,12 +24,13 @@ def _folder(tmp_path, n=4, corrupt=("image_1.tif",)):
     return folder
 
 
-def _infer(folder, out, overwrite=False, fail_on=None):
-    """A folder inference wired as the bundles' inference.json wire it; returns the evaluator."""
+def _infer(folder, out, overwrite=False, fail_on=None, num_workers=2):
+    """A folder inference wired as the bundles' inference.json wire it; returns its FolderRun and the inputs it
+    took (this rank's shard of those to do)."""
     run = FolderRun(out, overwrite=overwrite)
     datalist = run.pending(image_folder_datalist(folder))
     load = Compose([LoadImaged("image", reader=MicroscopyReader(), ensure_channel_first=True)])
-    loader = DataLoader(FailSoftDataset(datalist, load), batch_size=1, num_workers=2)
+    loader = DataLoader(FailSoftDataset(datalist, load), batch_size=1, num_workers=num_workers)
 
     def threshold(pred):
         if fail_on and fail_on in str(pred.meta["filename_or_obj"]):
@@ -51,7 +52,7 @@ def _infer(folder, out, overwrite=False, fail_on=None):
         val_handlers=[run],
     )
     evaluator.run()
-    return evaluator
+    return run, datalist
 
 
 def _log(out):

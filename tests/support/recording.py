@@ -13,7 +13,7 @@ from ignite.engine import Engine, Events
 from common.transforms import source_file
 from common.transforms.meta import SOURCE_KEY
 
-__all__ = ["OutputRecorder", "ShardRecorder"]
+__all__ = ["OutputRecorder", "ShardRecorder", "SourceRecorder"]
 
 
 def _rank() -> int:
@@ -106,3 +106,23 @@ class OutputRecorder:
 
 def _numpy(value) -> np.ndarray:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+class SourceRecorder:
+    """Record, on each rank, the source file of every sample an evaluator run processed, in order, as
+    ``<output_dir>/rank<r>.json`` (a list) when the epoch completes."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = Path(output_dir)
+        self.sources: list[str] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
+
+    def collect(self, engine: Engine) -> None:
+        self.sources += batch_sources(engine.state.batch)
+
+    def write(self, engine: Engine) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / f"rank{_rank()}.json").write_text(json.dumps(self.sources))
