@@ -3,6 +3,7 @@
 from .challenge_layouts import (
     LMC_ORGANELLES,
     adipocyte_datalist,
+    adipocyte_channel_names,
     adipocyte_model_name,
     adipocyte_pairs,
     adipocyte_split,
