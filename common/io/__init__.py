@@ -2,8 +2,8 @@
 
 from .challenge_layouts import (
     LMC_ORGANELLES,
-    adipocyte_datalist,
     adipocyte_channel_names,
+    adipocyte_datalist,
     adipocyte_model_name,
     adipocyte_pairs,
     adipocyte_split,

@@ -17,7 +17,7 @@ BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 STANDALONE = ("train.json", "inference.json")
 NOT_CONFIGS = ("metadata.json",)
 # an overlay is read after train.json unless it is layered on more (the model cards' commands)
-LAYERED_ON = {"pretrain_phase2.json": ("train.json", "pretrain.json")}
+LAYERED_ON = {"pretrain_phase2.json": ("train.json", "pretrain.json"), "large_image.json": ("inference.json",)}
 SEP = "#"  # as the configs write it; MONAI reads "#" and "::" alike
 ALWAYS_DEFINED = ("_meta_",)  # added by `monai.bundle run` from metadata.json
 

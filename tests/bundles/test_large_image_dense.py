@@ -73,7 +73,8 @@ def test_lmc_organelles_with_sliding_windows_equal_in_memory(tmp_path):
     write_slide(slide, SHAPE, format="ome-tiff", chunk=32, seed=3)
     small = load_spec(bundle)["inference_overrides"]  # efficientnet-b0
     networks = {
-        name: untrained(bundle, small, seed) for seed, name in enumerate(("network", "network_actin", "network_tubulin"))
+        name: untrained(bundle, small, seed)
+        for seed, name in enumerate(("network", "network_actin", "network_tubulin"))
     }
     settings = {
         "device": "cpu",
@@ -85,9 +86,7 @@ def test_lmc_organelles_with_sliding_windows_equal_in_memory(tmp_path):
     }
     names = ("inference.json", "large_image.json")
     folder = infer_in_memory(bundle, slide, tmp_path, settings, names=names)
-    expected = np.stack(
-        [read_output(folder / name, "slide.ome.tiff") for name in lmc_output_folders(LMC_ORGANELLES)]
-    )
+    expected = np.stack([read_output(folder / name, "slide.ome.tiff") for name in lmc_output_folders(LMC_ORGANELLES)])
     assert expected.shape == (4, *SHAPE) and expected.std() > 1e-3
     output = tmp_path / "organelles.ome.zarr"
     summary = infer_blockwise(bundle, slide, output, {**settings, "block_size": 64, "chunk_size": 32, "n_workers": 0})
