@@ -2,6 +2,7 @@
 
 from .challenge_layouts import (
     LMC_ORGANELLES,
+    adipocyte_channel_names,
     adipocyte_datalist,
     adipocyte_model_name,
     adipocyte_pairs,

@@ -44,6 +44,7 @@ __all__ = [
     "adipocyte_split_part",
     "adipocyte_pairs",
     "adipocyte_model_name",
+    "adipocyte_channel_names",
     "LIVECELL_SPLITS",
     "LMC_MODALITIES",
     "LMC_ORGANELLES",
@@ -661,6 +662,12 @@ def adipocyte_model_name(best_ssim: bool = False) -> str:
     """File name of an adipocyte model, a template of ``magnification`` and ``channel``: ``model_20x_c01.pt`` holds
     the weights of the last training epoch, ``model_20x_c01_best_ssim.pt`` those of the best validation SSIM."""
     return "model_{magnification}x_c{channel:02d}" + ("_best_ssim" if best_ssim else "") + ".pt"
+
+
+def adipocyte_channel_names(channels: Sequence[int]) -> list[str]:
+    """Names of the adipocyte target channel numbers ``channels``: ``[1, 3]`` -> ``["C01 nuclei", "C03 cytoplasm"]``
+    (a number without a known target: ``"C07"``)."""
+    return [f"C{int(c):02d} {ADIPOCYTE_TARGETS.get(f'C{int(c):02d}', '')}".strip() for c in channels]
 
 
 def adipocyte_pairs(

@@ -18,7 +18,7 @@ from monai.data import ImageReader
 from monai.utils import MetaKeys
 
 from common.deploy.pipeline import BundlePipeline
-from common.io.challenge_layouts import ADIPOCYTE_TARGETS
+from common.io.challenge_layouts import adipocyte_channel_names
 
 __all__ = ["ArrayReader", "BundleRunner", "LayerData", "layer_pixels", "output_layers"]
 
@@ -141,7 +141,7 @@ class BundleRunner:
             names = [str(name) for name in parser.get_parsed_content("organelles")]
         elif channels is not None:
             numbers = np.asarray(channels).reshape(-1).tolist()
-            names = [f"C{int(c):02d} {ADIPOCYTE_TARGETS.get(f'C{int(c):02d}', '')}".strip() for c in numbers]
+            names = adipocyte_channel_names(numbers)
         return names if len(names) == count else [f"channel {k}" for k in range(count)]
 
 

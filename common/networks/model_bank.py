@@ -49,6 +49,17 @@ class MagnificationModels(nn.Module):
         """Magnification -> channel numbers predicted, in output order."""
         return {int(m): [int(c) for c in self._by_channel(m)] for m in self.models}
 
+    def channels_of(self, magnification) -> list[int]:
+        """Channel numbers predicted for ``magnification`` (20, 40, 60); ValueError if it has no network."""
+        return [int(c) for c in self._by_channel(self._key(magnification))]
+
+    def _key(self, magnification) -> str:
+        """Key of :attr:`models` of ``magnification`` (an int or a one-value tensor), checked."""
+        key = str(int(magnification))
+        if key not in self.models:
+            raise ValueError(f"magnification: no network for {key}x; networks exist for {sorted(self.channels)}.")
+        return key
+
     def _by_channel(self, magnification: str) -> nn.ModuleDict:
         """Channel number -> network, of the magnification ``magnification`` (a key of :attr:`models`)."""
         networks = self.models[magnification]
@@ -60,10 +71,7 @@ class MagnificationModels(nn.Module):
         values = torch.as_tensor(magnification).reshape(-1).unique()
         if values.numel() != 1:
             raise ValueError(f"magnification: expected one value for the whole batch, got {values.tolist()}.")
-        key = str(int(values[0]))
-        if key not in self.models:
-            raise ValueError(f"magnification: no network for {key}x; networks exist for {sorted(self.channels)}.")
-        return torch.cat([network(image) for network in self._by_channel(key).values()], dim=1)
+        return torch.cat([network(image) for network in self._by_channel(self._key(values[0])).values()], dim=1)
 
     @classmethod
     def from_checkpoints(

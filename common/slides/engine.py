@@ -91,8 +91,8 @@ class SlideInference:
     """A bundle's inference on slides larger than memory (see the module doc).
 
     Args:
-        network, inferer, preprocessing, postprocessing, kind, device, amp, instance_halo, item, transposed:
-            as :class:`common.slides.predict.BlockPredictor`.
+        network, inferer, preprocessing, postprocessing, kind, device, amp, instance_halo, item, transposed,
+        network_inputs: as :class:`common.slides.predict.BlockPredictor`.
         block_size: side of a block's core in pixels; a multiple of ``chunk_size``.
         chunk_size: side of the output's chunks.
         n_workers: Dask workers of the local cluster (None: one per GPU, else 1); 0 runs the blocks in this process
@@ -115,6 +115,7 @@ class SlideInference:
         instance_halo: int = 0,
         item: dict | None = None,
         transposed: bool = False,
+        network_inputs: dict[str, str] | None = None,
         block_size: int = 2048,
         chunk_size: int = 512,
         n_workers: int | None = None,
@@ -126,7 +127,17 @@ class SlideInference:
         if chunk_size < 1 or block_size % chunk_size:
             raise ValueError(f"block_size ({block_size}) must be a multiple of chunk_size ({chunk_size}).")
         self.predictor = BlockPredictor(
-            network, inferer, preprocessing, postprocessing, kind, device, amp, instance_halo, item, transposed
+            network,
+            inferer,
+            preprocessing,
+            postprocessing,
+            kind,
+            device,
+            amp,
+            instance_halo,
+            item,
+            transposed,
+            network_inputs,
         )
         self._preprocessing = self.predictor.preprocessing  # before the statistics of a slide are fixed in it
         self.block_size, self.chunk_size = block_size, chunk_size
@@ -200,6 +211,7 @@ class SlideInference:
             "block_size": self.block_size,
             "halo": predictor.halo,
             "instance_halo": predictor.instance_halo,
+            "item": {key: repr(value) for key, value in sorted(predictor.item.items())},
             "weights": weights.hexdigest(),
             "preprocessing": [type(t).__name__ for t in predictor.preprocessing.transforms],
         }

@@ -23,6 +23,7 @@ from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 from monai.transforms import Compose
 from monai.utils import fall_back_tuple
+from torch.utils.data import default_collate
 
 from common.inferers import ChannelSourcesInferer, DihedralTTAInferer, RegionSlidingWindowInferer, SlideRegion
 from common.inferers.region import with_region
@@ -109,6 +110,8 @@ class BlockPredictor:
             every cell touching the core whole (at least the largest cell's diameter).
         item: more keys of the sample the preprocessing reads (e.g. the adipocyte models' ``magnification``).
         transposed: the preprocessing transposes the image (LIVECell), so the inferer works on the transposed slide.
+        network_inputs: keyword argument of the network -> key of the sample, passed as a batch of one (as the
+            evaluator's ``PrepareBatchExtraInput(extra_keys=...)``; the adipocyte models' ``magnification``).
         image_key, pred_key: the sample's keys of the image and of the prediction.
     """
 
@@ -124,6 +127,7 @@ class BlockPredictor:
         instance_halo: int = 0,
         item: dict | None = None,
         transposed: bool = False,
+        network_inputs: dict[str, str] | None = None,
         image_key: str = "image",
         pred_key: str = "pred",
     ) -> None:
@@ -143,6 +147,7 @@ class BlockPredictor:
         self.network, self.kind, self.amp = network, kind, amp
         self.device = torch.device(device)
         self.instance_halo, self.item, self.transposed = instance_halo, dict(item or {}), transposed
+        self.network_inputs = dict(network_inputs or {})
         self.image_key, self.pred_key = image_key, pred_key
         #: pixels of context around the exactly predicted area: every window covering it lies in the region
         self.context = window - 1
@@ -174,9 +179,13 @@ class BlockPredictor:
                 "transposes it)."
             )
         batch = with_region(torch.as_tensor(prepared)[None].to(self.device), slide_region)
+        missing = sorted(key for key in self.network_inputs.values() if key not in data)
+        if missing:
+            raise ValueError(f"{source}: the network needs {missing} of the sample; give them as `item`.")
+        inputs = {name: default_collate([data[key]]) for name, key in self.network_inputs.items()}
         self.network.eval()
         with torch.no_grad(), torch.autocast(self.device.type, enabled=self.amp):
-            prediction = self.inferer(batch, self.network)[0]
+            prediction = self.inferer(batch, self.network, **inputs)[0]
         # the area predicted exactly: the core grown by the instance halo
         ey0, ey1, ex0, ex1 = block.grown(self.instance_halo, slide_shape)
         ys, xs = slice(ey0 - y0, ey1 - y0), slice(ex0 - x0, ex1 - x0)

@@ -1,0 +1,128 @@
+"""Whole slides block by block equal the bundle's in-memory inference for the bundles whose output is blended,
+not instances: LIVECell (semantic mask), LMC (four organelles) and adipocyte (fluorescence channels of a z-stack).
+
+Each runs the small untrained network of its spec (``tests/bundles/specs``) on a synthetic slide, in memory (the
+bundle's ``inferring`` on the slide read whole) and block by block (``inferring_large`` of ``large_image.json``,
+blocks of a few windows, so that every block has seams on two sides). The whole-slide statistics (LIVECell's
+minimum and maximum, LMC's mean and std) and the whole slide's window grid make the two equal: the mask exactly,
+the channels to float tolerance. Where ``large_image.json`` changes the in-memory inferer (LMC: sliding windows in
+place of the whole image), the reference is the same configs run in memory.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+
+from common.data.synthetic import write_slide
+from common.io import LMC_ORGANELLES, lmc_output_folders, read_image
+from common.io.slides import open_slide
+from common.networks import MagnificationModels
+from tests.support.bundles import REPO, load_spec
+from tests.support.slides import infer_blockwise, infer_in_memory, parse, read_labels, read_output
+
+BUNDLES = REPO / "bundles"
+SHAPE = (128, 176)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tiny networks run fastest on one thread; on a busy machine two threads make each small operation wait
+    for the other (the LMC test took 10x longer)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def untrained(bundle: Path, overrides: dict, seed: int) -> torch.nn.Module:
+    """The bundle's ``network_def`` with its spec's ``overrides``, randomly initialised from ``seed``."""
+    torch.manual_seed(seed)
+    return parse(bundle, ["inference.json"], overrides).get_parsed_content("network_def").eval()
+
+
+def channel_names(store: Path) -> list[str]:
+    """The omero channel labels of the OME-Zarr ``store``'s image, as the reference reader ``ome_zarr`` reads them."""
+    image = next(iter(Reader(parse_url(str(store)))()))
+    return list(image.metadata["channel_names"])
+
+
+def test_livecell_mask_of_a_transposing_bundle_equals_in_memory(tmp_path):
+    bundle = BUNDLES / "livecell_semantic_segmentation"
+    slide = tmp_path / "slide.ome.zarr"
+    write_slide(slide, (200, 260), format="ome-zarr-0.5", chunk=32, seed=2)
+    # published_orientation: the network sees the slide transposed (96-pixel windows, as the spec's inference keeps)
+    settings = {"device": "cpu", "amp": False, "published_orientation": True}
+    settings["network"] = untrained(bundle, load_spec(bundle).get("inference_overrides", {}), seed=0)
+    expected = read_output(infer_in_memory(bundle, slide, tmp_path, settings), "*_mask.tif")
+    assert 0.2 < np.mean(expected == 255) < 0.8  # a mask with much foreground and background, seams included
+    output = tmp_path / "cells.ome.zarr"
+    summary = infer_blockwise(bundle, slide, output, {**settings, "block_size": 128, "chunk_size": 64, "n_workers": 0})
+    assert summary["blocks"] == 2 * 3
+    np.testing.assert_array_equal(read_labels(output, "cells"), expected)
+    # the root image is the slide itself
+    np.testing.assert_array_equal(open_slide(output).array.compute(), open_slide(slide).array.compute())
+
+
+def test_lmc_organelles_with_sliding_windows_equal_in_memory(tmp_path):
+    bundle = BUNDLES / "lmc_fluorescence_prediction"
+    slide = tmp_path / "slide.ome.tiff"
+    write_slide(slide, SHAPE, format="ome-tiff", chunk=32, seed=3)
+    small = load_spec(bundle)["inference_overrides"]  # efficientnet-b0
+    networks = {
+        name: untrained(bundle, small, seed)
+        for seed, name in enumerate(("network", "network_actin", "network_tubulin"))
+    }
+    settings = {
+        "device": "cpu",
+        "amp": False,
+        "available": ["base", "actin", "tubulin"],
+        **networks,
+        "window_size": [32, 32],
+        "slide_window#sw_batch_size": 32,
+    }
+    names = ("inference.json", "large_image.json")
+    folder = infer_in_memory(bundle, slide, tmp_path, settings, names=names)
+    expected = np.stack([read_output(folder / name, "slide.ome.tiff") for name in lmc_output_folders(LMC_ORGANELLES)])
+    assert expected.shape == (4, *SHAPE) and expected.std() > 1e-3
+    output = tmp_path / "organelles.ome.zarr"
+    summary = infer_blockwise(bundle, slide, output, {**settings, "block_size": 64, "chunk_size": 32, "n_workers": 0})
+    assert summary["blocks"] == 2 * 3
+    np.testing.assert_allclose(open_slide(output).array.compute(), expected, rtol=0, atol=1e-5)
+    assert channel_names(output) == list(LMC_ORGANELLES)
+
+
+def test_adipocyte_channels_of_a_z_stack_equal_in_memory(tmp_path):
+    bundle = BUNDLES / "adipocyte_fluorescence_prediction"
+    slide = tmp_path / "slide.ome.zarr"
+    write_slide(slide, SHAPE, format="ome-zarr-0.4", chunk=32, z_planes=7, seed=4)  # 7 planes -> 7 channels
+    small = load_spec(bundle)["inference_overrides"]  # 32-pixel tiles, narrow network
+    models = MagnificationModels({20: {1: untrained(bundle, small, 1), 3: untrained(bundle, small, 3)}})
+    settings = {**small, "device": "cpu", "network": models, "intensity_scale": 4000.0}
+    # in memory: the slide's 7 planes as one file of the 20x folder's datalist, written unrounded (float32)
+    item = {"image": str(tmp_path / "images" / "slide.tiff"), "id": "slide", "magnification": 20, "channels": [1, 3]}
+    reference = {**settings, "datalist": [item], "postprocessing#transforms#1#dtype": "float32"}
+    folder = infer_in_memory(bundle, slide, tmp_path, reference) / "20x_images"
+    expected = np.stack([read_image(folder / f"slideA{c:02d}Z01C{c:02d}.tif") for c in (1, 3)])
+    assert expected.shape == (2, *SHAPE) and expected.std() > 1.0
+    output = tmp_path / "fluorescence.ome.zarr"
+    summary = infer_blockwise(
+        bundle, slide, output, {**settings, "magnification": 20, "block_size": 64, "chunk_size": 32, "n_workers": 0}
+    )
+    assert summary["blocks"] == 2 * 3
+    np.testing.assert_allclose(open_slide(output).array.compute(), expected, rtol=1e-5, atol=1e-5)
+    assert channel_names(output) == ["C01 nuclei", "C03 cytoplasm"]
+
+
+def test_adipocyte_magnification_without_models_is_refused(tmp_path):
+    bundle = BUNDLES / "adipocyte_fluorescence_prediction"
+    slide = tmp_path / "slide.ome.zarr"
+    write_slide(slide, 64, format="ome-zarr-0.4", chunk=32, z_planes=7)
+    small = load_spec(bundle)["inference_overrides"]
+    settings = {**small, "device": "cpu", "network": MagnificationModels({20: {1: untrained(bundle, small, 1)}})}
+    with pytest.raises(ValueError, match="no network for 40x"):
+        infer_blockwise(bundle, slide, tmp_path / "out.ome.zarr", {**settings, "magnification": 40, "n_workers": 0})
+    assert not list(tmp_path.glob("out.ome.zarr*"))  # refused before anything is written
