@@ -16,6 +16,7 @@ by the tile size; counts and indices are int64 throughout, only the output is in
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 
@@ -75,7 +76,7 @@ def flows_to_labels(
     flows = as_flows(flows)
     cellprob = as_image(cellprob, flows, "cellprob")
     _check_options(niter, min_size, max_size_fraction, flow_scale, tile_size, tile_overlap)
-    options = dict(
+    options: dict[str, Any] = dict(
         cellprob_threshold=cellprob_threshold,
         flow_threshold=flow_threshold or 0.0,
         niter=int(niter),
