@@ -78,6 +78,14 @@ def test_size_filters():
     assert set(np.unique(flows_to_labels(flows, prob, min_size=25).numpy())) == {0, 1, 2}
     assert set(np.unique(flows_to_labels(flows, prob, min_size=26).numpy())) == {0, 1}
     assert set(np.unique(flows_to_labels(flows, prob, max_size_fraction=0.2).numpy())) == {0, 1}
+    # a block of a larger image drops what the whole image drops: 900 pixels are 11 % of 128 x 64
+    whole = flows_to_labels(flows, prob, max_size_fraction=0.2, whole_shape=(128, 64))
+    assert set(np.unique(whole.numpy())) == {0, 1, 2}
+    assert set(np.unique(flows_to_labels(flows, prob, max_size_fraction=0.1, whole_shape=(128, 64)).numpy())) == {0, 1}
+    # masks dropped as too large before the flow check, among them the highest id, leave the others checked
+    labels[50:56, 50:56] = 3  # 36 pixels
+    flows, prob = labels_to_flows(labels)[0], logits(labels)
+    assert len(np.unique(flows_to_labels(flows, prob, max_size_fraction=0.2).numpy())) == 3
 
 
 def test_masks_with_inconsistent_flows_are_dropped(cells):
@@ -142,6 +150,8 @@ def test_bad_input():
         flows_to_labels(flows, prob, flow_scale=0)
     with pytest.raises(ValueError, match="max_size_fraction"):
         flows_to_labels(flows, prob, max_size_fraction=0)
+    with pytest.raises(ValueError, match="whole_shape"):
+        flows_to_labels(flows, prob, whole_shape=(0, 16))
     with pytest.raises(ValueError, match="min_size"):
         flows_to_labels(flows, prob, min_size=-1)
 

@@ -16,6 +16,7 @@ by the tile size; counts and indices are int64 throughout, only the output is in
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 
@@ -44,6 +45,7 @@ def flows_to_labels(
     centre: str = "mean",
     tile_size: int | None = 4096,
     tile_overlap: int = 128,
+    whole_shape: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Instance labels from flows and cell probability.
 
@@ -63,6 +65,9 @@ def flows_to_labels(
             also ``log_heat=True, centre="median"``.
         tile_size: images with a side longer than this are processed in tiles of this size; None: never.
         tile_overlap: context added on each side of a tile; should exceed the largest cell's diameter.
+        whole_shape: (H, W) of the whole image when ``flows`` are a block of it (blockwise inference of a slide):
+            ``max_size_fraction`` is then of the whole image's area, so that a block drops the masks the whole
+            image drops; None: of the input's own area.
 
     Returns:
         (H, W) or (B, H, W) int32 labels, 0 background, masks 1..N per image, on the flows' device.
@@ -71,12 +76,12 @@ def flows_to_labels(
     flows = as_flows(flows)
     cellprob = as_image(cellprob, flows, "cellprob")
     _check_options(niter, min_size, max_size_fraction, flow_scale, tile_size, tile_overlap)
-    options = dict(
+    options: dict[str, Any] = dict(
         cellprob_threshold=cellprob_threshold,
         flow_threshold=flow_threshold or 0.0,
         niter=int(niter),
         min_size=int(min_size),
-        max_size=max_size_fraction * flows.shape[-2] * flows.shape[-1],
+        max_size=max_size_fraction * _area(whole_shape or flows.shape[-2:]),
         variant=dict(log_heat=log_heat, neighbour_heat=neighbour_heat, centre=centre),
         flow_scale=float(flow_scale),
     )
@@ -88,6 +93,13 @@ def flows_to_labels(
             per_image.append(_image_labels(flows[b], cellprob[b], **options)[0].to(torch.int32))
     labels = torch.stack(per_image)
     return labels[0] if squeeze else labels
+
+
+def _area(shape) -> int:
+    height, width = (int(side) for side in shape)
+    if height < 1 or width < 1:
+        raise ValueError(f"whole_shape: expected (H, W) of positive sides, got {tuple(shape)}.")
+    return height * width
 
 
 def _check_options(niter, min_size, max_size_fraction, flow_scale, tile_size, tile_overlap) -> None:
@@ -126,7 +138,8 @@ def _image_labels(
     n = seeds.shape[0]
     keep = areas(labels, n) <= max_size
     if flow_threshold > 0 and n:
-        keep[1:] &= flow_error(labels * keep[labels], flows, **variant) <= flow_threshold
+        errors = flow_error(labels * keep[labels], flows, **variant)  # up to the largest id left
+        keep[1 : 1 + errors.numel()] &= errors <= flow_threshold
     keep &= areas(labels, n) >= min_size
     labels = fill_holes(labels * keep[labels])
     keep &= areas(labels, n) >= min_size

@@ -30,7 +30,8 @@ class FlowsToLabels(Transform):
         cellprob_threshold: pixels above it are followed; default 0.0 for logits, 0.5 for probabilities
             (the same pixels).
         flow_threshold, niter, min_size, max_size_fraction, log_heat, neighbour_heat, centre, tile_size,
-            tile_overlap: as in :func:`common.flows.flows_to_labels`.
+            tile_overlap, whole_shape: as in :func:`common.flows.flows_to_labels` (``whole_shape``: the slide's
+            (H, W) when the input is a block of it).
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -49,6 +50,7 @@ class FlowsToLabels(Transform):
         centre: str = "mean",
         tile_size: int | None = 4096,
         tile_overlap: int = 128,
+        whole_shape: tuple[int, int] | None = None,
     ):
         if cellprob_threshold is None:
             cellprob_threshold = 0.0 if cellprob_logits else 0.5
@@ -67,6 +69,7 @@ class FlowsToLabels(Transform):
             centre=centre,
             tile_size=tile_size,
             tile_overlap=tile_overlap,
+            whole_shape=whole_shape,
         )
 
     def __call__(self, pred: NdarrayOrTensor) -> NdarrayOrTensor:
@@ -98,6 +101,7 @@ class FlowsToLabelsd(ArrayMapTransform):
         centre: str = "mean",
         tile_size: int | None = 4096,
         tile_overlap: int = 128,
+        whole_shape: tuple[int, int] | None = None,
         allow_missing_keys: bool = False,
     ):
         transform = FlowsToLabels(
@@ -113,5 +117,6 @@ class FlowsToLabelsd(ArrayMapTransform):
             centre,
             tile_size,
             tile_overlap,
+            whole_shape,
         )
         super().__init__(keys, transform, output_keys, allow_missing_keys)

@@ -1,4 +1,4 @@
-"""Helpers of the whole-slide tests: a stand-in network whose instances are the synthetic cells, and the same
+"""Helpers of the whole-slide tests: stand-in networks whose instances are the synthetic cells, and the same
 slide inferred in memory (the bundle's ``inferring``) and block by block (its ``inferring_large``)."""
 
 from pathlib import Path
@@ -22,6 +22,47 @@ def threshold_network(in_channels: int, out_channels: int, gain: float = 40.0, l
         network.weight[1:] *= -1
         network.bias[1:] *= -1
     return network.eval()
+
+
+class FlowNetwork(torch.nn.Module):
+    """A stand-in for a cellpose-style network whose output is real flows: (B, C, H, W) -> (B, 3, H, W)
+    ``[dy, dx, cellprob logit]`` (MEDIAR's order). The channel mean is smoothed by a Gaussian of ``sigma``
+    pixels; the flows are ``flow_scale`` times its unit gradient, so they point up to the bright centre of each
+    cell (on a normalised synthetic slide) and are followed there; the logit is ``gain * (smoothed - level)``.
+    Fixed convolutions (separable, replicate padding): local, translation equivariant, and flipped with the image.
+    """
+
+    def __init__(
+        self, in_channels: int, sigma: float = 2.0, gain: float = 40.0, level: float = 0.3, flow_scale: float = 5.0
+    ) -> None:
+        super().__init__()
+        radius = int(np.ceil(3 * sigma))
+        line = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
+        size = 2 * radius + 1
+        self.smooth_y = torch.nn.Conv2d(1, 1, (size, 1), padding=(radius, 0), padding_mode="replicate", bias=False)
+        self.smooth_x = torch.nn.Conv2d(1, 1, (1, size), padding=(0, radius), padding_mode="replicate", bias=False)
+        self.gradient = torch.nn.Conv2d(1, 2, 3, padding=1, padding_mode="replicate", bias=False)
+        with torch.no_grad():
+            self.smooth_y.weight.copy_((line / line.sum()).view(1, 1, size, 1))
+            self.smooth_x.weight.copy_((line / line.sum()).view(1, 1, 1, size))
+            self.gradient.weight.zero_()
+            self.gradient.weight[0, 0, 2, 1], self.gradient.weight[0, 0, 0, 1] = 0.5, -0.5  # d/dy
+            self.gradient.weight[1, 0, 1, 2], self.gradient.weight[1, 0, 1, 0] = 0.5, -0.5  # d/dx
+        self.in_channels, self.gain, self.level, self.flow_scale = in_channels, gain, level, flow_scale
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"FlowNetwork: expected {self.in_channels} input channels, got {x.shape[1]}.")
+        smoothed = self.smooth_x(self.smooth_y(x.mean(1, keepdim=True)))
+        gradient = self.gradient(smoothed)
+        unit = gradient / torch.sqrt((gradient**2).sum(1, keepdim=True) + 1e-12)
+        return torch.cat([self.flow_scale * unit, self.gain * (smoothed - self.level)], 1)
+
+
+def flow_network(in_channels: int, **kwargs) -> torch.nn.Module:
+    """A :class:`FlowNetwork` in eval mode (a config ``_target_``)."""
+    return FlowNetwork(in_channels, **kwargs).eval()
 
 
 def parse(bundle: Path, names: list[str], overrides: dict) -> ConfigParser:
