@@ -61,7 +61,13 @@ def watershed_steps(**options) -> Compose:
             WatershedLandscaped(
                 "markers", output_keys="landscape", landscape=method.landscape, cores_key="cores", mask_key="mask"
             ),
-            MarkerWatershedd("landscape", output_keys="pred", markers_key="markers", mask_key="mask"),
+            MarkerWatershedd(
+                "landscape",
+                output_keys="pred",
+                markers_key="markers",
+                mask_key="mask",
+                raster_ties=method.landscape == "distance_to_markers",
+            ),
             RemoveSmallInstancesd("pred", min_size=method.min_size),
             DeleteItemsd(["mask", "cores", "markers", "landscape"]),
         ]
@@ -87,6 +93,8 @@ def reference_instances(nucleus, boundary, **options):
         "distance_to_markers": ndimage.distance_transform_edt(markers == 0),
         "distance_to_background": -ndimage.distance_transform_edt(region),
     }[method.landscape]
+    if method.landscape == "distance_to_markers":  # equal values flooded in raster order, as the bundle asks
+        flood = np.argsort(np.lexsort((np.arange(flood.size), flood.ravel()))).reshape(flood.shape)
     labels = skimage_watershed(flood, markers, mask=region)
     return relabel_sequential(remove_small_objects(labels, max_size=method.min_size - 1))[0]
 
@@ -230,3 +238,23 @@ def test_watershed_output_types_and_errors():
         WatershedLandscape("gradient")
     with pytest.raises(ValueError, match="connectivity"):
         LabelMarkers(connectivity=4)
+
+
+def test_raster_ties_flood_equal_values_in_raster_order_wherever_the_image_starts():
+    """Two markers equidistant from a column of pixels: the queue's order gives them to either, depending on what
+    else the image holds; with raster ties the same pixels go to the same marker in a crop as in the whole."""
+    from common.postprocess.watershed import MarkerWatershed, raster_rank
+
+    landscape = np.array([[2.0, 1.0, 1.0, 3.0], [1.0, 2.0, 1.0, 1.0]])
+    rank = raster_rank(landscape)
+    np.testing.assert_array_equal(rank, [[5, 0, 1, 7], [2, 6, 3, 4]])  # by value, then row, then column
+    markers = np.zeros((1, 9, 21), np.int32)
+    markers[0, 4, 2], markers[0, 4, 18] = 1, 2
+    mask = np.ones((1, 9, 21), bool)
+    whole = ndimage.distance_transform_edt(markers[0] == 0)[None]
+    labels = MarkerWatershed(raster_ties=True)(whole, markers, mask)[0]
+    crop = (slice(None), slice(1, 8), slice(1, 20))
+    crop_landscape = ndimage.distance_transform_edt(markers[crop][0] == 0)[None]
+    crop_labels = MarkerWatershed(raster_ties=True)(crop_landscape, markers[crop], mask[crop])[0]
+    np.testing.assert_array_equal(np.asarray(crop_labels), np.asarray(labels)[1:8, 1:20])
+    assert set(np.unique(np.asarray(labels)[:, 10])) <= {1, 2}  # the equidistant column

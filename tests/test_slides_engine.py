@@ -1,8 +1,10 @@
 """Whole-slide inference block by block equals the bundle's in-memory inference, and survives kills (DSB bundle).
 
 The DSB bundle's own configs run with a stand-in network (``threshold_network``: its instances are the synthetic
-nuclei, so the watershed sees real cells and seams cut real nuclei); the sliding window over a network whose output
-depends on the window's place is tested in ``test_inferers_region.py``.
+nuclei, touching ones split between their bright centres, so the watershed sees real cells, contested pixels
+between touching nuclei, and seams that cut nuclei; without the watershed's raster tie-break blockwise differs).
+The sliding window over a network whose output depends on the window's place is tested in
+``test_inferers_region.py``.
 """
 
 import os
@@ -14,7 +16,7 @@ import torch
 
 from common.data.synthetic import write_slide
 from common.io.slides import open_slide
-from common.slides import SeamError
+from common.slides import SeamError, seam_crossings
 from tests.support.bundles import REPO
 from tests.support.slides import (
     assert_same_instances,
@@ -26,7 +28,8 @@ from tests.support.slides import (
 )
 
 BUNDLE = REPO / "bundles" / "dsb_nuclei_watershed_segmentation"
-SMALL = {"patch_size": [64, 64], "device": "cpu", "amp": False, "network": threshold_network(3, 2)}
+# nuclei split between their bright centres, so touching nuclei compete for the pixels between them
+SMALL = {"patch_size": [64, 64], "device": "cpu", "amp": False, "network": threshold_network(3, 2, core_level=0.6)}
 BLOCKS = {"block_size": 64, "chunk_size": 32, "instance_halo": 96, "n_workers": 0}
 SHAPE = (200, 260)
 
@@ -50,9 +53,12 @@ def reference(tmp_path_factory):
     """A synthetic slide (OME-Zarr 0.4) and the bundle's in-memory labels of it."""
     folder = tmp_path_factory.mktemp("dsb_slide")
     slide = folder / "slide.ome.zarr"
-    write_slide(slide, SHAPE, format="ome-zarr-0.4", chunk=32, pixel_size=(0.5, 0.5), seed=1)
+    write_slide(slide, SHAPE, format="ome-zarr-0.4", chunk=32, pixel_size=(0.5, 0.5), seed=1, seam_every=128)
     labels = read_output(infer_in_memory(BUNDLE, slide, folder, SMALL), "*_label.tiff")
     assert len(np.unique(labels)) > 20
+    assert seam_crossings(labels, 64) > 10  # nuclei on the block seams
+    left, right = labels[:, :-1], labels[:, 1:]
+    assert np.sum((left > 0) & (right > 0) & (left != right)) > 10  # touching nuclei share contested pixels
     return slide, labels
 
 
@@ -60,7 +66,7 @@ def reference(tmp_path_factory):
 def test_blocks_equal_the_whole_slide_in_memory(tmp_path, reference, format):
     _, expected = reference
     slide = tmp_path / ("slide.ome.tiff" if format == "ome-tiff" else "slide.ome.zarr")
-    write_slide(slide, SHAPE, format=format, chunk=32, pixel_size=(0.5, 0.5), seed=1)
+    write_slide(slide, SHAPE, format=format, chunk=32, pixel_size=(0.5, 0.5), seed=1, seam_every=128)
     tiff = str(tmp_path / "nuclei.ome.tif") if format == "ome-zarr-0.5" else None
     summary = infer_blockwise(BUNDLE, slide, tmp_path / "nuclei.ome.zarr", {**SMALL, **BLOCKS, "tiff_output": tiff})
     labels = read_labels(tmp_path / "nuclei.ome.zarr", "nuclei")
@@ -84,7 +90,7 @@ def test_two_dask_workers_and_a_worker_that_dies(tmp_path, reference):
     slide, expected = reference
     marker = tmp_path / "died"
     # the first worker to predict anything dies without a word; dask.distributed gives its block to another worker
-    network = DieOnce(threshold_network(3, 2), marker)
+    network = DieOnce(SMALL["network"], marker)
     infer_blockwise(
         BUNDLE, slide, tmp_path / "nuclei.ome.zarr", {**SMALL, **BLOCKS, "network": network, "n_workers": 2}
     )

@@ -177,9 +177,22 @@ class WatershedLandscape(Transform):
 
 class MarkerWatershed(Transform):
     """(1, H, W) landscape, markers and foreground mask -> (1, H, W) int32 instance labels: scikit-image's
-    watershed flooding the landscape from the markers, inside the mask (edge-neighbour connectivity)."""
+    watershed flooding the landscape from the markers, inside the mask (edge-neighbour connectivity).
+
+    Args:
+        raster_ties: pixels of equal landscape value are flooded in raster order (the watershed floods the rank of
+            each pixel by (value, row, column), which has no ties) instead of in the order of scikit-image's
+            queue. The queue's order depends on every pixel of the image, so a block of a slide would give the
+            pixels equidistant from two touching nuclei to either; raster order is the same in a block and in the
+            whole image (``common.slides``). For landscapes whose ties are exceptions (``"distance_to_markers"``);
+            on a plateau (``"binary"``) it would sweep the band from the top left, and on the ridges of
+            ``"distance_to_background"`` it costs matched IoU (0.927 against 0.93 in the round-trip test).
+    """
 
     backend = _BACKEND
+
+    def __init__(self, raster_ties: bool = False) -> None:
+        self.raster_ties = raster_ties
 
     def __call__(  # type: ignore[override]  # MONAI's Transform.__call__(data) takes one argument
         self, landscape: NdarrayOrTensor, markers: NdarrayOrTensor, mask: NdarrayOrTensor
@@ -187,8 +200,18 @@ class MarkerWatershed(Transform):
         planes = _plane(landscape, "landscape"), _plane(markers, "markers"), _plane(mask, "mask").astype(bool)
         if len({plane.shape for plane in planes}) > 1:
             raise ValueError(f"landscape, markers and mask: spatial shapes differ, {[p.shape for p in planes]}.")
-        labels = watershed(planes[0], planes[1], mask=planes[2])
+        flood = raster_rank(planes[0]) if self.raster_ties else planes[0]
+        labels = watershed(flood, planes[1], mask=planes[2])
         return convert_to_dst_type(labels[None], landscape, dtype=torch.int32)[0]
+
+
+def raster_rank(landscape: np.ndarray) -> np.ndarray:
+    """(H, W) int64 rank of each pixel of ``landscape`` ordered by (value, row, column): a landscape without ties
+    that the watershed floods in the same order as ``landscape``, equal values in raster order."""
+    order = np.lexsort((np.arange(landscape.size), landscape.ravel()))
+    rank = np.empty(landscape.size, dtype=np.int64)
+    rank[order] = np.arange(landscape.size)
+    return rank.reshape(landscape.shape)
 
 
 class RemoveSmallInstances(Transform):
@@ -288,10 +311,12 @@ class MarkerWatershedd(ArrayMapTransform):
         output_keys: KeysCollection | None = None,
         markers_key: str = "markers",
         mask_key: str = "mask",
+        raster_ties: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:
         argument_keys = [markers_key, mask_key]
-        super().__init__(keys, MarkerWatershed(), output_keys, allow_missing_keys, argument_keys=argument_keys)
+        watershed = MarkerWatershed(raster_ties)
+        super().__init__(keys, watershed, output_keys, allow_missing_keys, argument_keys=argument_keys)
 
 
 class RemoveSmallInstancesd(ArrayMapTransform):

@@ -11,16 +11,22 @@ from common.io import read_image, write_image
 from common.io.slides import open_slide
 
 
-def threshold_network(in_channels: int, out_channels: int, gain: float = 40.0, level: float = 0.3) -> torch.nn.Module:
-    """A 1x1 convolution whose every output channel is ``gain * (mean input - level)``: on a normalised synthetic
-    slide, a probability (after a sigmoid) that is high on the cells and low between them. Output channels after the
-    first are the negative of it (e.g. DSB's boundary channel: no boundaries), so the instances are the cells."""
+def threshold_network(
+    in_channels: int, out_channels: int, gain: float = 40.0, level: float = 0.3, core_level: float | None = None
+) -> torch.nn.Module:
+    """A 1x1 convolution whose first output channel is ``gain * (mean input - level)``: on a normalised synthetic
+    slide, a probability (after a sigmoid) that is high on the cells and low between them. The other channels are
+    its negative (e.g. DSB's boundary channel: no boundaries, the instances are the connected cells), or with
+    ``core_level`` ``gain * (core_level - mean input)``: a boundary wherever a cell is dimmer than its bright centre,
+    so that touching cells are split by the watershed between their centres."""
     network = torch.nn.Conv2d(in_channels, out_channels, 1)
     with torch.no_grad():
         network.weight.fill_(gain / in_channels)
         network.bias.fill_(-gain * level)
         network.weight[1:] *= -1
         network.bias[1:] *= -1
+        if core_level is not None:
+            network.bias[1:] = gain * core_level
     return network.eval()
 
 
