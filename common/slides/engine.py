@@ -1,7 +1,7 @@
 """Whole-slide inference of a bundle, block by block on a Dask cluster, resumable, written chunk by chunk.
 
-:class:`SlideInference` is what a bundle's ``configs/large_image.json`` builds from the objects of its
-``inference.json``::
+:class:`SlideInference` is what a bundle's ``configs/large_image.json`` builds, around a
+:class:`common.slides.predict.BlockPredictor` made of the objects of its ``inference.json``::
 
     python -m monai.bundle run inferring_large \\
         --config_file "['configs/inference.json','configs/large_image.json']" \\
@@ -25,11 +25,9 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import Compose
 
 from common.io.atomic import atomic_path
 from common.io.slides import OmeZarrWriter, Slide, open_slide, tiff_from_zarr, write_cell_table
@@ -91,8 +89,8 @@ class SlideInference:
     """A bundle's inference on slides larger than memory (see the module doc).
 
     Args:
-        network, inferer, preprocessing, postprocessing, kind, device, amp, instance_halo, item, transposed,
-        network_inputs: as :class:`common.slides.predict.BlockPredictor`.
+        predictor: the bundle's inference on one block (:class:`common.slides.predict.BlockPredictor`, built from
+            the objects of its ``inference.json``).
         block_size: side of a block's core in pixels; a multiple of ``chunk_size``.
         chunk_size: side of the output's chunks.
         n_workers: Dask workers of the local cluster (None: one per GPU, else 1); 0 runs the blocks in this process
@@ -105,17 +103,7 @@ class SlideInference:
 
     def __init__(
         self,
-        network: torch.nn.Module,
-        inferer: Any,
-        preprocessing: Compose,
-        postprocessing: Compose,
-        kind: str,
-        device: str | torch.device = "cpu",
-        amp: bool = False,
-        instance_halo: int = 0,
-        item: dict | None = None,
-        transposed: bool = False,
-        network_inputs: dict[str, str] | None = None,
+        predictor: BlockPredictor,
         block_size: int = 2048,
         chunk_size: int = 512,
         n_workers: int | None = None,
@@ -126,19 +114,7 @@ class SlideInference:
     ) -> None:
         if chunk_size < 1 or block_size % chunk_size:
             raise ValueError(f"block_size ({block_size}) must be a multiple of chunk_size ({chunk_size}).")
-        self.predictor = BlockPredictor(
-            network,
-            inferer,
-            preprocessing,
-            postprocessing,
-            kind,
-            device,
-            amp,
-            instance_halo,
-            item,
-            transposed,
-            network_inputs,
-        )
+        self.predictor = predictor
         self._preprocessing = self.predictor.preprocessing  # before the statistics of a slide are fixed in it
         self.block_size, self.chunk_size = block_size, chunk_size
         self.n_workers, self.scheduler_address = n_workers, scheduler_address

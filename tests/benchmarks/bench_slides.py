@@ -57,8 +57,8 @@ FALLBACK_OVERLAY = {
     "instance_halo": 128,
     "n_workers": None,
     "scheduler_address": None,
-    "slide_inference": {
-        "_target_": "common.slides.SlideInference",
+    "block_predictor": {
+        "_target_": "common.slides.BlockPredictor",
         "network": "@network",
         "inferer": "@inferer",
         "preprocessing": "@preprocessing",
@@ -67,6 +67,10 @@ FALLBACK_OVERLAY = {
         "device": "@device",
         "amp": "@amp",
         "instance_halo": "@instance_halo",
+    },
+    "slide_inference": {
+        "_target_": "common.slides.SlideInference",
+        "predictor": "@block_predictor",
         "block_size": "@block_size",
         "chunk_size": "@chunk_size",
         "n_workers": "@n_workers",

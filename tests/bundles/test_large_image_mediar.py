@@ -103,7 +103,7 @@ def test_the_small_mediar_ensemble_predicts_each_block_as_the_whole_slide(tmp_pa
     with torch.no_grad():
         expected = parser.get_parsed_content("inferer")(image[None], network)[0].numpy()
     dense = {
-        "slide_inference#kind": "image",
+        "block_predictor#kind": "image",
         "slide_inference#channel_names": ["dy", "dx", "cellprob"],
         "postprocessing#transforms": [],
         **BLOCKS,
