@@ -19,6 +19,7 @@ that dies has its blocks redone by ``dask.distributed``.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -77,12 +78,11 @@ class BlockLedger:
         with atomic_path(path) as partial:
             partial.write_text(json.dumps(settings, indent=1))
 
-    def cells(self) -> list[dict]:
-        """Every recorded block's cell rows, in id order."""
-        rows = [
-            row for path in sorted(self.folder.glob("[0-9]*.json")) for row in json.loads(path.read_text())["cells"]
-        ]
-        return sorted(rows, key=lambda row: row["id"])
+    def cells(self, blocks: list[Block]) -> Iterator[dict]:
+        """The cell rows of ``blocks``, one block's file read at a time (by id within a block), so that the
+        table of a slide with millions of cells is written without holding it."""
+        for block in blocks:
+            yield from json.loads(self._path(block).read_text())["cells"]
 
 
 class SlideInference:
@@ -158,10 +158,13 @@ class SlideInference:
                 len(pending),
                 elapsed / n * (len(pending) - n),
             )
-        cells = ledger.cells()
+        cells = 0
+        if predictor.kind == "instances":  # beside the store, before its rename (which removes the ledger)
+            table = Path(output).parent / f"{_stem(Path(output))}_cells.csv"
+            counter = itertools.count()  # counts the rows as they stream through (zip stops at the rows' end)
+            write_cell_table(table, (row for row, _ in zip(ledger.cells(blocks), counter)), slide.pixel_size)
+            cells = next(counter)
         final = Path(writer.finish())
-        if predictor.kind == "instances":
-            write_cell_table(final.parent / f"{_stem(final)}_cells.csv", cells, slide.pixel_size)
         if tiff is not None:
             labels = None if predictor.kind == "image" else self.labels_name
             tiff_from_zarr(final, tiff, labels=labels, overwrite=overwrite)
@@ -169,7 +172,7 @@ class SlideInference:
             "output": str(final),
             "blocks": len(blocks),
             "predicted": len(pending),
-            "cells": len(cells),
+            "cells": cells,
             "seconds": round(time.monotonic() - start, 1),
         }
 
