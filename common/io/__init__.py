@@ -47,7 +47,6 @@ from .slides import (
     LabelSpec,
     OmeZarrWriter,
     Slide,
-    cell_rows,
     open_slide,
     tiff_from_zarr,
     write_cell_table,

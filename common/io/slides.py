@@ -39,7 +39,6 @@ __all__ = [
     "LabelSpec",
     "OmeZarrWriter",
     "CELL_COLUMNS",
-    "cell_rows",
     "write_cell_table",
     "tiff_from_zarr",
 ]
@@ -641,30 +640,6 @@ def _replace_folder(source: Path, target: Path) -> None:
 
 #: columns of the per-cell table, in pixels of level 0 (bbox end exclusive); ``area_um2`` follows when known
 CELL_COLUMNS = ("id", "area", "centroid_y", "centroid_x", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1")
-
-
-def cell_rows(labels: np.ndarray, offset: Sequence[int] = (0, 0)) -> list[tuple]:
-    """One row per cell of (h, w) ``labels`` (0 is background), in the order of :data:`CELL_COLUMNS`, with
-    coordinates shifted by ``offset`` (y, x), sorted by id."""
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"labels: expected (h, w), got shape {labels.shape}.")
-    ys, xs = np.nonzero(labels)
-    if len(ys) == 0:
-        return []
-    ids = labels[ys, xs]
-    order = np.argsort(ids, kind="stable")
-    ids, ys, xs = ids[order], ys[order], xs[order]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    area = np.diff(np.r_[starts, len(ids)])
-    y_sum, x_sum = np.add.reduceat(ys, starts, dtype=np.float64), np.add.reduceat(xs, starts, dtype=np.float64)
-    boxes = [np.minimum.reduceat(ys, starts), np.minimum.reduceat(xs, starts)]
-    boxes += [np.maximum.reduceat(ys, starts) + 1, np.maximum.reduceat(xs, starts) + 1]
-    oy, ox = int(offset[0]), int(offset[1])
-    return [
-        (int(i), int(a), float(sy / a + oy), float(sx / a + ox), int(y0 + oy), int(x0 + ox), int(y1 + oy), int(x1 + ox))
-        for i, a, sy, sx, y0, x0, y1, x1 in zip(ids[starts], area, y_sum, x_sum, *boxes)
-    ]
 
 
 def write_cell_table(
