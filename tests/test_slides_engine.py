@@ -7,18 +7,16 @@ The sliding window over a network whose output depends on the window's place is 
 ``test_inferers_region.py``.
 """
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
-import torch
 
 from common.data.synthetic import write_slide
 from common.io.slides import open_slide
 from common.slides import SeamError, seam_crossings
 from tests.support.bundles import REPO
 from tests.support.slides import (
+    CountsRecords,
+    DieOnce,
     assert_same_instances,
     infer_blockwise,
     infer_in_memory,
@@ -32,20 +30,6 @@ BUNDLE = REPO / "bundles" / "dsb_nuclei_watershed_segmentation"
 SMALL = {"patch_size": [64, 64], "device": "cpu", "amp": False, "network": threshold_network(3, 2, core_level=0.6)}
 BLOCKS = {"block_size": 64, "chunk_size": 32, "instance_halo": 96, "n_workers": 0}
 SHAPE = (200, 260)
-
-
-class DieOnce(torch.nn.Module):
-    """``network``, except that the first process to call it exits at once (as a killed worker does)."""
-
-    def __init__(self, network: torch.nn.Module, marker: Path) -> None:
-        super().__init__()
-        self.network, self.marker = network, str(marker)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        if not os.path.exists(self.marker):
-            Path(self.marker).touch()
-            os._exit(1)
-        return self.network(image)
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +72,14 @@ def test_blocks_equal_the_whole_slide_in_memory(tmp_path, reference, format):
 
 def test_two_dask_workers_and_a_worker_that_dies(tmp_path, reference):
     slide, expected = reference
-    marker = tmp_path / "died"
+    marker, output, log = tmp_path / "died", tmp_path / "nuclei.ome.zarr", tmp_path / "records.txt"
     # the first worker to predict anything dies without a word; dask.distributed gives its block to another worker
-    network = DieOnce(SMALL["network"], marker)
-    infer_blockwise(
-        BUNDLE, slide, tmp_path / "nuclei.ome.zarr", {**SMALL, **BLOCKS, "network": network, "n_workers": 2}
-    )
+    network = DieOnce(CountsRecords(SMALL["network"], output, log), marker)
+    infer_blockwise(BUNDLE, slide, output, {**SMALL, **BLOCKS, "network": network, "n_workers": 2})
     assert marker.exists()
-    assert_same_instances(read_labels(tmp_path / "nuclei.ome.zarr", "nuclei"), expected)
+    assert_same_instances(read_labels(output, "nuclei"), expected)
+    # blocks are written and recorded while the workers predict others (not all at the end: a kill would lose them)
+    assert max(int(line) for line in log.read_text().split()) > 0
 
 
 def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_run(tmp_path, reference, monkeypatch):
@@ -135,3 +119,14 @@ def test_a_halo_narrower_than_a_nucleus_is_refused(tmp_path, reference):
     slide, _ = reference
     with pytest.raises(SeamError, match="raise the halo"):
         infer_blockwise(BUNDLE, slide, tmp_path / "nuclei.ome.zarr", {**SMALL, **BLOCKS, "instance_halo": 8})
+
+
+@pytest.mark.parametrize("beside", ["nuclei_cells.csv", "nuclei.ome.tif"])
+def test_a_table_or_tiff_already_beside_the_output_is_not_replaced(tmp_path, reference, beside):
+    slide, _ = reference
+    (tmp_path / beside).write_text("a user's file")
+    tiff = str(tmp_path / "nuclei.ome.tif")
+    with pytest.raises(FileExistsError, match=beside):
+        infer_blockwise(BUNDLE, slide, tmp_path / "nuclei.ome.zarr", {**SMALL, **BLOCKS, "tiff_output": tiff})
+    assert (tmp_path / beside).read_text() == "a user's file"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [beside]  # refused before anything is written

@@ -381,6 +381,7 @@ class OmeZarrWriter:
         if self.path.exists() and not self.overwrite:
             raise FileExistsError(f"{self.path}: exists; pass overwrite=True to replace it.")
         self._arrays: dict[str, zarr.Array] = {}
+        self._complete = False
         if (self.partial / _MANIFEST).is_file():
             self._check_resumable()
         else:
@@ -504,16 +505,15 @@ class OmeZarrWriter:
             side, count = -(-side // 2), count + 1
         return count
 
-    def finish(self) -> Path:
-        """Build the pyramid chunk by chunk, write the NGFF metadata, rename ``<path>.partial`` to ``path``, then
-        delete the writer's manifest and the :attr:`ledger` from it. Killed before the rename, a writer made
-        again with the same arguments resumes (and may finish again).
+    def complete(self) -> Path:
+        """Build the pyramid chunk by chunk and write the NGFF metadata in ``<path>.partial`` (once per writer):
+        a whole OME-Zarr there, to export before :meth:`finish` renames it.
 
         Returns:
-            ``path``.
+            ``<path>.partial``.
         """
-        if self.path.exists() and not self.overwrite:
-            raise FileExistsError(f"{self.path}: exists; pass overwrite=True to replace it.")
+        if self._complete:
+            return self.partial
         levels = self.levels()
         self._build_pyramid(self.partial, levels, _mean_2x2)
         attributes = {"multiscales": [self._multiscale("image", levels, "mean")], "omero": self._omero()}
@@ -529,6 +529,20 @@ class OmeZarrWriter:
             self._set_attributes(self.partial / "labels" / name, label_attributes)
             self._set_attributes(self.partial / "labels", {"labels": [name]})
         self._set_attributes(self.partial, attributes)
+        self._complete = True
+        return self.partial
+
+    def finish(self) -> Path:
+        """:meth:`complete`, rename ``<path>.partial`` to ``path``, then delete the writer's manifest and the
+        :attr:`ledger` from it. Killed before the rename, a writer made again with the same arguments resumes (and
+        may finish again).
+
+        Returns:
+            ``path``.
+        """
+        if self.path.exists() and not self.overwrite:
+            raise FileExistsError(f"{self.path}: exists; pass overwrite=True to replace it.")
+        self.complete()
         _replace_folder(self.partial, self.path)
         # the writer's and the caller's records go only after the rename: a kill before it can still resume
         (self.path / _MANIFEST).unlink(missing_ok=True)

@@ -42,6 +42,11 @@ __all__ = ["SlideInference", "BlockLedger"]
 
 logger = logging.getLogger(__name__)
 
+#: Dask starts its workers with glibc's ``MALLOC_TRIM_THRESHOLD_`` set, which fixes glibc's mmap threshold at its
+#: 128 KiB minimum: every large tensor is then a fresh mmap, and a network on CPU takes ~40 % longer. Local workers
+#: start without it (set this key to null in the Dask configuration of the workers of a cluster of your own).
+WORKER_MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+
 
 class BlockLedger:
     """The blocks of a run already written, one small JSON file each (holding the block's cell rows), written
@@ -129,11 +134,14 @@ class SlideInference:
         if input is None or output is None:
             raise ValueError("give the slide as --input and the OME-Zarr to write as --output.")
         start = time.monotonic()
+        output = Path(output)
+        table = output.parent / f"{_stem(output)}_cells.csv" if self.predictor.kind == "instances" else None
+        _refuse_to_replace([table, tiff], output, overwrite)
         slide = open_slide(input, level)
         shape = _plane_shape(slide)
         predictor = self.predictor
         predictor.preprocessing = with_image_statistics(self._preprocessing, slide.array)
-        writer = self._writer(slide, Path(output), overwrite)
+        writer = self._writer(slide, output, overwrite)
         ledger = BlockLedger(writer.ledger)
         ledger.check_settings(self._settings(slide))
         blocks = block_grid(shape, self.block_size)
@@ -158,16 +166,17 @@ class SlideInference:
                 len(pending),
                 elapsed / n * (len(pending) - n),
             )
+        # the table and the TIFF come from the complete store before its rename (which removes the ledger), so a
+        # run killed while writing them resumes and writes them again
         cells = 0
-        if predictor.kind == "instances":  # beside the store, before its rename (which removes the ledger)
-            table = Path(output).parent / f"{_stem(Path(output))}_cells.csv"
+        if table is not None:
             counter = itertools.count()  # counts the rows as they stream through (zip stops at the rows' end)
             write_cell_table(table, (row for row, _ in zip(ledger.cells(blocks), counter)), slide.pixel_size)
             cells = next(counter)
-        final = Path(writer.finish())
         if tiff is not None:
             labels = None if predictor.kind == "image" else self.labels_name
-            tiff_from_zarr(final, tiff, labels=labels, overwrite=overwrite)
+            tiff_from_zarr(writer.complete(), tiff, labels=labels, overwrite=True)  # checked at the start
+        final = Path(writer.finish())
         return {
             "output": str(final),
             "blocks": len(blocks),
@@ -227,7 +236,10 @@ class SlideInference:
         if self.predictor.kind == "image":
             writer.write_image(block.y0, block.x0, result.core)
             return
-        writer.write_image(block.y0, block.x0, slide.array[:, block.y0 : block.y1, block.x0 : block.x1].compute())
+        # read here, not by the cluster: inside a Client, dask's default scheduler would queue this read behind the
+        # predictions, and no block would be written or recorded until the last one was predicted
+        pixels = slide.array[:, block.y0 : block.y1, block.x0 : block.x1].compute(scheduler="synchronous")
+        writer.write_image(block.y0, block.x0, pixels)
         writer.write_labels(block.y0, block.x0, result.core)
 
     def _predict(self, slide: Slide, blocks: list[Block], shape: tuple[int, int]) -> Iterator[BlockOutput]:
@@ -240,12 +252,16 @@ class SlideInference:
         yield from self._predict_on_cluster(slide, blocks, shape)
 
     def _predict_on_cluster(self, slide: Slide, blocks: list[Block], shape: tuple[int, int]) -> Iterator[BlockOutput]:
+        import dask
         from distributed import Client, LocalCluster, as_completed
 
         cluster = None
         if self.scheduler_address is None:
             n_workers = self.n_workers or max(torch.cuda.device_count(), 1)
-            cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            with dask.config.set({WORKER_MALLOC_TRIM: None}):
+                cluster = LocalCluster(
+                    n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+                )
         client = Client(self.scheduler_address or cluster)
         try:
             workers = len(client.scheduler_info()["workers"]) or 1
@@ -290,6 +306,16 @@ def _use_worker_device(predictor: BlockPredictor, threads: int | None) -> None:
     if torch.cuda.is_available():
         index = int(worker.name) if str(worker.name).isdigit() else 0
         predictor.to(f"cuda:{index % torch.cuda.device_count()}")
+
+
+def _refuse_to_replace(files: list, output: Path, overwrite: bool) -> None:
+    """Refuse to start a run that would replace ``files`` written beside the ``output`` store (its cell table, its
+    TIFF) without ``overwrite``, unless the run resumes (``<output>.partial`` is there): then they are its own."""
+    if overwrite or output.with_name(output.name + ".partial").exists():
+        return
+    there = [str(path) for path in files if path is not None and Path(path).exists()]
+    if there:
+        raise FileExistsError(f"{', '.join(there)}: exists; pass overwrite=True (--overwrite true) to replace it.")
 
 
 def _plane_shape(slide: Slide) -> tuple[int, int]:

@@ -1,6 +1,8 @@
-"""Helpers of the whole-slide tests: stand-in networks whose instances are the synthetic cells, and the same
-slide inferred in memory (the bundle's ``inferring``) and block by block (its ``inferring_large``)."""
+"""Helpers of the whole-slide tests: stand-in networks whose instances are the synthetic cells, networks that kill
+the Dask worker running them or watch the run's records, and the same slide inferred in memory (the bundle's
+``inferring``) and block by block (its ``inferring_large``)."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +71,37 @@ class FlowNetwork(torch.nn.Module):
 def flow_network(in_channels: int, **kwargs) -> torch.nn.Module:
     """A :class:`FlowNetwork` in eval mode (a config ``_target_``)."""
     return FlowNetwork(in_channels, **kwargs).eval()
+
+
+class DieOnce(torch.nn.Module):
+    """``network``, except that the first process to call it exits at once without a word, as a killed Dask worker
+    does; ``marker`` (a file path) records that it happened."""
+
+    def __init__(self, network: torch.nn.Module, marker: Path) -> None:
+        super().__init__()
+        self.network, self.marker = network, str(marker)
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        if not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            os._exit(1)
+        return self.network(*args, **kwargs)
+
+
+class CountsRecords(torch.nn.Module):
+    """``network``, which on each call appends to ``log`` how many blocks the run in ``output`` has recorded as
+    written (its ledger, ``<output>.partial/blocks``): that shows whether blocks are written while others are still
+    predicted, or only at the end."""
+
+    def __init__(self, network: torch.nn.Module, output: Path, log: Path) -> None:
+        super().__init__()
+        self.network, self.ledger, self.log = network, str(output) + ".partial/blocks", str(log)
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        recorded = len(list(Path(self.ledger).glob("*_*.json")))
+        with open(self.log, "a") as log:
+            log.write(f"{recorded}\n")
+        return self.network(*args, **kwargs)
 
 
 def parse(bundle: Path, names: list[str], overrides: dict) -> ConfigParser:
