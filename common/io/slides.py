@@ -39,6 +39,7 @@ __all__ = [
     "LabelSpec",
     "OmeZarrWriter",
     "CELL_COLUMNS",
+    "CELL_DTYPE",
     "write_cell_table",
     "tiff_from_zarr",
 ]
@@ -652,8 +653,23 @@ def _replace_folder(source: Path, target: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------------ cell table
 
-#: columns of the per-cell table, in pixels of level 0 (bbox end exclusive); ``area_um2`` follows when known
-CELL_COLUMNS = ("id", "area", "centroid_y", "centroid_x", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1")
+CELL_DTYPE = np.dtype(
+    [
+        ("id", np.uint64),
+        ("area", np.int64),
+        ("centroid_y", np.float64),
+        ("centroid_x", np.float64),
+        ("bbox_y0", np.int64),
+        ("bbox_x0", np.int64),
+        ("bbox_y1", np.int64),
+        ("bbox_x1", np.int64),
+    ]
+)
+"""One row of the per-cell table: id, area (pixels), centroid and bounding box (``y1``, ``x1`` exclusive), all in
+pixels of the slide (level 0)."""
+
+#: columns of the per-cell table (:data:`CELL_DTYPE`'s fields); ``area_um2`` follows when the pixel size is known
+CELL_COLUMNS: tuple[str, ...] = tuple(CELL_DTYPE.names or ())
 
 
 def write_cell_table(

@@ -15,24 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from common.io.slides import CELL_DTYPE
 from common.ops import as_label_array
 
 __all__ = ["CELL_DTYPE", "BlockInstances", "SeamError", "label_dtype", "seam_crossings", "stitch_block"]
-
-CELL_DTYPE = np.dtype(
-    [
-        ("id", np.uint64),
-        ("area", np.int64),
-        ("centroid_y", np.float64),
-        ("centroid_x", np.float64),
-        ("bbox_y0", np.int64),
-        ("bbox_x0", np.int64),
-        ("bbox_y1", np.int64),
-        ("bbox_x1", np.int64),
-    ]
-)
-"""One row of the per-cell table: id, area (pixels), centroid and bounding box (``y1``, ``x1`` exclusive), all in
-pixels of the slide (level 0)."""
 
 
 class SeamError(ValueError):
