@@ -97,15 +97,17 @@ class RegionSlidingWindowInferer(SlidingWindowInferer):
         return self._blend(inputs, network, starts, roi, size, *args, **kwargs)
 
     def _window_starts(self, region: SlideRegion, roi: tuple[int, ...], size: tuple[int, int]) -> list[tuple[int, int]]:
-        """Local (y, x) starts of the whole slide's windows that lie inside the region."""
+        """Local (y, x) starts of the whole slide's windows that lie inside the region, in MONAI's order (rows
+        first). The grid is the product of one list of starts per axis, so only those are listed: the slide's
+        whole grid, millions of windows on a large slide, is never built."""
         interval = _get_scan_interval(region.slide_shape, roi, 2, tuple(self.overlap_tuple()))
-        (y0, x0), (h, w) = region.offset, size
-        starts = []
-        for window in dense_patch_slices(region.slide_shape, roi, interval):
-            top, left = int(window[0].start), int(window[1].start)
-            if y0 <= top and top + roi[0] <= y0 + h and x0 <= left and left + roi[1] <= x0 + w:
-                starts.append((top - y0, left - x0))
-        return starts
+        inside = []
+        for axis in range(2):
+            first, length = region.offset[axis], size[axis]
+            windows = dense_patch_slices((region.slide_shape[axis],), (roi[axis],), (interval[axis],))
+            starts = (int(window[0].start) for window in windows)
+            inside.append([start - first for start in starts if first <= start <= first + length - roi[axis]])
+        return [(y, x) for y in inside[0] for x in inside[1]]
 
     def overlap_tuple(self) -> tuple[float, float]:
         overlap = self.overlap

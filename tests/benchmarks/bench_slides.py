@@ -7,13 +7,13 @@ Three parts, each printing ratios measured in the same run:
 
 1. memory: the MEDIAR bundle (its small test encoder of ``tests/bundles/specs/mediar_cell_segmentation.json``:
    MiT-B0, narrow decoder, untrained, seeded) through its ``inferring_large`` (``common.slides.SlideInference``) on
-   synthetic slides (``common.data.synthetic.write_slide``) of each ``--sizes``, with a Dask ``LocalCluster`` of
-   ``--workers[0]`` CPU workers. Each size runs in a fresh process that polls the kernel's high-water mark of
+   synthetic slides (``common.data.synthetic.write_slide``) of each ``--sizes``, with a Dask ``LocalCluster`` of the
+   most ``--workers`` CPU workers. Each size runs in a fresh process that polls the kernel's high-water mark of
    resident memory (``VmHWM`` of ``/proc/<pid>/status``, exact, not a sample of RSS) of each Dask worker process
    until the run ends; it also gives its own (the client's: statistics, writing, pyramid, cell table) peak.
    Ratios: peak memory per worker and time per pixel of each size over the smallest size.
 2. scaling: the slide of ``--scaling-size`` with each ``--workers`` count, every worker with
-   ``--threads-per-worker`` torch threads; ratio: wall time of the first count over each other count.
+   ``--threads-per-worker`` torch threads; ratio: wall time of the fewest workers over each other count.
 3. seams: a ``--seam-size`` slide with a row and a column of cells on every seam of the ``--seam-block`` grid
    (``write_slide(seam_every=...)``) through the DSB bundle's ``inferring_large`` and its in-memory ``inferring``,
    both with the stand-in network of the tests (``tests.support.slides.threshold_network``: its instances are the
@@ -266,7 +266,7 @@ HEADER = (
 
 
 def memory_part(args, out: Path) -> dict[int, dict]:
-    n_workers = args.workers[0]
+    n_workers = max(args.workers)
     print(f"\n== memory: MEDIAR on {args.sizes}, {n_workers} worker(s) ==")
     print(HEADER, flush=True)
     results = {}
@@ -305,7 +305,8 @@ def scaling_part(args, out: Path, memory: dict[int, dict]) -> None:
     )
     print(HEADER, flush=True)
     results = {}
-    for n_workers in args.workers:
+    counts = sorted(args.workers)
+    for n_workers in counts:
         reuse = memory.get(size)
         if reuse is not None and reuse["n_workers"] == n_workers and "error" not in reuse:
             results[n_workers] = reuse  # the same run, measured in the memory part
@@ -317,8 +318,8 @@ def scaling_part(args, out: Path, memory: dict[int, dict]) -> None:
             }
         print(_row(results[n_workers]), flush=True)
     load = os.getloadavg()[0]
-    base = args.workers[0]
-    for n_workers in args.workers[1:]:
+    base = counts[0]
+    for n_workers in counts[1:]:
         if "error" not in results[base] and "error" not in results[n_workers]:
             speedup = results[base]["wall"] / results[n_workers]["wall"]
             print(f"{n_workers} workers / {base}: {speedup:.2f}x faster (target >= 1.7x for 2 / 1)")
@@ -454,7 +455,9 @@ def seams_part(args, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", help="slide sides of the memory part (8192 16384 32768)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts of the scaling part")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="worker counts of scaling (memory uses the most)"
+    )
     parser.add_argument("--threads-per-worker", type=int, default=1, help="torch threads of each Dask worker")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_slides"), help="slides and outputs")
     parser.add_argument("--parts", nargs="+", default=["memory", "scaling", "seams"])

@@ -3,10 +3,11 @@ not instances: LIVECell (semantic mask), LMC (four organelles) and adipocyte (fl
 
 Each runs the small untrained network of its spec (``tests/bundles/specs``) on a synthetic slide, in memory (the
 bundle's ``inferring`` on the slide read whole) and block by block (``inferring_large`` of ``large_image.json``,
-blocks of a few windows, so that every block has seams on two sides). The whole-slide statistics (LIVECell's
-minimum and maximum, LMC's mean and std) and the whole slide's window grid make the two equal: the mask exactly,
-the channels to float tolerance. Where ``large_image.json`` changes the in-memory inferer (LMC: sliding windows in
-place of the whole image), the reference is the same configs run in memory.
+blocks of a few windows, so that every block has seams on two sides) on a local Dask cluster of two workers, the
+first of which dies at its first block (``DieOnce``): the scheduler gives its blocks to the others. The whole-slide
+statistics (LIVECell's minimum and maximum, LMC's mean and std) and the whole slide's window grid make the two
+equal: the mask exactly, the channels to float tolerance. Where ``large_image.json`` changes the in-memory inferer
+(LMC: sliding windows in place of the whole image), the reference is the same configs run in memory.
 """
 
 from pathlib import Path
@@ -22,10 +23,12 @@ from common.io import LMC_ORGANELLES, lmc_output_folders, read_image
 from common.io.slides import open_slide
 from common.networks import MagnificationModels
 from tests.support.bundles import REPO, load_spec
-from tests.support.slides import infer_blockwise, infer_in_memory, parse, read_labels, read_output
+from tests.support.slides import DieOnce, infer_blockwise, infer_in_memory, parse, read_labels, read_output
 
 BUNDLES = REPO / "bundles"
 SHAPE = (128, 176)
+#: two Dask worker processes (one of which the network kills), the slide's blocks shared between them
+TWO_WORKERS = {"n_workers": 2}
 
 
 @pytest.fixture(autouse=True)
@@ -60,8 +63,9 @@ def test_livecell_mask_of_a_transposing_bundle_equals_in_memory(tmp_path):
     expected = read_output(infer_in_memory(bundle, slide, tmp_path, settings), "*_mask.tif")
     assert 0.2 < np.mean(expected == 255) < 0.8  # a mask with much foreground and background, seams included
     output = tmp_path / "cells.ome.zarr"
-    summary = infer_blockwise(bundle, slide, output, {**settings, "block_size": 128, "chunk_size": 64, "n_workers": 0})
-    assert summary["blocks"] == 2 * 3
+    dying = {"network": DieOnce(settings["network"], tmp_path / "died"), **TWO_WORKERS}
+    summary = infer_blockwise(bundle, slide, output, {**settings, **dying, "block_size": 128, "chunk_size": 64})
+    assert summary["blocks"] == 2 * 3 and (tmp_path / "died").exists()
     np.testing.assert_array_equal(read_labels(output, "cells"), expected)
     # the root image is the slide itself
     np.testing.assert_array_equal(open_slide(output).array.compute(), open_slide(slide).array.compute())
@@ -89,8 +93,9 @@ def test_lmc_organelles_with_sliding_windows_equal_in_memory(tmp_path):
     expected = np.stack([read_output(folder / name, "slide.ome.tiff") for name in lmc_output_folders(LMC_ORGANELLES)])
     assert expected.shape == (4, *SHAPE) and expected.std() > 1e-3
     output = tmp_path / "organelles.ome.zarr"
-    summary = infer_blockwise(bundle, slide, output, {**settings, "block_size": 64, "chunk_size": 32, "n_workers": 0})
-    assert summary["blocks"] == 2 * 3
+    dying = {"network": DieOnce(settings["network"], tmp_path / "died"), **TWO_WORKERS}
+    summary = infer_blockwise(bundle, slide, output, {**settings, **dying, "block_size": 64, "chunk_size": 32})
+    assert summary["blocks"] == 2 * 3 and (tmp_path / "died").exists()
     np.testing.assert_allclose(open_slide(output).array.compute(), expected, rtol=0, atol=1e-5)
     assert channel_names(output) == list(LMC_ORGANELLES)
 
@@ -100,7 +105,8 @@ def test_adipocyte_channels_of_a_z_stack_equal_in_memory(tmp_path):
     slide = tmp_path / "slide.ome.zarr"
     write_slide(slide, SHAPE, format="ome-zarr-0.4", chunk=32, z_planes=7, seed=4)  # 7 planes -> 7 channels
     small = load_spec(bundle)["inference_overrides"]  # 32-pixel tiles, narrow network
-    models = MagnificationModels({20: {1: untrained(bundle, small, 1), 3: untrained(bundle, small, 3)}})
+    nuclei, cytoplasm = untrained(bundle, small, 1), untrained(bundle, small, 3)
+    models = MagnificationModels({20: {1: nuclei, 3: cytoplasm}})
     settings = {**small, "device": "cpu", "network": models, "intensity_scale": 4000.0}
     # in memory: the slide's 7 planes as one file of the 20x folder's datalist, written unrounded (float32)
     item = {"image": str(tmp_path / "images" / "slide.tiff"), "id": "slide", "magnification": 20, "channels": [1, 3]}
@@ -109,10 +115,10 @@ def test_adipocyte_channels_of_a_z_stack_equal_in_memory(tmp_path):
     expected = np.stack([read_image(folder / f"slideA{c:02d}Z01C{c:02d}.tif") for c in (1, 3)])
     assert expected.shape == (2, *SHAPE) and expected.std() > 1.0
     output = tmp_path / "fluorescence.ome.zarr"
-    summary = infer_blockwise(
-        bundle, slide, output, {**settings, "magnification": 20, "block_size": 64, "chunk_size": 32, "n_workers": 0}
-    )
-    assert summary["blocks"] == 2 * 3
+    dying = MagnificationModels({20: {1: DieOnce(nuclei, tmp_path / "died"), 3: cytoplasm}})
+    blocks = {"magnification": 20, "block_size": 64, "chunk_size": 32, **TWO_WORKERS}
+    summary = infer_blockwise(bundle, slide, output, {**settings, "network": dying, **blocks})
+    assert summary["blocks"] == 2 * 3 and (tmp_path / "died").exists()
     np.testing.assert_allclose(open_slide(output).array.compute(), expected, rtol=1e-5, atol=1e-5)
     assert channel_names(output) == ["C01 nuclei", "C03 cytoplasm"]
 

@@ -1,4 +1,5 @@
-"""The MEDIAR bundle's whole-slide path (configs/large_image.json): blockwise equals its in-memory inference.
+"""The MEDIAR bundle's whole-slide path (configs/large_image.json): blockwise equals its in-memory inference, also on
+two Dask workers of which one dies.
 
 Instances use a stand-in network whose output is real flows (``tests.support.slides.flow_network``: trajectories
 converge on each synthetic cell's bright centre), so the flow following, clustering and clean-up see real cells and
@@ -20,6 +21,7 @@ from common.networks import AverageEnsemble
 from common.slides import seam_crossings
 from tests.support.bundles import REPO, SUPPORT_ENV, load_spec, run_cli
 from tests.support.slides import (
+    DieOnce,
     assert_same_instances,
     flow_network,
     infer_blockwise,
@@ -52,7 +54,10 @@ def reference(tmp_path_factory):
 def test_blocks_equal_the_whole_slide_in_memory(tmp_path, reference):
     slide, expected = reference
     output = tmp_path / "cells.ome.zarr"
-    summary = infer_blockwise(BUNDLE, slide, output, {**FLOWS, **BLOCKS, "network": flow_network(3)})
+    # two Dask workers; the first to predict anything dies (as a killed worker), its blocks are redone by the other
+    network = DieOnce(flow_network(3), tmp_path / "died")
+    summary = infer_blockwise(BUNDLE, slide, output, {**FLOWS, **BLOCKS, "network": network, "n_workers": 2})
+    assert (tmp_path / "died").exists()
     labels = read_labels(output, "cells")
     assert_same_instances(labels, expected)
     assert seam_crossings(labels, 64) > 20  # cells cut by block seams come out whole, with one id
