@@ -42,10 +42,17 @@ __all__ = ["SlideInference", "BlockLedger"]
 
 logger = logging.getLogger(__name__)
 
-#: Dask starts its workers with glibc's ``MALLOC_TRIM_THRESHOLD_`` set, which fixes glibc's mmap threshold at its
-#: 128 KiB minimum: every large tensor is then a fresh mmap, and a network on CPU takes ~40 % longer. Local workers
-#: start without it (set this key to null in the Dask configuration of the workers of a cluster of your own).
-WORKER_MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+#: Dask configuration of the local cluster's workers, so that a worker's memory follows the block, not the number
+#: of blocks it has done, and its network runs at full speed on CPU: no statistical profiler (its history of call
+#: stacks grows by megabytes a block for the first thousand seconds), and glibc's allocator with fixed thresholds:
+#: arrays of 16 MiB and more are memory-mapped and returned when freed (with its adaptive threshold they stay in the
+#: heap and fragment it, and a worker's peak creeps up block after block), smaller ones are reused from the heap
+#: (Dask's default ``MALLOC_TRIM_THRESHOLD_`` of 64 KiB maps them too, and torch on CPU takes ~40 % longer).
+WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 16 * 2**20,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 64 * 2**20,
+}
 
 
 class BlockLedger:
@@ -258,7 +265,7 @@ class SlideInference:
         cluster = None
         if self.scheduler_address is None:
             n_workers = self.n_workers or max(torch.cuda.device_count(), 1)
-            with dask.config.set({WORKER_MALLOC_TRIM: None}):
+            with dask.config.set(WORKER_CONFIG):
                 cluster = LocalCluster(
                     n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
                 )
