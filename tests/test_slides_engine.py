@@ -7,6 +7,8 @@ The sliding window over a network whose output depends on the window's place is 
 ``test_inferers_region.py``.
 """
 
+import json
+
 import numpy as np
 import pytest
 
@@ -15,8 +17,8 @@ from common.io.slides import open_slide
 from common.slides import SeamError, seam_crossings
 from tests.support.bundles import REPO
 from tests.support.slides import (
-    CountsRecords,
     DieOnce,
+    WorkerProbe,
     assert_same_instances,
     infer_blockwise,
     infer_in_memory,
@@ -74,12 +76,17 @@ def test_two_dask_workers_and_a_worker_that_dies(tmp_path, reference):
     slide, expected = reference
     marker, output, log = tmp_path / "died", tmp_path / "nuclei.ome.zarr", tmp_path / "records.txt"
     # the first worker to predict anything dies without a word; dask.distributed gives its block to another worker
-    network = DieOnce(CountsRecords(SMALL["network"], output, log), marker)
+    network = DieOnce(WorkerProbe(SMALL["network"], output, log), marker)
     infer_blockwise(BUNDLE, slide, output, {**SMALL, **BLOCKS, "network": network, "n_workers": 2})
     assert marker.exists()
     assert_same_instances(read_labels(output, "nuclei"), expected)
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
     # blocks are written and recorded while the workers predict others (not all at the end: a kill would lose them)
-    assert max(int(line) for line in log.read_text().split()) > 0
+    assert max(call["recorded"] for call in seen) > 0
+    # every worker, also the one restarted after the death, runs with engine.WORKER_CONFIG (flat memory, full speed)
+    assert {(call["profiler"], call["mmap_threshold"], call["trim_threshold"]) for call in seen} == {
+        (False, str(16 * 2**20), str(64 * 2**20))
+    }
 
 
 def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_run(tmp_path, reference, monkeypatch):

@@ -260,15 +260,18 @@ class SlideInference:
 
     def _predict_on_cluster(self, slide: Slide, blocks: list[Block], shape: tuple[int, int]) -> Iterator[BlockOutput]:
         import dask
+
+        # for the whole run: the local cluster's nannies read it again when they restart a worker that died
+        with dask.config.set(WORKER_CONFIG):
+            yield from self._predict_with_client(slide, blocks, shape)
+
+    def _predict_with_client(self, slide: Slide, blocks: list[Block], shape: tuple[int, int]) -> Iterator[BlockOutput]:
         from distributed import Client, LocalCluster, as_completed
 
         cluster = None
         if self.scheduler_address is None:
             n_workers = self.n_workers or max(torch.cuda.device_count(), 1)
-            with dask.config.set(WORKER_CONFIG):
-                cluster = LocalCluster(
-                    n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
-                )
+            cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(self.scheduler_address or cluster)
         try:
             workers = len(client.scheduler_info()["workers"]) or 1
@@ -322,7 +325,7 @@ def _refuse_to_replace(files: list, output: Path, overwrite: bool) -> None:
         return
     there = [str(path) for path in files if path is not None and Path(path).exists()]
     if there:
-        raise FileExistsError(f"{', '.join(there)}: exists; pass overwrite=True (--overwrite true) to replace it.")
+        raise FileExistsError(f"{', '.join(there)}: exists; pass overwrite=True (--overwrite True) to replace it.")
 
 
 def _plane_shape(slide: Slide) -> tuple[int, int]:

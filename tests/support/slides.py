@@ -2,6 +2,7 @@
 the Dask worker running them or watch the run's records, and the same slide inferred in memory (the bundle's
 ``inferring``) and block by block (its ``inferring_large``)."""
 
+import json
 import os
 from pathlib import Path
 
@@ -88,19 +89,27 @@ class DieOnce(torch.nn.Module):
         return self.network(*args, **kwargs)
 
 
-class CountsRecords(torch.nn.Module):
-    """``network``, which on each call appends to ``log`` how many blocks the run in ``output`` has recorded as
-    written (its ledger, ``<output>.partial/blocks``): that shows whether blocks are written while others are still
-    predicted, or only at the end."""
+class WorkerProbe(torch.nn.Module):
+    """``network``, which on each call appends to ``log`` a JSON line of what the process running it sees: how many
+    blocks the run in ``output`` has recorded as written (its ledger, ``<output>.partial/blocks``: blocks written
+    while others are still predicted, or only at the end?), the glibc allocator thresholds in its environment and
+    whether Dask's statistical profiler is on."""
 
     def __init__(self, network: torch.nn.Module, output: Path, log: Path) -> None:
         super().__init__()
         self.network, self.ledger, self.log = network, str(output) + ".partial/blocks", str(log)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        recorded = len(list(Path(self.ledger).glob("*_*.json")))
+        import dask
+
+        seen = {
+            "recorded": len(list(Path(self.ledger).glob("*_*.json"))),
+            "mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+            "trim_threshold": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+            "profiler": dask.config.get("distributed.worker.profile.enabled"),
+        }
         with open(self.log, "a") as log:
-            log.write(f"{recorded}\n")
+            log.write(json.dumps(seen) + "\n")
         return self.network(*args, **kwargs)
 
 
