@@ -11,7 +11,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from common.io import read_image, write_image
-from common.io.slides import open_slide
+from common.io.slides import OmeZarrWriter, open_slide
 
 
 def threshold_network(
@@ -91,13 +91,14 @@ class DieOnce(torch.nn.Module):
 
 class WorkerProbe(torch.nn.Module):
     """``network``, which on each call appends to ``log`` a JSON line of what the process running it sees: how many
-    blocks the run in ``output`` has recorded as written (its ledger, ``<output>.partial/blocks``: blocks written
+    blocks the run in ``output`` has recorded as written (its ledger, ``OmeZarrWriter.ledger``: blocks written
     while others are still predicted, or only at the end?), the glibc allocator thresholds in its environment and
     whether Dask's statistical profiler is on."""
 
     def __init__(self, network: torch.nn.Module, output: Path, log: Path) -> None:
         super().__init__()
-        self.network, self.ledger, self.log = network, str(output) + ".partial/blocks", str(log)
+        partial = Path(output).with_name(Path(output).name + ".partial")
+        self.network, self.ledger, self.log = network, str(partial / OmeZarrWriter.LEDGER), str(log)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
         import dask
