@@ -83,10 +83,11 @@ def test_two_dask_workers_and_a_worker_that_dies(tmp_path, reference):
     seen = [json.loads(line) for line in log.read_text().splitlines()]
     # blocks are written and recorded while the workers predict others (not all at the end: a kill would lose them)
     assert max(call["recorded"] for call in seen) > 0
-    # every worker, also the one restarted after the death, runs with engine.WORKER_CONFIG (flat memory, full speed)
-    assert {(call["profiler"], call["mmap_threshold"], call["trim_threshold"]) for call in seen} == {
-        (False, str(16 * 2**20), str(64 * 2**20))
-    }
+    # every worker, also the one restarted after the death, runs with engine.WORKER_CONFIG (flat memory, full speed,
+    # the engine imported as it starts)
+    assert {(call["mmap_threshold"], call["trim_threshold"]) for call in seen} == {(str(16 * 2**20), str(64 * 2**20))}
+    settings = {"distributed.worker.profile.enabled": False, "distributed.worker.preload": ["common.slides.engine"]}
+    assert all(call["config"] == settings for call in seen)
 
 
 def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_run(tmp_path, reference, monkeypatch):

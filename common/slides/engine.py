@@ -47,9 +47,12 @@ logger = logging.getLogger(__name__)
 #: stacks grows by megabytes a block for the first thousand seconds), and glibc's allocator with fixed thresholds:
 #: arrays of 16 MiB and more are memory-mapped and returned when freed (with its adaptive threshold they stay in the
 #: heap and fragment it, and a worker's peak creeps up block after block), smaller ones are reused from the heap
-#: (Dask's default ``MALLOC_TRIM_THRESHOLD_`` of 64 KiB maps them too, and torch on CPU takes ~40 % longer).
+#: (Dask's default ``MALLOC_TRIM_THRESHOLD_`` of 64 KiB maps them too, and torch on CPU takes ~40 % longer). Each
+#: worker imports this module (torch, MONAI) as it starts, all at once; else the first to receive the predictor
+#: imports them as it unpickles it, and only then passes it on to the next (~5 s a worker, in turn).
 WORKER_CONFIG = {
     "distributed.worker.profile.enabled": False,
+    "distributed.worker.preload": [__name__],
     "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 16 * 2**20,
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 64 * 2**20,
 }

@@ -7,7 +7,9 @@ blocks of a few windows, so that every block has seams on two sides) on a local 
 first of which dies at its first block (``DieOnce``): the scheduler gives its blocks to the others. The whole-slide
 statistics (LIVECell's minimum and maximum, LMC's mean and std) and the whole slide's window grid make the two
 equal: the mask exactly, the channels to float tolerance. Where ``large_image.json`` changes the in-memory inferer
-(LMC: sliding windows in place of the whole image), the reference is the same configs run in memory.
+(LMC: sliding windows in place of the whole image), the reference is the same configs run in memory. Each bundle
+then reads the same pixels from the other kind of file (TIFF for an OME-Zarr slide, OME-Zarr for a TIFF one) block by
+block in this process, to the same result.
 """
 
 from pathlib import Path
@@ -47,6 +49,17 @@ def untrained(bundle: Path, overrides: dict, seed: int) -> torch.nn.Module:
     return parse(bundle, ["inference.json"], overrides).get_parsed_content("network_def").eval()
 
 
+def blockwise_from(format: str, slide: Path, bundle: Path, overrides: dict, **write) -> Path:
+    """``slide`` written again as ``format`` (same ``write_slide`` arguments ``write``, so the same pixels, which
+    this checks) and run block by block in this process, without Dask; returns the OME-Zarr written."""
+    copy = slide.parent / ("copy.ome.zarr" if format.startswith("ome-zarr") else "copy.tif")
+    write_slide(copy, format=format, **write)
+    np.testing.assert_array_equal(open_slide(copy).array.compute(), open_slide(slide).array.compute())
+    output = slide.parent / "from_copy.ome.zarr"
+    infer_blockwise(bundle, copy, output, {**overrides, "n_workers": 0})
+    return output
+
+
 def channel_names(store: Path) -> list[str]:
     """The omero channel labels of the OME-Zarr ``store``'s image, as the reference reader ``ome_zarr`` reads them."""
     image = next(iter(Reader(parse_url(str(store)))()))
@@ -56,7 +69,8 @@ def channel_names(store: Path) -> list[str]:
 def test_livecell_mask_of_a_transposing_bundle_equals_in_memory(tmp_path):
     bundle = BUNDLES / "livecell_semantic_segmentation"
     slide = tmp_path / "slide.ome.zarr"
-    write_slide(slide, (200, 260), format="ome-zarr-0.5", chunk=32, seed=2)
+    write = {"size": (200, 260), "chunk": 32, "seed": 2}
+    write_slide(slide, format="ome-zarr-0.5", **write)
     # published_orientation: the network sees the slide transposed (96-pixel windows, as the spec's inference keeps)
     settings = {"device": "cpu", "amp": False, "published_orientation": True}
     settings["network"] = untrained(bundle, load_spec(bundle).get("inference_overrides", {}), seed=0)
@@ -64,17 +78,21 @@ def test_livecell_mask_of_a_transposing_bundle_equals_in_memory(tmp_path):
     assert 0.2 < np.mean(expected == 255) < 0.8  # a mask with much foreground and background, seams included
     output = tmp_path / "cells.ome.zarr"
     dying = {"network": DieOnce(settings["network"], tmp_path / "died"), **TWO_WORKERS}
-    summary = infer_blockwise(bundle, slide, output, {**settings, **dying, "block_size": 128, "chunk_size": 64})
+    blocks = {"block_size": 128, "chunk_size": 64}
+    summary = infer_blockwise(bundle, slide, output, {**settings, **dying, **blocks})
     assert summary["blocks"] == 2 * 3 and (tmp_path / "died").exists()
     np.testing.assert_array_equal(read_labels(output, "cells"), expected)
     # the root image is the slide itself
     np.testing.assert_array_equal(open_slide(output).array.compute(), open_slide(slide).array.compute())
+    from_tiff = blockwise_from("tiff", slide, bundle, {**settings, **blocks}, **write)
+    np.testing.assert_array_equal(read_labels(from_tiff, "cells"), expected)
 
 
 def test_lmc_organelles_with_sliding_windows_equal_in_memory(tmp_path):
     bundle = BUNDLES / "lmc_fluorescence_prediction"
     slide = tmp_path / "slide.ome.tiff"
-    write_slide(slide, SHAPE, format="ome-tiff", chunk=32, seed=3)
+    write = {"size": SHAPE, "chunk": 32, "seed": 3}
+    write_slide(slide, format="ome-tiff", **write)
     small = load_spec(bundle)["inference_overrides"]  # efficientnet-b0
     networks = {
         name: untrained(bundle, small, seed)
@@ -94,16 +112,20 @@ def test_lmc_organelles_with_sliding_windows_equal_in_memory(tmp_path):
     assert expected.shape == (4, *SHAPE) and expected.std() > 1e-3
     output = tmp_path / "organelles.ome.zarr"
     dying = {"network": DieOnce(settings["network"], tmp_path / "died"), **TWO_WORKERS}
-    summary = infer_blockwise(bundle, slide, output, {**settings, **dying, "block_size": 64, "chunk_size": 32})
+    blocks = {"block_size": 64, "chunk_size": 32}
+    summary = infer_blockwise(bundle, slide, output, {**settings, **dying, **blocks})
     assert summary["blocks"] == 2 * 3 and (tmp_path / "died").exists()
     np.testing.assert_allclose(open_slide(output).array.compute(), expected, rtol=0, atol=1e-5)
     assert channel_names(output) == list(LMC_ORGANELLES)
+    from_zarr = blockwise_from("ome-zarr-0.5", slide, bundle, {**settings, **blocks}, **write)
+    np.testing.assert_allclose(open_slide(from_zarr).array.compute(), expected, rtol=0, atol=1e-5)
 
 
 def test_adipocyte_channels_of_a_z_stack_equal_in_memory(tmp_path):
     bundle = BUNDLES / "adipocyte_fluorescence_prediction"
     slide = tmp_path / "slide.ome.zarr"
-    write_slide(slide, SHAPE, format="ome-zarr-0.4", chunk=32, z_planes=7, seed=4)  # 7 planes -> 7 channels
+    write = {"size": SHAPE, "chunk": 32, "z_planes": 7, "seed": 4}
+    write_slide(slide, format="ome-zarr-0.4", **write)  # 7 planes -> 7 channels
     small = load_spec(bundle)["inference_overrides"]  # 32-pixel tiles, narrow network
     nuclei, cytoplasm = untrained(bundle, small, 1), untrained(bundle, small, 3)
     models = MagnificationModels({20: {1: nuclei, 3: cytoplasm}})
@@ -121,6 +143,10 @@ def test_adipocyte_channels_of_a_z_stack_equal_in_memory(tmp_path):
     assert summary["blocks"] == 2 * 3 and (tmp_path / "died").exists()
     np.testing.assert_allclose(open_slide(output).array.compute(), expected, rtol=1e-5, atol=1e-5)
     assert channel_names(output) == ["C01 nuclei", "C03 cytoplasm"]
+    # a TIFF keeps the planes as its Z axis, which the reader merges into the same 7 channels
+    blocks = {**settings, **blocks, "network": models}
+    from_tiff = blockwise_from("tiff", slide, bundle, blocks, **write)
+    np.testing.assert_allclose(open_slide(from_tiff).array.compute(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_adipocyte_magnification_without_models_is_refused(tmp_path):

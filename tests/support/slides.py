@@ -12,6 +12,7 @@ from monai.bundle import ConfigParser
 
 from common.io import read_image, write_image
 from common.io.slides import OmeZarrWriter, open_slide
+from common.slides.engine import WORKER_CONFIG
 
 
 def threshold_network(
@@ -93,7 +94,7 @@ class WorkerProbe(torch.nn.Module):
     """``network``, which on each call appends to ``log`` a JSON line of what the process running it sees: how many
     blocks the run in ``output`` has recorded as written (its ledger, ``OmeZarrWriter.ledger``: blocks written
     while others are still predicted, or only at the end?), the glibc allocator thresholds in its environment and
-    whether Dask's statistical profiler is on."""
+    its Dask configuration of the other settings of ``common.slides.engine.WORKER_CONFIG``."""
 
     def __init__(self, network: torch.nn.Module, output: Path, log: Path) -> None:
         super().__init__()
@@ -107,7 +108,7 @@ class WorkerProbe(torch.nn.Module):
             "recorded": len(list(Path(self.ledger).glob("*_*.json"))),
             "mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
             "trim_threshold": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
-            "profiler": dask.config.get("distributed.worker.profile.enabled"),
+            "config": {key: dask.config.get(key) for key in WORKER_CONFIG if ".pre-spawn-environ." not in key},
         }
         with open(self.log, "a") as log:
             log.write(json.dumps(seen) + "\n")
