@@ -66,7 +66,7 @@ def channel_names(store: Path) -> list[str]:
     return list(image.metadata["channel_names"])
 
 
-def test_livecell_mask_of_a_transposing_bundle_equals_in_memory(tmp_path):
+def test_livecell_mask_equals_in_memory_transposed_or_not(tmp_path):
     bundle = BUNDLES / "livecell_semantic_segmentation"
     slide = tmp_path / "slide.ome.zarr"
     write = {"size": (200, 260), "chunk": 32, "seed": 2}
@@ -84,8 +84,12 @@ def test_livecell_mask_of_a_transposing_bundle_equals_in_memory(tmp_path):
     np.testing.assert_array_equal(read_labels(output, "cells"), expected)
     # the root image is the slide itself
     np.testing.assert_array_equal(open_slide(output).array.compute(), open_slide(slide).array.compute())
-    from_tiff = blockwise_from("tiff", slide, bundle, {**settings, **blocks}, **write)
-    np.testing.assert_array_equal(read_labels(from_tiff, "cells"), expected)
+    # the bundle's default orientation (the network sees the slide as it is), from a TIFF of the same pixels
+    upright = {**settings, "published_orientation": False}
+    expected_upright = read_output(infer_in_memory(bundle, slide, tmp_path / "upright", upright), "*_mask.tif")
+    assert np.mean(expected_upright != expected) > 0.01  # the orientation changes the untrained network's mask
+    from_tiff = blockwise_from("tiff", slide, bundle, {**upright, **blocks}, **write)
+    np.testing.assert_array_equal(read_labels(from_tiff, "cells"), expected_upright)
 
 
 def test_lmc_organelles_with_sliding_windows_equal_in_memory(tmp_path):
