@@ -13,7 +13,9 @@ Three parts, each printing ratios measured in the same run:
    until the run ends; it also gives its own (the client's: statistics, writing, pyramid, cell table) peak.
    Ratios: peak memory per worker and time per pixel of each size over the smallest size.
 2. scaling: the slide of ``--scaling-size`` with each ``--workers`` count, every worker with
-   ``--threads-per-worker`` torch threads; ratio: wall time of the fewest workers over each other count.
+   ``--threads-per-worker`` torch threads; ratio: wall time of the fewest workers over each other count. With
+   ``--repeats N`` the counts run in turn N times and each round's ratio and their median are printed (a wall time
+   varies by several per cent from one run to the next here).
 3. seams: a ``--seam-size`` slide with a row and a column of cells on every seam of the ``--seam-block`` grid
    (``write_slide(seam_every=...)``) through the DSB bundle's ``inferring_large`` and its in-memory ``inferring``,
    both with the stand-in network of the tests (``tests.support.slides.threshold_network``: its instances are the
@@ -36,6 +38,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -262,29 +265,38 @@ def memory_part(args, out: Path) -> dict[int, dict]:
 def scaling_part(args, out: Path, memory: dict[int, dict]) -> None:
     size = args.scaling_size
     print(
-        f"\n== scaling: MEDIAR on {size}^2 with {args.workers} worker(s), {args.threads_per_worker} thread(s) each =="
+        f"\n== scaling: MEDIAR on {size}^2 with {args.workers} worker(s), {args.threads_per_worker} thread(s) each, "
+        f"{args.repeats} round(s) =="
     )
     print(HEADER, flush=True)
-    results = {}
     counts = sorted(args.workers)
-    for n_workers in counts:
-        reuse = memory.get(size)
-        if reuse is not None and reuse["n_workers"] == n_workers and "error" not in reuse:
-            results[n_workers] = reuse  # the same run, measured in the memory part
-        else:
-            results[n_workers] = {
-                "size": size,
-                "n_workers": n_workers,
-                **measure(_settings(args, size, n_workers, out)),
-            }
-        print(_row(results[n_workers]), flush=True)
-    load = os.getloadavg()[0]
     base = counts[0]
-    for n_workers in counts[1:]:
-        if "error" not in results[base] and "error" not in results[n_workers]:
-            speedup = results[base]["wall"] / results[n_workers]["wall"]
-            print(f"{n_workers} workers / {base}: {speedup:.2f}x faster (target >= 1.7x for 2 / 1)")
-    print(f"machine: {os.cpu_count()} CPU cores, load average (1 min) at the end: {load:.1f}")
+    speedups: dict[int, list[float]] = {n_workers: [] for n_workers in counts[1:]}
+    for _ in range(args.repeats):
+        results = {}
+        for n_workers in counts:
+            # with rounds, each count runs right after the other: no reuse of the memory part's run
+            reuse = memory.get(size) if args.repeats == 1 else None
+            if reuse is not None and reuse["n_workers"] == n_workers and "error" not in reuse:
+                results[n_workers] = reuse  # the same run, measured in the memory part
+            else:
+                results[n_workers] = {
+                    "size": size,
+                    "n_workers": n_workers,
+                    **measure(_settings(args, size, n_workers, out)),
+                }
+            print(_row(results[n_workers]), flush=True)
+        for n_workers in counts[1:]:
+            if "error" not in results[base] and "error" not in results[n_workers]:
+                speedup = results[base]["wall"] / results[n_workers]["wall"]
+                speedups[n_workers].append(speedup)
+                print(f"{n_workers} workers / {base}: {speedup:.2f}x faster (target >= 1.7x for 2 / 1)")
+    for n_workers, values in speedups.items():
+        if len(values) > 1:
+            each = ", ".join(f"{value:.2f}x" for value in values)
+            median = statistics.median(values)
+            print(f"{n_workers} workers / {base}: median {median:.2f}x faster over {len(values)} rounds ({each})")
+    print(f"machine: {os.cpu_count()} CPU cores, load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
 
 
 def _f1_sparse(reference, labels) -> dict:
@@ -431,6 +443,9 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, help="block core side (SlideInference: 2048)")
     parser.add_argument("--instance-halo", type=int, help="MEDIAR's instance halo (default: its large_image.json's)")
     parser.add_argument("--scaling-size", type=int, help="slide side of the scaling part (8192)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="rounds of the scaling part (each worker count in turn; median ratio)"
+    )
     parser.add_argument("--seam-size", type=int, default=4096, help="slide side of the seams part")
     parser.add_argument("--seam-block", type=int, help="block side of the seams part (2048)")
     parser.add_argument(
