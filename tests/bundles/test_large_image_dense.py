@@ -148,8 +148,7 @@ def test_adipocyte_channels_of_a_z_stack_equal_in_memory(tmp_path):
     np.testing.assert_allclose(open_slide(output).array.compute(), expected, rtol=1e-5, atol=1e-5)
     assert channel_names(output) == ["C01 nuclei", "C03 cytoplasm"]
     # a TIFF keeps the planes as its Z axis, which the reader merges into the same 7 channels
-    blocks = {**settings, **blocks, "network": models}
-    from_tiff = blockwise_from("tiff", slide, bundle, blocks, **write)
+    from_tiff = blockwise_from("tiff", slide, bundle, {**settings, **blocks, "network": models}, **write)
     np.testing.assert_allclose(open_slide(from_tiff).array.compute(), expected, rtol=1e-5, atol=1e-5)
 
 
